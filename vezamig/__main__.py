@@ -1,0 +1,3 @@
+from vezamig.cli import main
+
+main()

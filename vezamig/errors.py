@@ -1,0 +1,110 @@
+"""One exception tree; each class carries the exit code of SPEC.md §5.
+
+Only ``cli.py`` turns these into process exits. Library code raises them with
+messages a person can act on (file, line, what to do), never a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_STEP_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_LOCKED = 4
+EXIT_CONNECT = 5
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class VezamigError(Exception):
+    """Root of every error vezamig reports to a user."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[str] = list(details or [])
+
+    def __str__(self) -> str:
+        if not self.details:
+            return self.message
+        return "\n".join([self.message, *("  " + d for d in self.details)])
+
+
+class UsageError(VezamigError):
+    """Bad option value or configuration (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class LayoutError(VezamigError):
+    """Migration folder problems: names, pairing, directives, syntax (exit 2).
+
+    ``details`` lists every problem found in the run, not only the first.
+    """
+
+    exit_code = EXIT_USAGE
+
+
+class TrackingTableError(VezamigError):
+    """The tracking table exists with a shape vezamig did not create (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class Refused(VezamigError):
+    """A run or step was refused before changing anything (exit 3).
+
+    ``details`` holds every reason: guard, irreversible, drift, dirty,
+    out-of-order, no confirmation.
+    """
+
+    exit_code = EXIT_REFUSED
+
+
+class GuardRefused(Refused):
+    """A guard query did not return exactly one row with boolean true."""
+
+
+class LockBusy(VezamigError):
+    """Another run holds the advisory lock, or a step hit lock_timeout (exit 4)."""
+
+    exit_code = EXIT_LOCKED
+
+
+class ConnectError(VezamigError):
+    """The database cannot be reached (exit 5). Never includes a password."""
+
+    exit_code = EXIT_CONNECT
+
+
+class StepFailed(VezamigError):
+    """A step's SQL failed; the step was rolled back (exit 1).
+
+    Like goose's PartialError it carries what was applied before the failure.
+    """
+
+    exit_code = EXIT_STEP_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[str] | None = None,
+        applied: list[int] | None = None,
+        version: int | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.applied: list[int] = list(applied or [])
+        self.version = version
+
+
+class Interrupted(VezamigError):
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): the running step was rolled back."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
