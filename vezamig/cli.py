@@ -1,0 +1,356 @@
+"""Command line: a thin click layer over the library.
+
+Each command builds a Config, calls the library, renders the result and maps
+VezamigError to its exit code. Heavy modules (psycopg, rich, pglast) are
+imported inside the commands so that ``vezamig --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from vezamig import __version__
+from vezamig.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Interrupted,
+    Refused,
+    UsageError,
+    VezamigError,
+)
+
+if TYPE_CHECKING:
+    from vezamig.config import Config
+    from vezamig.db import Connection
+    from vezamig.files import Migration
+    from vezamig.output import Output
+    from vezamig.runner import Runner
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _no_color(flag: bool) -> bool:
+    return flag or "NO_COLOR" in os.environ
+
+
+def _output(opts: dict[str, Any]) -> Output:
+    from vezamig.output import Output
+
+    return Output(color=not _no_color(opts.get("no_color", False)),
+                  quiet=opts.get("quiet", False))
+
+
+def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
+    from vezamig.db import redact
+
+    exc.message = redact(exc.message, opts.get("database_url"))
+    exc.details = [redact(d, opts.get("database_url")) for d in exc.details]
+    try:
+        _output(opts).error(exc)
+    except Exception:  # rendering must never hide the real error
+        click.echo(str(exc), err=True)
+    sys.exit(exc.exit_code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into messages and exit codes; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(**opts: Any) -> Any:
+        try:
+            return fn(**opts)
+        except VezamigError as exc:
+            _fail(exc, opts)
+        except KeyboardInterrupt:
+            _fail(Interrupted("interrupted; nothing was in progress"), opts)
+        except SystemExit as exc:
+            if exc.code == EXIT_TERMINATED:
+                _fail(Interrupted("terminated (SIGTERM)", exit_code=EXIT_TERMINATED), opts)
+            raise
+        except Exception as exc:
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            _fail(_database_error(exc), opts)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _database_error(exc: Exception) -> VezamigError:
+    """A database error outside any step: lost connection (5) or unexpected failure (1)."""
+    from vezamig.errors import ConnectError, StepFailed
+
+    import psycopg
+
+    text = str(exc).strip()
+    if isinstance(exc, psycopg.OperationalError):
+        return ConnectError(f"lost the database connection: {text}",
+                            details=["no step was in progress; run the command again"])
+    return StepFailed(f"database error: {text}")
+
+
+# ---- shared options -----------------------------------------------------------------
+
+def _duration(option: str) -> Callable[[click.Context, click.Parameter, Any], int | None]:
+    def convert(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
+        if value is None:
+            return None
+        from vezamig.config import parse_duration
+
+        try:
+            return parse_duration(str(value), option)
+        except UsageError as exc:
+            raise click.BadParameter(exc.message) from None
+
+    return convert
+
+
+def file_options(fn: F) -> F:
+    for opt in reversed([
+        click.option("--dir", "dir_", envvar="VEZAMIG_DIR", default="sql", show_default=True,
+                     type=click.Path(path_type=Path), help="Folder holding up/ and down/."),
+        click.option("--up-dir", envvar="VEZAMIG_UP_DIR", type=click.Path(path_type=Path),
+                     help="Up folder (default DIR/up)."),
+        click.option("--down-dir", envvar="VEZAMIG_DOWN_DIR", type=click.Path(path_type=Path),
+                     help="Down folder (default DIR/down)."),
+        click.option("--no-color", is_flag=True, help="No colours (also NO_COLOR)."),
+        click.option("--quiet", "-q", is_flag=True, help="Only errors and refusals."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def db_options(fn: F) -> F:
+    fn = file_options(fn)
+    for opt in reversed([
+        click.option("--database-url", "-d", envvar="DATABASE_URL", metavar="URL",
+                     help="postgresql://… or key=value conninfo (env DATABASE_URL); "
+                          "default: libpq's PGHOST, PGDATABASE, ~/.pgpass, services."),
+        click.option("--table", envvar="VEZAMIG_TABLE", default="schema_migrations",
+                     show_default=True, help="Tracking table, may be schema.table."),
+        click.option("--lock-timeout", default="5s", show_default=True,
+                     callback=_duration("--lock-timeout"),
+                     help="PostgreSQL lock_timeout for each step (0 = none)."),
+        click.option("--lock-retries", default=3, show_default=True,
+                     type=click.IntRange(min=0),
+                     help="Retries of a step that hit the lock timeout."),
+        click.option("--statement-timeout", default="0", show_default="none",
+                     callback=_duration("--statement-timeout"),
+                     help="PostgreSQL statement_timeout for each step."),
+        click.option("--lock-wait", default="60s", show_default=True,
+                     callback=_duration("--lock-wait"),
+                     help="How long to wait for another vezamig run."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
+    from vezamig.config import Config, parse_table
+
+    base: Path = opts.get("dir_") or Path("sql")
+    return Config(
+        conninfo=opts.get("database_url"),
+        table=parse_table(opts.get("table") or "schema_migrations"),
+        up_dir=opts.get("up_dir") or base / "up",
+        down_dir=opts.get("down_dir") or base / "down",
+        lock_timeout_ms=opts.get("lock_timeout") if opts.get("lock_timeout") is not None
+        else 5000,
+        lock_retries=opts.get("lock_retries", 3),
+        statement_timeout_ms=opts.get("statement_timeout") or 0,
+        lock_wait_ms=opts.get("lock_wait") if opts.get("lock_wait") is not None else 60_000,
+        application=application,
+    )
+
+
+def load_migrations(cfg: Config, *, check_directives: bool) -> list[Migration]:
+    from vezamig.files import discover
+
+    return discover(cfg.up_dir, cfg.down_dir, check_directives=check_directives)
+
+
+@contextmanager
+def open_runner(cfg: Config, migrations: list[Migration], out: Output | None
+                ) -> Iterator[Runner]:
+    from vezamig.db import connect
+    from vezamig.runner import Runner
+
+    conn: Connection = connect(cfg.conninfo, cfg.application)
+    try:
+        runner = Runner(conn, cfg, migrations, reporter=out)
+        runner.tracker.check()
+        yield runner
+    finally:
+        conn.close()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # SystemExit lets psycopg cancel the running statement, like Ctrl-C does.
+    raise SystemExit(EXIT_TERMINATED)
+
+
+# ---- commands -------------------------------------------------------------------------
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="vezamig")
+def cli() -> None:
+    """vezamig: raw-SQL PostgreSQL migrations with guarded rollbacks.
+
+    Migrations live in sql/up/NNN_name_up.sql and sql/down/NNN_name_down.sql.
+    Each step runs in its own transaction; rollbacks that would lose data are
+    refused by their guards.
+    """
+
+
+@cli.command()
+@db_options
+@click.option("--to", "to", type=click.IntRange(min=0), metavar="V",
+              help="Apply pending versions up to and including V.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and guard results; change nothing.")
+@click.option("--allow-out-of-order", is_flag=True,
+              help="Also apply pending versions below the highest applied one.")
+@handle_errors
+def up(**opts: Any) -> None:
+    """Apply pending migrations, ascending, one transaction each."""
+    cfg = build_config(opts, "vezamig up")
+    out = _output(opts)
+    migrations = load_migrations(cfg, check_directives=True)
+    with open_runner(cfg, migrations, out) as runner:
+        if opts["dry_run"]:
+            _dry_run(runner, out, "up", opts["to"], opts["allow_out_of_order"])
+            return
+        with runner.run_lock():
+            plan = runner.plan("up", opts["to"], opts["allow_out_of_order"])
+            if plan.refusals:
+                raise Refused("up refused; nothing was changed", details=plan.refusals)
+            result = runner.execute(plan)
+            current = max([plan.current, *(r.version for r in result.results)])
+            out.summary(result.results, "up", current)
+
+
+def _dry_run(runner: Runner, out: Output, direction: str, to: int | None,
+             allow_out_of_order: bool = False) -> None:
+    plan = runner.plan(direction, to, allow_out_of_order)
+    guards = runner.evaluate_guards(plan) if not plan.refusals else {}
+    out.plan(plan, guards, dry_run=True)
+    failing = [g for results in guards.values() for g in results if not g.passed]
+    reasons = list(plan.refusals)
+    for g in failing:
+        reasons.append(f"guard (line {g.guard.line}) would refuse now: {g.guard.query} "
+                       f"returned {g.returned}")
+    if reasons:
+        raise Refused(f"dry run: the real `{direction}` would be refused now", details=reasons)
+    out.line("dry run: nothing was changed")
+
+
+@cli.command()
+@db_options
+@click.option("--to", "to", type=click.IntRange(min=0), metavar="V",
+              help="Roll back every applied version above V (V stays applied; 0 = all).")
+@click.option("--dry-run", is_flag=True, help="Show the plan and guard results; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def down(**opts: Any) -> None:
+    """Roll back the latest version, or every version above --to V."""
+    cfg = build_config(opts, "vezamig down")
+    out = _output(opts)
+    migrations = load_migrations(cfg, check_directives=True)
+    with open_runner(cfg, migrations, out) as runner:
+        if opts["dry_run"]:
+            _dry_run(runner, out, "down", opts["to"])
+            return
+        with runner.run_lock():
+            plan = runner.plan("down", opts["to"])
+            if plan.refusals:
+                raise Refused("down refused; nothing was rolled back", details=plan.refusals)
+            if not plan.steps:
+                out.summary([], "down", plan.current)
+                return
+            out.plan(plan)
+            confirm(opts["yes"], "Roll back these versions?")
+            result = runner.execute(plan)
+            out.summary(result.results, "down", plan.stays or 0)
+
+
+def confirm(yes: bool, question: str) -> None:
+    """y/yes proceeds; anything else, or no terminal without --yes, refuses (exit 3)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Refused("no confirmation: stdin is not a terminal; pass --yes to proceed "
+                      "without asking")
+    try:
+        answer = click.prompt(f"{question} [y/N]", default="", show_default=False,
+                              err=True)
+    except click.Abort:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Refused("not confirmed; nothing was changed")
+
+
+@cli.command()
+@db_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--exit-code", is_flag=True,
+              help="Exit 3 unless every version is applied.")
+@handle_errors
+def status(**opts: Any) -> None:
+    """Every version known from files or database, with its state. Read-only."""
+    from vezamig.db import describe
+
+    cfg = build_config(opts, "vezamig status")
+    migrations = load_migrations(cfg, check_directives=False)
+    with open_runner(cfg, migrations, None) as runner:
+        rows = runner.status()
+        info = describe(runner.conn)
+    if opts["as_json"]:
+        click.echo(json.dumps(status_json(info, cfg, rows), indent=2))
+    else:
+        _output(opts).status(info, cfg.table_label, rows)
+    if opts["exit_code"] and any(r.state != "applied" for r in rows):
+        sys.exit(3)
+
+
+def status_json(info: Any, cfg: Config, rows: list[Any]) -> dict[str, Any]:
+    current = max((r.version for r in rows if r.applied is not None), default=0)
+    migrations = []
+    for r in rows:
+        a = r.applied
+        migrations.append({
+            "version": r.version,
+            "name": r.name,
+            "state": r.state,
+            "reversible": r.reversible,
+            "applied_at": a.applied_at.isoformat() if a else None,
+            "applied_by": a.applied_by if a else None,
+            "duration_ms": a.duration_ms if a else None,
+            "checksum": r.migration.checksum if r.migration else (a.checksum if a else None),
+            "applied_checksum": a.checksum if a else None,
+        })
+    return {
+        "database": {"host": info.host, "port": info.port, "dbname": info.dbname,
+                     "user": info.user},
+        "table": cfg.table_label,
+        "current_version": current,
+        "pending": sum(1 for r in rows if r.state in ("pending", "out-of-order")),
+        "migrations": migrations,
+    }
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli(prog_name="vezamig")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)

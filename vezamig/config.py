@@ -1,0 +1,61 @@
+"""Run configuration shared by every command, built by the CLI from options and env."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from vezamig.errors import UsageError
+
+_DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)?\s*$")
+_UNITS_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
+# PostgreSQL truncates identifiers to 63 bytes; `_history` must still fit.
+_MAX_TABLE_BYTES = 63 - len("_history")
+
+
+def parse_duration(text: str, option: str = "duration") -> int:
+    """``500ms``, ``10s``, ``2min``, ``1h`` → milliseconds; a bare number is ms as in PostgreSQL."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise UsageError(
+            f"{option}: cannot read `{text}` as a duration; use e.g. 500ms, 10s, 2min, 1h, or 0"
+        )
+    return round(float(m[1]) * _UNITS_MS[m[2] or "ms"])
+
+
+def parse_table(text: str) -> tuple[str, ...]:
+    """``table`` or ``schema.table``; each part is later quoted with sql.Identifier."""
+    parts = tuple(text.split("."))
+    if len(parts) > 2 or any(not p for p in parts):
+        raise UsageError(f"--table: `{text}` must be `table` or `schema.table`")
+    for p in parts:
+        if "\x00" in p:
+            raise UsageError("--table: a name cannot contain a NUL character")
+        if len(p.encode()) > _MAX_TABLE_BYTES:
+            raise UsageError(
+                f"--table: `{p}` is longer than {_MAX_TABLE_BYTES} bytes; PostgreSQL would "
+                "truncate it (and its `_history` companion)"
+            )
+    return parts
+
+
+@dataclass(frozen=True)
+class Config:
+    conninfo: str | None = None
+    table: tuple[str, ...] = ("schema_migrations",)
+    up_dir: Path = Path("sql/up")
+    down_dir: Path = Path("sql/down")
+    lock_timeout_ms: int = 5000
+    lock_retries: int = 3
+    statement_timeout_ms: int = 0
+    lock_wait_ms: int = 60_000
+    application: str = "vezamig"
+
+    @property
+    def history_table(self) -> tuple[str, ...]:
+        return (*self.table[:-1], self.table[-1] + "_history")
+
+    @property
+    def table_label(self) -> str:
+        return ".".join(self.table)

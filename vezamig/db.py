@@ -1,0 +1,159 @@
+"""Connections: open one, describe it without its password, take the run lock.
+
+psycopg is imported here and only here at module level, so commands that never
+touch a database (``--help``, ``verify``, ``new``) start without it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from vezamig import __version__
+from vezamig.errors import ConnectError, LockBusy, UsageError
+
+Connection = psycopg.Connection[Any]
+
+# Advisory lock key: a fixed class id ('vzmg') and the tracking table's name,
+# so two projects using different --table values in one database don't block.
+_LOCK_CLASS = 0x767A6D67  # fits a signed int4
+_URL_PASSWORD_RE = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
+_KV_PASSWORD_RE = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def redact(text: str, conninfo: str | None = None) -> str:
+    """Remove any password from text that may quote a DSN or a libpq error."""
+    text = _URL_PASSWORD_RE.sub(r"\g<pre>***", text)
+    text = _KV_PASSWORD_RE.sub(r"\g<pre>***", text)
+    password = _password_of(conninfo) or os.environ.get("PGPASSWORD")
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def _password_of(conninfo: str | None) -> str | None:
+    if not conninfo:
+        return None
+    try:
+        return conninfo_to_dict(conninfo).get("password")  # type: ignore[return-value]
+    except psycopg.ProgrammingError:
+        return None
+
+
+def os_identity() -> tuple[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return user, socket.gethostname()
+
+
+def connect(conninfo: str | None, application: str = "vezamig") -> Connection:
+    """Autocommit connection: every step opens its own transaction explicitly."""
+    conninfo = conninfo or ""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"cannot read the database URL: {redact(str(exc), conninfo)}") from None
+    extra: dict[str, Any] = {"application_name": application, "autocommit": True}
+    if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
+        extra["connect_timeout"] = 10
+    try:
+        conn = psycopg.connect(conninfo, **extra)
+    except psycopg.OperationalError as exc:
+        raise ConnectError(
+            "cannot connect to the database: " + redact(str(exc).strip(), conninfo),
+            details=["check -d/--database-url (or DATABASE_URL, PGHOST, PGDATABASE, ~/.pgpass)"],
+        ) from None
+    return conn
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    host: str
+    port: int
+    dbname: str
+    user: str
+
+    def __str__(self) -> str:
+        return f"{self.dbname} on {self.host}:{self.port} as {self.user}"
+
+
+def describe(conn: Connection) -> DatabaseInfo:
+    info = conn.info
+    return DatabaseInfo(info.host, int(info.port), info.dbname, info.user)
+
+
+def applied_by(conn: Connection) -> str:
+    user, host = os_identity()
+    return f"{conn.info.user} ({user}@{host})"
+
+
+def tool_version() -> str:
+    return __version__
+
+
+def _lock_key(table: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL("{}::int, hashtext({})").format(
+        sql.Literal(_LOCK_CLASS), sql.Literal(".".join(table)))
+
+
+def lock_holder(conn: Connection, table: tuple[str, ...]) -> str:
+    """Who holds the run lock: pid, application, client, since when."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'),"
+            " a.usename, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = {}::int"
+            " AND l.objid::int = hashtext({}) AND l.objsubid = 2 LIMIT 1"
+        ).format(sql.Literal(_LOCK_CLASS), sql.Literal(".".join(table)))
+    ).fetchone()
+    if row is None:
+        return "another session (it has just released the lock or is not visible to you)"
+    pid, app, client, user, since = row
+    return f"pid {pid}, application {app or '?'}, user {user}, client {client}, connected since {since}"
+
+
+def acquire_run_lock(
+    conn: Connection,
+    table: tuple[str, ...],
+    wait_ms: int,
+    on_wait: Callable[[str], None] | None = None,
+) -> None:
+    """Session-level advisory lock on the same connection that runs the steps.
+
+    Polling with pg_try_advisory_lock (not a blocking call) keeps Ctrl-C
+    responsive and lets us name the holder once while waiting.
+    """
+    query = sql.SQL("SELECT pg_try_advisory_lock({})").format(_lock_key(table))
+    deadline = time.monotonic() + wait_ms / 1000
+    told = False
+    while True:
+        row = conn.execute(query).fetchone()
+        if row and row[0]:
+            return
+        holder = lock_holder(conn, table)
+        if time.monotonic() >= deadline:
+            raise LockBusy(
+                f"another vezamig run holds the lock on {'.'.join(table)}: {holder}",
+                details=["wait for it to finish, or raise --lock-wait"],
+            )
+        if not told and on_wait is not None:
+            on_wait(f"waiting up to {wait_ms / 1000:g}s for another vezamig run ({holder})")
+            told = True
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def release_run_lock(conn: Connection, table: tuple[str, ...]) -> None:
+    conn.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(_lock_key(table)))

@@ -1,0 +1,166 @@
+"""Directives in a migration's header comments (SPEC §2).
+
+A directive is a comment whose text starts with ``vezamig:``. Only the header
+(comments before the first SQL statement) may hold them, so the rules of a
+step are visible at the top of its file; anywhere else they are an error, as
+is an unknown name (``vezamig:gaurd``) — a typo must never silently disable a
+guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vezamig.sqltext import Comment, SqlSyntaxError, header_and_body_comments, line_col
+
+PREFIX = "vezamig:"
+KNOWN = ("guard", "lock", "no-transaction")
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A query that must return exactly one row whose first column is true."""
+
+    query: str
+    line: int
+
+
+@dataclass(frozen=True)
+class TableLock:
+    """Tables to lock ACCESS EXCLUSIVE at the start of the step's transaction."""
+
+    tables: tuple[tuple[str, ...], ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Directives:
+    guards: tuple[Guard, ...] = ()
+    locks: tuple[TableLock, ...] = ()
+    no_transaction: bool = False
+
+    @property
+    def lock_tables(self) -> list[tuple[str, ...]]:
+        return [t for lock in self.locks for t in lock.tables]
+
+
+@dataclass
+class ParsedHeader:
+    directives: Directives
+    problems: list[str] = field(default_factory=list)
+    has_sql: bool = True
+
+
+def parse_directives(text: str, label: str) -> ParsedHeader:
+    """Read the directives of one file; ``problems`` holds every error as ``file:line: …``."""
+    problems: list[str] = []
+    try:
+        header, body, first = header_and_body_comments(text)
+    except SqlSyntaxError as exc:
+        return ParsedHeader(
+            Directives(), [f"{label}:{exc.line}:{exc.column}: {exc.message}"], has_sql=True
+        )
+    for comment in body:
+        if _is_directive(comment):
+            problems.append(
+                f"{label}:{comment.line}: directive `{_name(comment)}` after the first SQL "
+                "statement; move it into the header comments at the top of the file"
+            )
+    guards: list[Guard] = []
+    locks: list[TableLock] = []
+    no_tx_line: int | None = None
+    for comment in header:
+        if not _is_directive(comment):
+            continue
+        name = _name(comment)
+        args = _args(comment)
+        where = f"{label}:{comment.line}"
+        if name == "guard":
+            if not args:
+                problems.append(f"{where}: `vezamig:guard` needs a query, e.g. "
+                                "`-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)`")
+                continue
+            problem = _check_guard_query(args)
+            if problem:
+                problems.append(f"{where}: guard {problem}")
+                continue
+            guards.append(Guard(args, comment.line))
+        elif name == "lock":
+            tables, problem = parse_lock_tables(args)
+            if problem:
+                problems.append(f"{where}: lock {problem}")
+                continue
+            locks.append(TableLock(tables, comment.line))
+        elif name == "no-transaction":
+            if args:
+                problems.append(f"{where}: `vezamig:no-transaction` takes no arguments")
+            no_tx_line = comment.line
+        else:
+            known = ", ".join(KNOWN)
+            problems.append(f"{where}: unknown directive `vezamig:{name}` (known: {known})")
+    if no_tx_line is not None and locks:
+        problems.append(
+            f"{label}:{no_tx_line}: `vezamig:no-transaction` cannot be combined with "
+            f"`vezamig:lock` (line {locks[0].line}): a lock only lives as long as a transaction"
+        )
+    directives = Directives(tuple(guards), tuple(locks), no_tx_line is not None)
+    return ParsedHeader(directives, problems, has_sql=first is not None)
+
+
+def _is_directive(comment: Comment) -> bool:
+    return comment.text.strip().startswith(PREFIX)
+
+
+def _name(comment: Comment) -> str:
+    rest = comment.text.strip()[len(PREFIX):]
+    return rest.split(None, 1)[0] if rest and not rest[0].isspace() else ""
+
+
+def _args(comment: Comment) -> str:
+    rest = comment.text.strip()[len(PREFIX):]
+    parts = rest.split(None, 1)
+    return parts[1].strip() if len(parts) == 2 and rest and not rest[0].isspace() else ""
+
+
+def _check_guard_query(query: str) -> str | None:
+    """A guard must be one read-only query; PostgreSQL's parser decides."""
+    from pglast import ast, parse_sql
+    from pglast.parser import ParseError
+
+    try:
+        stmts = parse_sql(query)
+    except ParseError as exc:
+        offset = exc.args[1] if len(exc.args) > 1 else 0
+        pos = line_col(query, max(0, int(offset)))
+        return f"query is not valid SQL ({exc.args[0]} at column {pos.column}): {query}"
+    if len(stmts) != 1:
+        return f"must be exactly one query, found {len(stmts)}: {query}"
+    stmt = stmts[0].stmt
+    if not isinstance(stmt, ast.SelectStmt) or stmt.intoClause is not None:
+        return f"must be a SELECT (or VALUES) query: {query}"
+    return None
+
+
+def parse_lock_tables(args: str) -> tuple[tuple[tuple[str, ...], ...], str | None]:
+    """Parse ``t1, schema.t2`` with PostgreSQL's parser; names are quoted later, never pasted."""
+    from pglast import ast, parse_sql
+    from pglast.parser import ParseError
+
+    if not args:
+        return (), "needs at least one table name, e.g. `-- vezamig:lock tracks`"
+    try:
+        stmts = parse_sql(f"LOCK TABLE {args}")
+    except ParseError:
+        stmts = ()
+    if len(stmts) != 1 or not isinstance(stmts[0].stmt, ast.LockStmt):
+        return (), f"expects a comma-separated list of table names, got: {args}"
+    stmt = stmts[0].stmt
+    if stmt.mode != 8 or stmt.nowait:  # 8 = AccessExclusiveLock, the only mode we take
+        return (), f"takes table names only (vezamig always locks ACCESS EXCLUSIVE): {args}"
+    tables: list[tuple[str, ...]] = []
+    for rel in stmt.relations:
+        if rel.catalogname:
+            return (), f"cannot name another database: {args}"
+        parts = (rel.schemaname, rel.relname) if rel.schemaname else (rel.relname,)
+        tables.append(tuple(parts))
+    return tuple(tables), None

@@ -1,0 +1,182 @@
+"""Rendering for people: the only module that imports rich.
+
+On a terminal: colour, tables and a plan panel. Anywhere else (pipes, CI
+logs): plain, stable lines that scripts can grep. ``--json`` bypasses this
+module's human output entirely.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vezamig.db import DatabaseInfo
+from vezamig.errors import VezamigError
+from vezamig.plan import Plan, StatusRow, Step
+from vezamig.runner import GuardResult, StepResult
+from vezamig.state import HistoryRow
+
+STATE_STYLE = {
+    "applied": "green",
+    "pending": "yellow",
+    "out-of-order": "bold yellow",
+    "modified": "bold red",
+    "missing": "bold red",
+    "dirty": "bold red",
+}
+
+
+class Output:
+    """Human output to stdout, errors to stderr; also a runner Reporter."""
+
+    def __init__(self, *, color: bool = True, quiet: bool = False,
+                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        out = stdout or sys.stdout
+        err = stderr or sys.stderr
+        self.rich = out.isatty()
+        self.quiet = quiet
+        self.out = Console(file=out, no_color=not color, highlight=False,
+                           soft_wrap=not self.rich, emoji=False)
+        self.err = Console(file=err, no_color=not color, highlight=False, soft_wrap=True,
+                           emoji=False)
+
+    # ---- plain lines ------------------------------------------------------------
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        if not self.quiet:
+            self.out.print(Text(text, style=style or ""))
+
+    def info(self, message: str) -> None:
+        self.err.print(Text(message, style="cyan"))
+
+    def warn(self, message: str) -> None:
+        self.err.print(Text(message, style="yellow"))
+
+    def error(self, exc: VezamigError) -> None:
+        style = "bold red" if exc.exit_code != 3 else "bold yellow"
+        self.err.print(Text(("refused: " if exc.exit_code == 3 else "error: ") + exc.message,
+                            style=style))
+        for d in exc.details:
+            self.err.print(Text("  " + d))
+
+    # ---- status -------------------------------------------------------------------
+
+    def status(self, info: DatabaseInfo, table: str, rows: Sequence[StatusRow]) -> None:
+        current = max((r.version for r in rows if r.applied is not None), default=0)
+        pending = sum(1 for r in rows if r.state in ("pending", "out-of-order"))
+        self.line(f"database {info} · table {table} · current version {current} · "
+                  f"{pending} pending")
+        if not rows:
+            self.line("no migrations found and none recorded")
+            return
+        if self.rich:
+            t = Table(show_edge=False, header_style="bold")
+            for col in ("version", "name", "state", "reversible", "applied at", "ms"):
+                t.add_column(col, justify="right" if col in ("version", "ms") else "left")
+            for r in rows:
+                a = r.applied
+                t.add_row(str(r.version), r.name, Text(r.state, style=STATE_STYLE[r.state]),
+                          "yes" if r.reversible else "no",
+                          a.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if a else "",
+                          str(a.duration_ms) if a else "")
+            self.out.print(t)
+        else:
+            width = max(len(r.name) for r in rows)
+            for r in rows:
+                a = r.applied
+                applied = a.applied_at.isoformat(timespec="seconds") if a else "-"
+                self.out.print(f"{r.version:>6}  {r.name:<{width}}  {r.state:<12}  "
+                               f"{'reversible' if r.reversible else 'irreversible':<12}  "
+                               f"{applied}", soft_wrap=True, markup=False)
+
+    # ---- plan ---------------------------------------------------------------------
+
+    def plan(self, plan: Plan, guards: dict[tuple[int, str], list[GuardResult]] | None = None,
+             *, dry_run: bool = False) -> None:
+        title = "dry run: " if dry_run else ""
+        if not plan.steps:
+            self.line(f"{title}nothing to " + ("apply" if plan.direction == "up" else "roll back"))
+            return
+        if plan.direction == "down":
+            stays = ("nothing stays applied (every version is rolled back)" if plan.stays == 0
+                     else f"{plan.stays} stays applied")
+            self.line(f"{title}roll back {len(plan.steps)} version(s), from {plan.current}; "
+                      f"{stays}", style="bold")
+        else:
+            target = f" up to {plan.target}" if plan.target is not None else ""
+            self.line(f"{title}apply {len(plan.steps)} pending version(s){target}; current "
+                      f"version {plan.current}", style="bold")
+        for step in plan.steps:
+            self._plan_step(step, (guards or {}).get((step.version, step.direction)))
+
+    def _plan_step(self, step: Step, results: list[GuardResult] | None) -> None:
+        d = step.directives
+        self.line(f"  {step.direction:<4} {step.version} {step.migration.name}  "
+                  f"[{step.mode}]  {step.file.path}")
+        for lock in d.locks:
+            names = ", ".join(".".join(t) for t in lock.tables)
+            self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
+        for i, g in enumerate(d.guards):
+            res = results[i] if results else None
+            if res is None:
+                self.line(f"         guard (line {g.line}): {g.query}")
+            else:
+                style = "green" if res.passed else "bold red"
+                verdict = "passes now" if res.passed else f"REFUSES now: returned {res.returned}"
+                self.line(f"         guard (line {g.line}): {g.query} → {verdict}", style=style)
+
+    # ---- progress (Reporter protocol) ----------------------------------------------
+
+    def step_started(self, step: Step) -> None:
+        if not self.quiet and self.rich:
+            self.out.print(Text(f"  {step.direction:<4} {step.version} {step.migration.name} …",
+                                style="dim"), end="\r")
+
+    def step_finished(self, result: StepResult) -> None:
+        if self.quiet:
+            return
+        mark = "✓" if self.rich else "ok"
+        self.out.print(Text.assemble(
+            (f"  {mark} ", "green"),
+            f"{result.direction:<4} {result.version} {result.name}  ",
+            (f"{result.duration_ms} ms", "dim")), soft_wrap=True)
+
+    def summary(self, results: Sequence[StepResult], direction: str, current: int) -> None:
+        if not results:
+            self.line("nothing to do" if direction == "up" else "nothing to roll back")
+            return
+        total = sum(r.duration_ms for r in results)
+        verb = "applied" if direction == "up" else "rolled back"
+        self.line(f"{verb} {len(results)} version(s) in {total} ms; current version {current}",
+                  style="bold green")
+
+    # ---- history ------------------------------------------------------------------
+
+    def history(self, rows: Sequence[HistoryRow]) -> None:
+        if not rows:
+            self.line("no history yet")
+            return
+        if self.rich:
+            t = Table(show_edge=False, header_style="bold")
+            for col in ("id", "when", "version", "name", "direction", "outcome", "ms", "who",
+                        "message"):
+                t.add_column(col, overflow="fold")
+            for r in rows:
+                style = {"ok": "green", "failed": "red", "refused": "yellow"}[r.outcome]
+                t.add_row(str(r.id), r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                          str(r.version if r.version is not None else ""), r.name or "",
+                          r.direction, Text(r.outcome, style=style),
+                          str(r.duration_ms if r.duration_ms is not None else ""),
+                          f"{r.db_user} ({r.os_user}@{r.host})", r.message or "")
+            self.out.print(t)
+        else:
+            for r in rows:
+                self.out.print(
+                    f"{r.id}\t{r.started_at.isoformat(timespec='seconds')}\t{r.version}\t"
+                    f"{r.name}\t{r.direction}\t{r.outcome}\t{r.duration_ms}\t{r.db_user}\t"
+                    f"{r.os_user}@{r.host}\t{r.message or ''}", soft_wrap=True, markup=False)

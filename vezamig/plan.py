@@ -1,0 +1,161 @@
+"""What a run would do: status of every version, and the plan for up/down.
+
+Pure functions over files and tracking rows: no I/O, so every refusal rule is
+easy to read and to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vezamig.directives import Directives
+from vezamig.errors import UsageError
+from vezamig.files import Migration, SqlFile
+from vezamig.state import AppliedRow
+
+APPLIED = "applied"
+PENDING = "pending"
+OUT_OF_ORDER = "out-of-order"
+MODIFIED = "modified"
+MISSING = "missing"
+DIRTY = "dirty"
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    version: int
+    name: str
+    state: str
+    reversible: bool
+    migration: Migration | None
+    applied: AppliedRow | None
+
+
+def status_rows(migrations: list[Migration], applied: dict[int, AppliedRow]) -> list[StatusRow]:
+    by_version = {m.version: m for m in migrations}
+    highest = max(applied, default=0)
+    rows: list[StatusRow] = []
+    for version in sorted(set(by_version) | set(applied)):
+        m = by_version.get(version)
+        a = applied.get(version)
+        if a is not None and a.dirty:
+            state = DIRTY
+        elif a is not None and m is None:
+            state = MISSING
+        elif a is not None and m is not None and a.checksum != m.checksum:
+            state = MODIFIED
+        elif a is not None:
+            state = APPLIED
+        elif version < highest:
+            state = OUT_OF_ORDER
+        else:
+            state = PENDING
+        name = m.name if m is not None else (a.name if a is not None else "")
+        rows.append(StatusRow(version, name, state, bool(m and m.reversible), m, a))
+    return rows
+
+
+@dataclass(frozen=True)
+class Step:
+    migration: Migration
+    direction: str  # "up" | "down"
+
+    @property
+    def file(self) -> SqlFile:
+        f = self.migration.up if self.direction == "up" else self.migration.down
+        assert f is not None, "a down step always has a down file (planning refuses otherwise)"
+        return f
+
+    @property
+    def directives(self) -> Directives:
+        return self.file.directives
+
+    @property
+    def version(self) -> int:
+        return self.migration.version
+
+    @property
+    def mode(self) -> str:
+        return "no-transaction" if self.directives.no_transaction else "transaction"
+
+
+@dataclass
+class Plan:
+    direction: str
+    steps: list[Step]
+    target: int | None
+    current: int
+    stays: int | None = None  # for down: the version that stays applied (0 = none)
+    refusals: list[str] = field(default_factory=list)
+
+
+def _drift_refusals(rows: list[StatusRow]) -> list[str]:
+    reasons: list[str] = []
+    for r in rows:
+        if r.state == DIRTY:
+            reasons.append(
+                f"version {r.version} ({r.name}) is dirty: a non-transactional step did not "
+                f"finish; check the database, then `vezamig repair --applied {r.version}` "
+                f"or `vezamig repair --rolled-back {r.version}`"
+            )
+        elif r.state == MODIFIED:
+            assert r.migration is not None and r.applied is not None
+            reasons.append(
+                f"version {r.version} ({r.name}) is modified: {r.migration.up.path} changed "
+                f"since it was applied (checksum {r.applied.checksum[:12]}… → "
+                f"{r.migration.checksum[:12]}…); restore the file, or if the edit is "
+                "intentional and already reflected in the database, `vezamig repair --checksums`"
+            )
+        elif r.state == MISSING:
+            reasons.append(
+                f"version {r.version} ({r.name}) is missing: applied in the database but no up "
+                "file has that version; are --dir/--up-dir pointing at the right folder and "
+                "branch?"
+            )
+    return reasons
+
+
+def plan_up(rows: list[StatusRow], to: int | None, allow_out_of_order: bool) -> Plan:
+    current = max((r.version for r in rows if r.applied is not None), default=0)
+    refusals = _drift_refusals(rows)
+    steps: list[Step] = []
+    out_of_order = [r for r in rows if r.state == OUT_OF_ORDER and (to is None or r.version <= to)]
+    if out_of_order and not allow_out_of_order:
+        listed = ", ".join(str(r.version) for r in out_of_order)
+        refusals.append(
+            f"out-of-order: pending version(s) {listed} sit below the highest applied "
+            f"version {current}; apply them anyway with --allow-out-of-order, or renumber them"
+        )
+    for r in rows:
+        if r.state in (PENDING, OUT_OF_ORDER) and (to is None or r.version <= to):
+            assert r.migration is not None
+            steps.append(Step(r.migration, "up"))
+    return Plan("up", steps, to, current, refusals=refusals)
+
+
+def plan_down(rows: list[StatusRow], to: int | None) -> Plan:
+    applied = [r for r in rows if r.applied is not None]
+    current = max((r.version for r in applied), default=0)
+    if to is not None and to != 0 and not any(r.version == to for r in applied):
+        raise UsageError(
+            f"--to {to}: version {to} is not applied; give 0 (roll back everything) or an "
+            "applied version (see `vezamig status`)"
+        )
+    if to is None:
+        chosen = applied[-1:]  # the latest applied version
+    else:
+        chosen = [r for r in applied if r.version > to]
+    chosen = sorted(chosen, key=lambda r: r.version, reverse=True)
+    refusals = _drift_refusals(rows)
+    irreversible = [r for r in chosen if r.migration is None or not r.migration.reversible]
+    if irreversible:
+        listed = ", ".join(f"{r.version} ({r.name})" for r in irreversible)
+        refusals.append(
+            f"irreversible: no down file for {listed}; nothing was rolled back"
+        )
+    steps = [Step(r.migration, "down") for r in chosen
+             if r.migration is not None and r.migration.reversible]
+    chosen_versions = {r.version for r in chosen}
+    remaining = [r.version for r in applied if r.version not in chosen_versions]
+    stays = max(remaining, default=0)
+    return Plan("down", steps, to, current, stays=stays, refusals=refusals)

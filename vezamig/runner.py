@@ -1,0 +1,457 @@
+"""Run steps: one transaction each (SPEC §3), or statement by statement (§6).
+
+The runner returns data and calls an optional reporter; it never prints.
+Every outcome, including refusals and failures, is appended to the history
+after the step's rollback, so the audit log tells the truth even when the run
+does not finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from vezamig.config import Config
+from vezamig.db import Connection, acquire_run_lock, release_run_lock
+from vezamig.directives import Guard
+from vezamig.errors import GuardRefused, Interrupted, LockBusy, Refused, StepFailed
+from vezamig.files import Migration
+from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
+from vezamig.sqltext import excerpt, line_col, split_statements
+from vezamig.state import AppliedRow, Tracker
+
+_BACKOFF_BASE_S = 1.0
+_BACKOFF_MAX_S = 30.0
+
+
+class Reporter(Protocol):
+    def step_started(self, step: Step) -> None: ...
+    def step_finished(self, result: StepResult) -> None: ...
+    def info(self, message: str) -> None: ...
+
+
+class NullReporter:
+    def step_started(self, step: Step) -> None:
+        pass
+
+    def step_finished(self, result: StepResult) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    guard: Guard
+    passed: bool
+    returned: str  # what the query returned, in words
+
+    def __str__(self) -> str:
+        return f"{'pass' if self.passed else 'REFUSE'}: {self.guard.query} → {self.returned}"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    version: int
+    name: str
+    direction: str
+    outcome: str  # ok | failed | refused
+    duration_ms: int
+    message: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.version} {self.name}: {self.outcome} ({self.duration_ms} ms)"
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    results: list[StepResult] = field(default_factory=list)
+    guard_results: dict[tuple[int, str], list[GuardResult]] = field(default_factory=dict)
+
+
+def _ms_since(t0: float) -> int:
+    return round((time.monotonic() - t0) * 1000)
+
+
+def describe_rows(rows: list[tuple[object, ...]]) -> str:
+    if not rows:
+        return "no row"
+    if len(rows) > 1:
+        return f"{len(rows)} rows"
+    if not rows[0]:
+        return "a row with no column"
+    value = rows[0][0]
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value!r} (a {type(value).__name__}, not a boolean)"
+
+
+class Runner:
+    """One run against one database: status, plan, execute."""
+
+    def __init__(self, conn: Connection, config: Config, migrations: list[Migration],
+                 reporter: Reporter | None = None) -> None:
+        self.conn = conn
+        self.config = config
+        self.migrations = migrations
+        self.reporter: Reporter = reporter or NullReporter()
+        self.tracker = Tracker(conn, config)
+
+    # ---- reading -------------------------------------------------------------
+
+    def applied(self) -> dict[int, AppliedRow]:
+        return self.tracker.applied()
+
+    def status(self) -> list[StatusRow]:
+        return status_rows(self.migrations, self.applied())
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        acquire_run_lock(self.conn, self.config.table, self.config.lock_wait_ms,
+                         self.reporter.info)
+        try:
+            yield
+        finally:
+            if not self.conn.closed:
+                try:
+                    release_run_lock(self.conn, self.config.table)
+                except psycopg.Error:
+                    pass  # the session ends right after; the server frees the lock anyway
+
+    def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
+        rows = self.status()
+        if direction == "up":
+            return plan_up(rows, to, allow_out_of_order)
+        return plan_down(rows, to)
+
+    # ---- guards --------------------------------------------------------------
+
+    def _eval_guard(self, guard: Guard) -> GuardResult:
+        """Run one guard in a read-only savepoint that is always rolled back."""
+        self.conn.execute("SAVEPOINT vezamig_guard; SET LOCAL transaction_read_only = on")
+        try:
+            cur = self.conn.execute(guard.query, binary=True)  # extended protocol: one statement
+            rows = cur.fetchmany(2) if cur.description is not None else []
+            returned = describe_rows([tuple(r) for r in rows])
+            passed = len(rows) == 1 and len(rows[0]) >= 1 and rows[0][0] is True
+        except pgerrors.QueryCanceled:
+            self.conn.execute("ROLLBACK TO SAVEPOINT vezamig_guard")
+            raise
+        except psycopg.Error as exc:
+            diag = exc.diag
+            returned = f"an error: {diag.sqlstate} {diag.message_primary or exc}"
+            passed = False
+        self.conn.execute("ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_guard")
+        return GuardResult(guard, passed, returned)
+
+    def evaluate_guards(self, plan: Plan) -> dict[tuple[int, str], list[GuardResult]]:
+        """For --dry-run: each guard's current result, in a read-only transaction."""
+        out: dict[tuple[int, str], list[GuardResult]] = {}
+        for step in plan.steps:
+            guards = step.directives.guards
+            if not guards:
+                continue
+            self.conn.execute("BEGIN READ ONLY")
+            try:
+                out[(step.version, step.direction)] = [self._eval_guard(g) for g in guards]
+            finally:
+                self.conn.execute("ROLLBACK")
+        return out
+
+    # ---- executing -----------------------------------------------------------
+
+    def execute(self, plan: Plan) -> RunResult:
+        """Run every step of a plan whose preflight passed; stop at the first failure."""
+        if plan.refusals:
+            raise Refused(f"{plan.direction} refused; nothing was changed", details=plan.refusals)
+        result = RunResult(plan)
+        if not plan.steps:
+            return result
+        self.tracker.ensure()
+        for step in plan.steps:
+            self.reporter.step_started(step)
+            try:
+                if step.directives.no_transaction:
+                    res = self._run_no_tx(step)
+                else:
+                    res = self._run_tx(step)
+            except StepFailed as exc:
+                exc.applied = [r.version for r in result.results]
+                raise
+            result.results.append(res)
+            self.reporter.step_finished(res)
+        return result
+
+    def _prelude(self, step: Step) -> str:
+        cfg = self.config
+        parts: list[sql.Composable] = [
+            sql.SQL("BEGIN"),
+            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{cfg.lock_timeout_ms}ms")),
+            sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{cfg.statement_timeout_ms}ms")),
+        ]
+        tables = step.directives.lock_tables
+        if tables:
+            parts.append(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
+        return sql.SQL("; ").join(parts).as_string(self.conn)
+
+    def _history(self, step: Step, outcome: str, started_at: datetime, duration_ms: int,
+                 message: str | None = None) -> sql.Composed:
+        return self.tracker.history_sql(
+            version=step.version, name=step.migration.name, direction=step.direction,
+            outcome=outcome, checksum=step.migration.checksum, started_at=started_at,
+            duration_ms=duration_ms, message=message)
+
+    def _rollback(self) -> None:
+        if not self.conn.closed and self.conn.info.transaction_status != 0:  # 0 = IDLE
+            try:
+                self.conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+
+    def _record_failure(self, step: Step, outcome: str, started_at: datetime, t0: float,
+                        message: str) -> None:
+        if self.conn.closed or self.conn.broken:
+            return  # nothing can be written; the server rolled the step back
+        try:
+            self.conn.execute(self._history(step, outcome, started_at, _ms_since(t0),
+                                            message).as_string(self.conn))
+        except psycopg.Error:
+            pass
+
+    def _run_tx(self, step: Step) -> StepResult:
+        attempt = 0
+        while True:
+            started_at = datetime.now(UTC)
+            t0 = time.monotonic()
+            phase = "lock"
+            try:
+                self.conn.execute(self._prelude(step))
+                phase = "guard"
+                for guard in step.directives.guards:
+                    g = self._eval_guard(guard)
+                    if not g.passed:
+                        self._rollback()
+                        msg = (f"guard at {step.file.path}:{guard.line} returned {g.returned}: "
+                               f"{guard.query}")
+                        self._record_failure(step, "refused", started_at, t0, msg)
+                        raise GuardRefused(
+                            f"{step.direction} {step.version} ({step.migration.name}) refused "
+                            "by its guard; nothing of this step was changed",
+                            details=[f"file:     {step.file.path}:{guard.line}",
+                                     f"guard:    {guard.query}",
+                                     f"returned: {g.returned} (needs exactly one row: true)"])
+                phase = "body"
+                if step.file.header.has_sql:
+                    self.conn.execute(step.file.text)
+                phase = "bookkeeping"
+                duration = _ms_since(t0)
+                tail: list[sql.Composable] = [
+                    self.tracker.record_sql(step.version, step.migration.name,
+                                            step.migration.checksum, duration)
+                    if step.direction == "up" else self.tracker.unrecord_sql(step.version),
+                    self._history(step, "ok", started_at, duration),
+                    sql.SQL("COMMIT"),
+                ]
+                self.conn.execute(sql.SQL("; ").join(tail).as_string(self.conn))
+                return StepResult(step.version, step.migration.name, step.direction, "ok",
+                                  duration)
+            except pgerrors.LockNotAvailable as exc:
+                self._rollback()
+                attempt += 1
+                if attempt > self.config.lock_retries:
+                    msg = (f"lock timeout ({self.config.lock_timeout_ms} ms) after {attempt} "
+                           f"attempt(s): {exc.diag.message_primary}")
+                    self._record_failure(step, "failed", started_at, t0, msg)
+                    raise LockBusy(
+                        f"{step.direction} {step.version} ({step.migration.name}) gave up: "
+                        f"{msg}; the step was rolled back",
+                        details=["another session holds a lock this step needs; find it with "
+                                 "pg_locks/pg_stat_activity, or retry later / raise "
+                                 "--lock-timeout or --lock-retries"]) from None
+                pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
+                self.reporter.info(
+                    f"{step.version}: lock timeout ({exc.diag.message_primary}); rolled back, "
+                    f"retry {attempt}/{self.config.lock_retries} in {pause:g}s")
+                time.sleep(pause)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                self._rollback()
+                code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+                self._record_failure(step, "failed", started_at, t0, "interrupted")
+                raise Interrupted(
+                    f"interrupted during {step.direction} {step.version} "
+                    f"({step.migration.name}); the running statement was cancelled and the step "
+                    "rolled back", exit_code=code) from None
+            except psycopg.Error as exc:
+                self._rollback()
+                lines = self._explain(step, exc, phase)
+                self._record_failure(step, "failed", started_at, t0, lines[0])
+                raise StepFailed(
+                    f"{step.direction} {step.version} ({step.migration.name}) failed and was "
+                    "rolled back", details=lines, version=step.version) from None
+
+    def _explain(self, step: Step, exc: psycopg.Error, phase: str,
+                 text: str | None = None, offset: int = 0) -> list[str]:
+        """file:line:column, SQLSTATE, message, detail, hint, and the offending lines."""
+        diag = exc.diag
+        f = step.file
+        text = f.text if text is None else text
+        where = f"{f.path}"
+        lines: list[str] = []
+        pos = diag.statement_position
+        if self.conn.broken or self.conn.closed:
+            lines.append(f"{where}: connection lost during the step: {str(exc).strip()}")
+            lines.append("the server rolled the step back; run the command again once the "
+                         "database is reachable")
+            return lines
+        if phase == "body" and pos:
+            p = line_col(f.text, offset + int(pos) - 1)
+            where = f"{f.path}:{p.line}:{p.column}"
+        elif phase == "lock":
+            lk = step.directives.locks
+            where = f"{f.path}:{lk[0].line}" if lk else where
+        sqlstate = diag.sqlstate or "?"
+        lines.append(f"{where}: {sqlstate} {diag.message_primary or str(exc).strip()}")
+        if diag.message_detail:
+            lines.append(f"detail: {diag.message_detail}")
+        if diag.message_hint:
+            lines.append(f"hint: {diag.message_hint}")
+        if diag.context:
+            lines.append(f"context: {diag.context.strip()}")
+        if isinstance(exc, pgerrors.QueryCanceled):
+            lines.append(f"statement_timeout is {self.config.statement_timeout_ms} ms "
+                         "(--statement-timeout)")
+        if phase == "body" and pos:
+            p = line_col(f.text, offset + int(pos) - 1)
+            lines.extend(excerpt(f.text, p.line))
+        elif phase == "bookkeeping":
+            lines.append("the error came at COMMIT (e.g. a deferred constraint) or while "
+                         "recording the step")
+        return lines
+
+    # ---- non-transactional steps (SPEC §6) ---------------------------------------
+
+    def _run_no_tx(self, step: Step) -> StepResult:
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+        f = step.file
+        statements = split_statements(f.text)
+        guards = step.directives.guards
+        if guards:
+            self.conn.execute("BEGIN READ ONLY")
+            try:
+                results = [self._eval_guard(g) for g in guards]
+            finally:
+                self._rollback()
+            for g in results:
+                if not g.passed:
+                    msg = (f"guard at {f.path}:{g.guard.line} returned {g.returned}: "
+                           f"{g.guard.query}")
+                    self._record_failure(step, "refused", started_at, t0, msg)
+                    raise GuardRefused(
+                        f"{step.direction} {step.version} ({step.migration.name}) refused by "
+                        "its guard; nothing was changed",
+                        details=[f"file:     {f.path}:{g.guard.line}",
+                                 f"guard:    {g.guard.query}",
+                                 f"returned: {g.returned} (needs exactly one row: true)"])
+        total = len(statements)
+        first = (self.tracker.record_sql(step.version, step.migration.name,
+                                         step.migration.checksum, 0, dirty=True)
+                 if step.direction == "up" else self.tracker.set_dirty_sql(step.version, True))
+        progress = "0 of {n} statements ran; the run stopped before the first one finished"
+        hist = self._history(step, "failed", started_at, 0, progress.format(n=total))
+        # Record dirty + a history row that tells the truth if the process dies now.
+        self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
+        try:
+            row = self.conn.execute(
+                sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)).fetchone()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        assert row is not None
+        hist_id = int(row[0])
+        timeout = sql.SQL("SET statement_timeout = {}").format(
+            sql.Literal(f"{self.config.statement_timeout_ms}ms")).as_string(self.conn)
+        self.conn.execute(timeout)
+        done: list[str] = []
+        try:
+            for i, st in enumerate(statements, 1):
+                try:
+                    self.conn.execute(st.text)
+                except (KeyboardInterrupt, SystemExit, psycopg.Error) as exc:
+                    ran = "; ".join(done) or "none"
+                    not_run = [f"{f.path}:{s.line}" for s in statements[i:]] or ["none"]
+                    msg = (f"statement {i} of {total} failed at {f.path}:{st.line}; "
+                           f"ran: {ran}; not run: {', '.join(not_run)}")
+                    self._update_history(hist_id, "failed", _ms_since(t0), msg)
+                    resolve = (f"vezamig repair --applied {step.version}"
+                               f" | vezamig repair --rolled-back {step.version}")
+                    if isinstance(exc, psycopg.Error):
+                        details = self._explain(step, exc, "body", offset=st.start)
+                    else:
+                        details = ["interrupted"]
+                    details += [
+                        f"statements that ran: {ran}",
+                        f"statement that failed: {i} of {total} at {f.path}:{st.line}",
+                        f"statements not run: {', '.join(not_run)}",
+                        f"version {step.version} is now dirty: check the database, finish or "
+                        f"undo by hand, then: {resolve}",
+                    ]
+                    if isinstance(exc, psycopg.Error):
+                        raise StepFailed(
+                            f"{step.direction} {step.version} ({step.migration.name}) failed "
+                            "part-way (non-transactional)", details=details,
+                            version=step.version) from None
+                    code = exc.code if isinstance(exc, SystemExit) and isinstance(
+                        exc.code, int) else 130
+                    raise Interrupted(
+                        f"interrupted during non-transactional {step.direction} "
+                        f"{step.version}; it is now dirty: " + "; ".join(details[1:]),
+                        exit_code=code) from None
+                done.append(f"{f.path}:{st.line}")
+                self._update_history(
+                    hist_id, "failed", _ms_since(t0),
+                    f"{i} of {total} statements ran (last: {f.path}:{st.line}); the run "
+                    "stopped before the step finished")
+        finally:
+            if not self.conn.closed and not self.conn.broken:
+                self.conn.execute("RESET statement_timeout")
+        duration = _ms_since(t0)
+        finish = (self.tracker.clean_sql(step.version, duration) if step.direction == "up"
+                  else self.tracker.unrecord_sql(step.version))
+        self.conn.execute(sql.SQL("BEGIN; {}; {}; COMMIT").format(
+            finish, self._history_update_sql(hist_id, "ok", duration,
+                                             f"{total} of {total} statements ran")
+        ).as_string(self.conn))
+        return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    def _history_update_sql(self, hist_id: int, outcome: str, duration_ms: int,
+                            message: str) -> sql.Composed:
+        return sql.SQL(
+            "UPDATE {} SET outcome = {}, duration_ms = {}, message = {} WHERE id = {}"
+        ).format(self.tracker.history, sql.Literal(outcome), sql.Literal(duration_ms),
+                 sql.Literal(message), sql.Literal(hist_id))
+
+    def _update_history(self, hist_id: int, outcome: str, duration_ms: int, message: str) -> None:
+        if self.conn.closed or self.conn.broken:
+            return
+        try:
+            self.conn.execute(self._history_update_sql(hist_id, outcome, duration_ms,
+                                                       message).as_string(self.conn))
+        except psycopg.Error:
+            pass
+

@@ -1,0 +1,260 @@
+"""The tracking table and its append-only history (SPEC §4).
+
+Read-only commands never create anything; the first write creates both
+tables. A table of the same name with another shape (another tool's) is never
+touched: we stop and explain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from vezamig.config import Config
+from vezamig.db import Connection, os_identity, tool_version
+from vezamig.errors import TrackingTableError
+
+EXPECTED_COLUMNS = {
+    "version": "bigint",
+    "name": "text",
+    "checksum": "text",
+    "applied_at": "timestamp with time zone",
+    "applied_by": "text",
+    "duration_ms": "integer",
+    "dirty": "boolean",
+}
+HISTORY_COLUMNS = {
+    "id": "bigint",
+    "version": "bigint",
+    "name": "text",
+    "direction": "text",
+    "outcome": "text",
+    "checksum": "text",
+    "started_at": "timestamp with time zone",
+    "duration_ms": "integer",
+    "db_user": "text",
+    "os_user": "text",
+    "host": "text",
+    "tool_version": "text",
+    "message": "text",
+}
+
+
+@dataclass(frozen=True)
+class AppliedRow:
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
+    applied_by: str
+    duration_ms: int
+    dirty: bool
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    id: int
+    version: int | None
+    name: str | None
+    direction: str
+    outcome: str
+    checksum: str | None
+    started_at: datetime
+    duration_ms: int | None
+    db_user: str
+    os_user: str | None
+    host: str | None
+    tool_version: str | None
+    message: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["started_at"] = self.started_at.isoformat()
+        return d
+
+
+def ident(parts: tuple[str, ...]) -> sql.Identifier:
+    return sql.Identifier(*parts)
+
+
+class Tracker:
+    """Reads and writes the tracking tables named by ``config.table``."""
+
+    def __init__(self, conn: Connection, config: Config) -> None:
+        self.conn = conn
+        self.table = ident(config.table)
+        self.history = ident(config.history_table)
+        self.label = config.table_label
+        self.history_label = ".".join(config.history_table)
+        self.schema = config.table[0] if len(config.table) == 2 else None
+        self._exists: bool | None = None
+        os_user, host = os_identity()
+        self.os_user, self.host = os_user, host
+        self.applied_by = f"{conn.info.user} ({os_user}@{host})"
+
+    def _shape(self) -> dict[str, dict[str, str] | None]:
+        """Columns of both tables (None when absent), in one round trip."""
+        q = sql.SQL(
+            "SELECT t.which, a.attname, format_type(a.atttypid, a.atttypmod)"
+            " FROM (VALUES ('main', to_regclass({m})), ('history', to_regclass({h}))) t(which, oid)"
+            " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
+            " AND NOT a.attisdropped"
+        ).format(
+            m=sql.Literal(self.table.as_string(self.conn)),
+            h=sql.Literal(self.history.as_string(self.conn)),
+        )
+        shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
+        for which, col, typ in self.conn.execute(q).fetchall():
+            if col is None:
+                continue
+            cols = shape[which] or {}
+            cols[col] = typ
+            shape[which] = cols
+        return shape
+
+    def check(self) -> bool:
+        """True when the tables exist with our shape; False when absent; raise when foreign."""
+        shape = self._shape()
+        for key, expected, label in (
+            ("main", EXPECTED_COLUMNS, self.label),
+            ("history", HISTORY_COLUMNS, self.history_label),
+        ):
+            found = shape[key]
+            if found is not None and found != expected:
+                described = ", ".join(f"{c} {t}" for c, t in found.items())
+                raise TrackingTableError(
+                    f"table {label} exists but is not a vezamig tracking table "
+                    f"(columns: {described}); vezamig changed nothing",
+                    details=[
+                        "it may belong to another migration tool (golang-migrate keeps "
+                        "`version, dirty` there)",
+                        "to adopt this database with vezamig, keep its records elsewhere: "
+                        "--table vezamig_migrations (or VEZAMIG_TABLE), then "
+                        "`vezamig baseline --version N` with N the last version already applied",
+                    ],
+                )
+        if (shape["main"] is None) != (shape["history"] is None):
+            missing = self.history_label if shape["history"] is None else self.label
+            raise TrackingTableError(
+                f"{missing} is missing while its companion exists; vezamig changed nothing",
+                details=["restore it from a backup, or recreate it by hand with the columns "
+                         "listed in the README (Tracking tables)"],
+            )
+        self._exists = shape["main"] is not None
+        return self._exists
+
+    def ensure(self) -> None:
+        """Create both tables on first write (inside the caller's run lock)."""
+        if self._exists is None:
+            self.check()
+        if self._exists:
+            return
+        stmts: list[sql.Composable] = []
+        if self.schema:
+            stmts.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        stmts.append(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            "version bigint PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL,"
+            " duration_ms integer NOT NULL, dirty boolean NOT NULL DEFAULT false)"
+        ).format(self.table))
+        stmts.append(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, version bigint, name text,"
+            " direction text NOT NULL CHECK (direction IN ('up','down','baseline','repair')),"
+            " outcome text NOT NULL CHECK (outcome IN ('ok','failed','refused')),"
+            " checksum text, started_at timestamptz NOT NULL, duration_ms integer,"
+            " db_user text NOT NULL DEFAULT current_user, os_user text, host text,"
+            " tool_version text, message text)"
+        ).format(self.history))
+        script = sql.SQL("BEGIN; {}; COMMIT").format(sql.SQL("; ").join(stmts))
+        try:
+            self.conn.execute(script.as_string(self.conn))
+        except Exception:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._exists = True
+
+    def applied(self) -> dict[int, AppliedRow]:
+        if self._exists is None:
+            self.check()
+        if not self._exists:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty"
+                " FROM {} ORDER BY version"
+            ).format(self.table)
+        ).fetchall()
+        return {r[0]: AppliedRow(*r) for r in rows}
+
+    def history_rows(self, limit: int | None = None) -> list[HistoryRow]:
+        if self._exists is None:
+            self.check()
+        if not self._exists:
+            return []
+        q = sql.SQL(
+            "SELECT id, version, name, direction, outcome, checksum, started_at, duration_ms,"
+            " db_user, os_user, host, tool_version, message FROM {} ORDER BY id DESC"
+        ).format(self.history)
+        if limit is not None:
+            q = sql.SQL("{} LIMIT {}").format(q, sql.Literal(limit))
+        return [HistoryRow(*r) for r in self.conn.execute(q).fetchall()]
+
+    # --- statements composed client-side, so a step can send them in one message ---
+
+    def record_sql(self, version: int, name: str, checksum: str, duration_ms: int,
+                   dirty: bool = False) -> sql.Composed:
+        return sql.SQL(
+            "INSERT INTO {} (version, name, checksum, applied_at, applied_by, duration_ms, dirty)"
+            " VALUES ({}, {}, {}, now(), {}, {}, {})"
+        ).format(self.table, sql.Literal(version), sql.Literal(name), sql.Literal(checksum),
+                 sql.Literal(self.applied_by), sql.Literal(duration_ms), sql.Literal(dirty))
+
+    def clean_sql(self, version: int, duration_ms: int) -> sql.Composed:
+        return sql.SQL(
+            "UPDATE {} SET dirty = false, duration_ms = {}, applied_at = now() WHERE version = {}"
+        ).format(self.table, sql.Literal(duration_ms), sql.Literal(version))
+
+    def set_dirty_sql(self, version: int, dirty: bool) -> sql.Composed:
+        return sql.SQL("UPDATE {} SET dirty = {} WHERE version = {}").format(
+            self.table, sql.Literal(dirty), sql.Literal(version))
+
+    def update_checksum_sql(self, version: int, checksum: str, name: str) -> sql.Composed:
+        return sql.SQL("UPDATE {} SET checksum = {}, name = {} WHERE version = {}").format(
+            self.table, sql.Literal(checksum), sql.Literal(name), sql.Literal(version))
+
+    def unrecord_sql(self, version: int) -> sql.Composed:
+        return sql.SQL("DELETE FROM {} WHERE version = {}").format(
+            self.table, sql.Literal(version))
+
+    def history_sql(
+        self,
+        *,
+        version: int | None,
+        name: str | None,
+        direction: str,
+        outcome: str,
+        checksum: str | None,
+        started_at: datetime,
+        duration_ms: int | None,
+        message: str | None = None,
+    ) -> sql.Composed:
+        return sql.SQL(
+            "INSERT INTO {} (version, name, direction, outcome, checksum, started_at,"
+            " duration_ms, db_user, os_user, host, tool_version, message)"
+            " VALUES ({}, {}, {}, {}, {}, {}, {}, current_user, {}, {}, {}, {})"
+        ).format(
+            self.history,
+            *(sql.Literal(v) for v in (version, name, direction, outcome, checksum, started_at,
+                                       duration_ms, self.os_user, self.host, tool_version(),
+                                       message)),
+        )
+
+    def write_history(self, **kwargs: Any) -> None:
+        """Append one history row on its own (autocommit), e.g. after a rollback."""
+        self.ensure()
+        self.conn.execute(self.history_sql(**kwargs).as_string(self.conn))
