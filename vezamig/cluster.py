@@ -97,13 +97,17 @@ class ThrowawayCluster:
             )
             self._write_settings()
             self._launching = True
-            self._run(
-                [
-                    self.bindir / "pg_ctl",
-                    *("start", "-w", "-t", "60", "-D", self.datadir, "-l", self.logfile),
-                ],
-                "pg_ctl start",
-            )
+            try:
+                self._run(
+                    [
+                        self.bindir / "pg_ctl",
+                        *("start", "-w", "-t", "60", "-D", self.datadir, "-l", self.logfile),
+                    ],
+                    "pg_ctl start",
+                )
+            except ClusterError:
+                self._launching = False  # pg_ctl finished: no postmaster is on its way up
+                raise
             self._launching = False
             self.pid = self._read_pid()
         except BaseException:
