@@ -126,13 +126,23 @@ def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str]
 def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False
              ) -> list[Migration]:
     """Return migrations ascending by version, or raise LayoutError listing every problem."""
-    problems: list[str] = []
     if not up_dir.is_dir():
         raise LayoutError(
             f"migration folder {up_dir} does not exist",
             details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, "
                      "or set VEZAMIG_DIR"],
         )
+    migrations, problems = collect(up_dir, down_dir)
+    if check_directives:
+        problems.extend(directive_problems(migrations))
+    if problems:
+        raise LayoutError(f"{len(problems)} problem(s) in the migration folders", details=problems)
+    return migrations
+
+
+def collect(up_dir: Path, down_dir: Path) -> tuple[list[Migration], list[str]]:
+    """Every readable migration plus every naming/pairing problem, without raising."""
+    problems: list[str] = []
     shared = up_dir.resolve() == down_dir.resolve()
     ups = _scan(up_dir, _UP_RE, "up", problems, shared)
     downs = _scan(down_dir, _DOWN_RE, "down", problems, shared)
@@ -157,11 +167,7 @@ def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False
                 problems.append(problem)
         if up is not None:
             migrations.append(Migration(version, name, up, down))
-    if check_directives:
-        problems.extend(directive_problems(migrations))
-    if problems:
-        raise LayoutError(f"{len(problems)} problem(s) in the migration folders", details=problems)
-    return migrations
+    return migrations, problems
 
 
 def directive_problems(migrations: list[Migration]) -> list[str]:
