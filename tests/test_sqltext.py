@@ -1,0 +1,317 @@
+"""sqltext: statements, comments, syntax errors and positions, as PostgreSQL's parser sees them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pglast.parser import split
+
+from vezamig.errors import EXIT_USAGE, LayoutError
+from vezamig.sqltext import (
+    LineIndex,
+    Position,
+    SqlSyntaxError,
+    Statement,
+    analyze,
+    excerpt,
+    header_and_body_comments,
+    line_col,
+    line_text,
+    offset_from_server_position,
+    split_statements,
+    statement_at,
+    syntax_check,
+)
+
+FUNCTION_FILE = """\
+-- Roll out the audit trigger.
+CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    INSERT INTO audit_log VALUES (now(), 'x;y'); -- inner; comment
+    RETURN NEW;
+END
+$body$;
+
+SELECT 1;
+"""
+
+
+def texts(sql: str) -> list[str]:
+    return [s.text for s in split_statements(sql)]
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def test_a_semicolon_inside_a_dollar_quoted_body_does_not_split_it() -> None:
+    statements = split_statements(FUNCTION_FILE)
+    assert len(statements) == 2
+    assert statements[0].text.startswith("CREATE FUNCTION audit()")
+    assert statements[0].text.endswith("$body$")
+    assert "RETURN NEW;" in statements[0].text
+    assert statements[1].text == "SELECT 1"
+
+
+def test_statement_line_and_column_point_at_its_first_token() -> None:
+    statements = split_statements(FUNCTION_FILE)
+    assert (statements[0].line, statements[0].column) == (2, 1)
+    assert (statements[1].line, statements[1].column) == (9, 1)
+    two = split_statements("SELECT 1;   SELECT 2;\n\n  SELECT 3")
+    assert [(s.line, s.column) for s in two] == [(1, 1), (1, 13), (3, 3)]
+
+
+def test_statement_text_is_the_file_slice_without_the_semicolon() -> None:
+    for statement in split_statements(FUNCTION_FILE):
+        assert FUNCTION_FILE[statement.start : statement.end] == statement.text
+        assert not statement.text.endswith(";")
+
+
+def test_double_dashes_inside_a_string_are_not_a_comment() -> None:
+    assert texts("SELECT '-- not a comment; really';SELECT 2") == [
+        "SELECT '-- not a comment; really'",
+        "SELECT 2",
+    ]
+
+
+def test_an_escaped_quote_in_an_e_string_does_not_end_it() -> None:
+    sql = "SELECT E'it\\'s; fine';\nSELECT 'ok'"
+    assert texts(sql) == ["SELECT E'it\\'s; fine'", "SELECT 'ok'"]
+
+
+def test_offsets_count_characters_not_utf8_bytes() -> None:
+    sql = "SELECT 'çà€😀';\nSELECT 'naïve' AS ü;"
+    statements = split_statements(sql)
+    assert [s.text for s in statements] == ["SELECT 'çà€😀'", "SELECT 'naïve' AS ü"]
+    assert statements[1].start == sql.index("SELECT 'naïve'")
+    assert sql[statements[1].start : statements[1].end] == statements[1].text
+
+
+def test_comments_around_statements_are_not_part_of_them() -> None:
+    sql = "/* lead */ SELECT 1 -- trail\n;\n-- between\nSELECT /* inside */ 2 -- last\n"
+    assert texts(sql) == ["SELECT 1", "SELECT /* inside */ 2"]
+
+
+def test_empty_statements_and_rule_actions_split_like_postgresql() -> None:
+    sql = (
+        ";SELECT 1;;\n"
+        "CREATE RULE r AS ON INSERT TO t DO ALSO\n"
+        "(INSERT INTO a VALUES (1); INSERT INTO b VALUES (2));"
+    )
+    assert texts(sql) == [
+        "SELECT 1",
+        "CREATE RULE r AS ON INSERT TO t DO ALSO\n"
+        "(INSERT INTO a VALUES (1); INSERT INTO b VALUES (2))",
+    ]
+
+
+def test_splitting_agrees_with_pglast_split_when_no_comment_trails_a_statement() -> None:
+    sql = FUNCTION_FILE + "SELECT E'\\n';\nCREATE TABLE t (a int);\n(SELECT 1) UNION SELECT 2;\n"
+    expected = [sql[s] for s in split(sql, with_parser=True, only_slices=True)]
+    assert texts(sql) == expected
+
+
+def test_a_file_of_only_comments_has_no_statements() -> None:
+    assert split_statements("-- nothing here\n/* still /* nothing */ */\n\n") == []
+    assert split_statements("") == []
+
+
+def test_split_statements_raises_the_syntax_error() -> None:
+    with pytest.raises(SqlSyntaxError) as caught:
+        split_statements("SELECT 1;\nSELEC 2;")
+    assert (caught.value.line, caught.value.column) == (2, 1)
+
+
+# --------------------------------------------------------------------------- syntax errors
+
+
+def test_a_syntax_error_on_line_3_reports_line_column_and_the_line() -> None:
+    sql = "CREATE TABLE a (id int);\n-- ü comment\nALTER TABLE a ADD COLUMN ;\nSELECT 1;\n"
+    error = syntax_check(sql)
+    assert error is not None
+    assert error.message == 'syntax error at or near ";"'
+    assert (error.line, error.column) == (3, 26)
+    assert error.offset == sql.index(" ;") + 1
+    assert error.line_text == "ALTER TABLE a ADD COLUMN ;"
+    assert str(error) == 'line 3, column 26: syntax error at or near ";"'
+
+
+def test_a_file_that_parses_has_no_syntax_error() -> None:
+    assert syntax_check(FUNCTION_FILE) is None
+    assert syntax_check("-- only a comment\n") is None
+
+
+def test_an_unterminated_string_points_at_its_opening_quote() -> None:
+    error = syntax_check("SELECT 1;\n\nSELECT 'abc;\n")
+    assert error is not None
+    assert error.message.startswith("unterminated quoted string")
+    assert (error.line, error.column) == (3, 8)
+
+
+def test_an_unterminated_block_comment_is_a_syntax_error() -> None:
+    error = syntax_check("SELECT 1;\n/* /* nested */ never closed\n")
+    assert error is not None
+    assert error.message.startswith("unterminated /* comment")
+    assert (error.line, error.column) == (2, 1)
+
+
+def test_an_error_at_end_of_input_points_just_after_the_last_token() -> None:
+    error = syntax_check("-- head\nSELECT 1 FROM\n\n\n")
+    assert error is not None
+    assert error.message == "syntax error at end of input"
+    assert (error.line, error.column) == (2, 14)
+
+
+def test_the_first_error_in_the_file_wins_over_a_later_lexer_error() -> None:
+    error = syntax_check("SELEC 1;\nSELECT 'open")
+    assert error is not None
+    assert (error.line, error.column, error.message) == (1, 1, 'syntax error at or near "SELEC"')
+
+
+def test_a_syntax_error_is_a_layout_error_with_exit_code_2() -> None:
+    error = syntax_check("SELEC 1")
+    assert isinstance(error, LayoutError)
+    assert error.exit_code == EXIT_USAGE
+
+
+def test_a_syntax_error_column_counts_characters_after_non_ascii_text() -> None:
+    error = syntax_check("SELECT 'ééé' FROM WHERE;")
+    assert error is not None
+    assert (error.line, error.column) == (1, 19)
+
+
+# --------------------------------------------------------------------------- comments
+
+
+def test_header_comments_stop_at_the_first_statement() -> None:
+    sql = (
+        "-- Roll back 985.\n"
+        "-- vezamig:lock tracks\n"
+        "/* vezamig:guard SELECT NOT EXISTS (\n"
+        "     SELECT 1 FROM tracks) */\n"
+        "DROP INDEX i;\n"
+        "-- vezamig:guard SELECT true\n"
+        "SELECT 1; /* tail */\n"
+    )
+    header, body, first = header_and_body_comments(sql)
+    assert [c.text for c in header] == [
+        "Roll back 985.",
+        "vezamig:lock tracks",
+        "vezamig:guard SELECT NOT EXISTS (\n     SELECT 1 FROM tracks)",
+    ]
+    assert [(c.line, c.block) for c in header] == [(1, False), (2, False), (3, True)]
+    assert [(c.text, c.line) for c in body] == [("vezamig:guard SELECT true", 6), ("tail", 7)]
+    assert first == sql.index("DROP INDEX")
+
+
+def test_comment_offsets_cover_the_raw_comment_with_its_markers() -> None:
+    sql = "/* a /* b */ c */ -- d\nSELECT 1"
+    header, _, _ = header_and_body_comments(sql)
+    assert [sql[c.start : c.end] for c in header] == ["/* a /* b */ c */", "-- d"]
+    assert header[0].text == "a /* b */ c"
+    assert header[1].column == 19
+
+
+def test_a_file_without_sql_has_only_header_comments() -> None:
+    header, body, first = header_and_body_comments("-- one\r\n/* two\r\n */\r\n")
+    assert [c.text for c in header] == ["one", "two"]
+    assert body == []
+    assert first is None
+
+
+def test_header_comments_are_read_from_a_file_with_a_grammar_error() -> None:
+    header, body, first = header_and_body_comments("-- vezamig:guard SELECT true\nSELEC 1;\n-- x")
+    assert [c.text for c in header] == ["vezamig:guard SELECT true"]
+    assert [c.text for c in body] == ["x"]
+    assert first == 29
+
+
+def test_a_lexer_error_raises_from_header_and_body_comments_but_analyze_keeps_the_header() -> None:
+    sql = "-- vezamig:no-transaction\nSELECT 1;\nSELECT $$open\n"
+    with pytest.raises(SqlSyntaxError) as caught:
+        header_and_body_comments(sql)
+    assert (caught.value.line, caught.value.column) == (3, 8)
+    parsed = analyze(sql)
+    assert parsed.error is not None
+    assert [c.text for c in parsed.header] == ["vezamig:no-transaction"]
+    assert parsed.statements == ()
+
+
+def test_analyze_gives_statements_comments_and_parse_nodes_from_one_pass() -> None:
+    parsed = analyze(FUNCTION_FILE)
+    assert parsed.error is None
+    assert [c.text for c in parsed.header] == ["Roll out the audit trigger."]
+    assert parsed.body == ()  # "-- inner; comment" is inside the $body$ string
+    assert len(parsed.nodes) == len(parsed.statements) == 2
+    assert type(parsed.nodes[0].stmt).__name__ == "CreateFunctionStmt"
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def test_line_col_is_one_based_and_counts_characters() -> None:
+    text = "ab\nçd€\r\nxyz"
+    assert line_col(text, 0) == Position(1, 1)
+    assert line_col(text, 5) == Position(2, 3)
+    assert line_col(text, text.index("x")) == Position(3, 1)
+    assert line_col(text, 10_000) == Position(3, 4)
+
+
+def test_line_text_strips_the_line_ending_and_is_empty_out_of_range() -> None:
+    text = "one\r\ntwo\nthree"
+    assert [line_text(text, n) for n in (0, 1, 2, 3, 4)] == ["", "one", "two", "three", ""]
+
+
+@given(st.text(alphabet="ab\n\r€ ", max_size=60), st.integers(min_value=-2, max_value=70))
+def test_line_index_agrees_with_line_col(text: str, offset: int) -> None:
+    index = LineIndex(text)
+    assert index.position(offset) == line_col(text, offset)
+    line = index.position(offset).line
+    assert index.line_text(line) == line_text(text, line)
+
+
+def test_excerpt_numbers_the_lines_and_marks_the_bad_one() -> None:
+    text = "".join(f"line {n}\n" for n in range(1, 16))
+    assert excerpt(text, 12) == [
+        "  10 | line 10",
+        "  11 | line 11",
+        "> 12 | line 12",
+        "  13 | line 13",
+        "  14 | line 14",
+    ]
+
+
+def test_excerpt_clamps_at_the_edges_and_can_show_a_caret() -> None:
+    text = "SELECT 1;\n\tSELEC 2;\n"
+    assert excerpt(text, 2, column=2) == [
+        "  1 | SELECT 1;",
+        "> 2 | \tSELEC 2;",
+        "    | \t^",
+    ]
+    assert excerpt(text, 99, context=0) == ["> 2 | \tSELEC 2;"]
+
+
+def test_statement_at_maps_a_file_offset_back_to_its_statement() -> None:
+    statements = split_statements(FUNCTION_FILE)
+    inside = FUNCTION_FILE.index("RETURN NEW")
+    assert statement_at(statements, inside) == statements[0]
+    assert statement_at(statements, len(FUNCTION_FILE)) == statements[1]
+    assert statement_at(statements, 0) is None
+
+
+def test_a_server_position_maps_to_a_file_offset_for_a_file_or_a_statement() -> None:
+    sql = "-- c\nSELECT 1;\n  SELECT nope FROM t;\n"
+    assert offset_from_server_position("6") == 5
+    second = split_statements(sql)[1]
+    offset = offset_from_server_position("8", statement=second)
+    assert offset is not None
+    assert line_col(sql, offset) == Position(3, 10)
+    assert offset_from_server_position(None) is None
+    assert offset_from_server_position("") is None
+    assert offset_from_server_position("0") is None
+
+
+def test_a_statement_offset_inside_it_maps_through_file_offset() -> None:
+    statement = Statement("SELECT 1", 10, 18, 2, 1)
+    assert statement.file_offset(1) == 10
+    assert statement.file_offset(8) == 17

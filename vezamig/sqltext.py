@@ -1,0 +1,404 @@
+"""SQL text as PostgreSQL sees it: statements, comments, syntax errors, positions.
+
+Everything here rests on pglast, i.e. PostgreSQL's own lexer and grammar, so a
+semicolon inside a dollar-quoted body, an ``E'…'`` string or a nested ``/* */``
+comment is never mistaken for a boundary. All offsets are *character* offsets
+into the Python string (pglast converts libpg_query's byte offsets), which is
+also what PostgreSQL reports in ``diag.statement_position`` (1-based).
+
+``analyze`` does one scan and at most one parse per file; the smaller helpers
+(``split_statements``, ``syntax_check``, ``header_and_body_comments``) are thin
+views over it for callers that need only one answer. pglast is imported lazily
+so the position helpers (used when a step fails) cost nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from vezamig.errors import LayoutError
+
+if TYPE_CHECKING:
+    from pglast.ast import RawStmt
+
+__all__ = [
+    "Comment",
+    "LineIndex",
+    "Position",
+    "SqlFile",
+    "SqlSyntaxError",
+    "Statement",
+    "analyze",
+    "excerpt",
+    "header_and_body_comments",
+    "line_col",
+    "line_text",
+    "offset_from_server_position",
+    "split_statements",
+    "statement_at",
+    "syntax_check",
+]
+
+_COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
+_SEMICOLON = "ASCII_59"
+
+
+# --------------------------------------------------------------------------- positions
+
+
+@dataclass(frozen=True)
+class Position:
+    """1-based line and column (columns count characters; a tab is one)."""
+
+    line: int
+    column: int
+
+
+def line_col(text: str, offset: int) -> Position:
+    """Map a character offset to a 1-based line/column.
+
+    Only ``\\n`` ends a line, so CRLF files number lines as editors do. Offsets
+    past the end are clamped, because PostgreSQL reports "at end of input" one
+    character beyond the text.
+    """
+    offset = max(0, min(offset, len(text)))
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Position(text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+
+def line_text(text: str, line: int) -> str:
+    """The text of 1-based ``line`` without its line ending; "" when out of range."""
+    if line < 1:
+        return ""
+    start = 0
+    for _ in range(line - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    end = text.find("\n", start)
+    row = text[start:] if end == -1 else text[start:end]
+    return row.removesuffix("\r")
+
+
+class LineIndex:
+    """Line starts of one text, for many offset lookups at O(log n) each."""
+
+    __slots__ = ("_starts", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        starts = [0]
+        find = text.find
+        i = find("\n")
+        while i != -1:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        self._starts = starts
+
+    def position(self, offset: int) -> Position:
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self._starts, offset)
+        return Position(line, offset - self._starts[line - 1] + 1)
+
+    def line_text(self, line: int) -> str:
+        if not 1 <= line <= len(self._starts):
+            return ""
+        start = self._starts[line - 1]
+        end = self._starts[line] - 1 if line < len(self._starts) else len(self.text)
+        return self.text[start:end].removesuffix("\r")
+
+    @property
+    def line_count(self) -> int:
+        return len(self._starts)
+
+
+def excerpt(text: str, line: int, context: int = 2, *, column: int | None = None) -> list[str]:
+    """Numbered lines around ``line``, the bad one marked with ``>``.
+
+    Plain text, so it reads the same in a log, a terminal or a test::
+
+          11 | ALTER TABLE users
+        > 12 |   ADD COLUMN emial text NOT NULL;
+             |              ^
+
+    The caret line is added only when ``column`` is given.
+    """
+    index = LineIndex(text)
+    last = index.line_count
+    if text.endswith("\n") and last > 1:
+        last -= 1  # the empty "line" after a final newline is not worth showing
+    line = max(1, min(line, last))
+    first, stop = max(1, line - context), min(last, line + context)
+    width = len(str(stop))
+    out: list[str] = []
+    for n in range(first, stop + 1):
+        row = index.line_text(n)
+        out.append(f"{'>' if n == line else ' '} {n:>{width}} | {row}".rstrip())
+        if n == line and column is not None:
+            # Keep tabs so the caret lines up under the same character.
+            lead = "".join(c if c == "\t" else " " for c in row[: max(column - 1, 0)])
+            out.append(f"  {'':>{width}} | {lead}^")
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level statement. ``text == file[start:end]``, no trailing ``;``.
+
+    ``text`` runs from the statement's first token to its last one, so leading
+    and trailing comments are not part of it (comments inside it are).
+    """
+
+    text: str
+    start: int
+    end: int
+    line: int
+    column: int
+
+    def file_offset(self, position: int) -> int:
+        """File offset of a 1-based server position within this statement's text."""
+        return self.start + max(position, 1) - 1
+
+
+@dataclass(frozen=True)
+class Comment:
+    """One comment. ``text`` has no ``--`` / ``/* */`` markers and no surrounding
+    whitespace; CRLF inside a block comment reads as LF. ``file[start:end]`` is
+    the raw comment including its markers."""
+
+    text: str
+    start: int
+    end: int
+    line: int
+    block: bool
+    column: int = 1
+
+
+class SqlSyntaxError(LayoutError):
+    """PostgreSQL's parser rejected the file (a layout error, exit 2).
+
+    ``message`` is the parser's own wording; ``offset`` is a character offset
+    into the file; ``line_text`` is the offending line, for display.
+    """
+
+    def __init__(self, message: str, offset: int, line: int, column: int, line_text: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.line = line
+        self.column = column
+        self.line_text = line_text
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.offset, self.line, self.column, self.line_text))
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """Everything vezamig needs from one file, from one scan and one parse.
+
+    ``nodes[i]`` is the pglast ``RawStmt`` of ``statements[i]``. When ``error``
+    is set, ``statements`` and ``nodes`` are empty; ``header`` is still filled
+    from the tokens before the error, and ``body`` from those the lexer read.
+    """
+
+    text: str
+    statements: tuple[Statement, ...]
+    header: tuple[Comment, ...]
+    body: tuple[Comment, ...]
+    first_token: int | None
+    error: SqlSyntaxError | None
+    nodes: tuple[RawStmt, ...] = field(default=(), repr=False)
+    lines: LineIndex = field(default_factory=lambda: LineIndex(""), repr=False, compare=False)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _syntax_error(text: str, lines: LineIndex, message: str, index: int | None) -> SqlSyntaxError:
+    # pglast gives None when PostgreSQL points one past the end ("at end of
+    # input"); show that just after the last SQL character, not on an empty line.
+    offset = len(text.rstrip()) if index is None else index
+    pos = lines.position(offset)
+    return SqlSyntaxError(message, offset, pos.line, pos.column, lines.line_text(pos.line))
+
+
+def _scan(text: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]:
+    """Tokens of ``text``; on a lexer error, the tokens before it and the error."""
+    from pglast.parser import ParseError, scan
+
+    try:
+        return list(scan(text)), None
+    except ParseError as exc:
+        message, index = _error_args(exc)
+        error = _syntax_error(text, lines, message, index)
+    # The lexer stops at the first bad token; what comes before it still lexes,
+    # so the header comments (directives) can be read from a broken file.
+    try:
+        return list(scan(text[: error.offset])), error
+    except ParseError:
+        return [], error
+
+
+def _error_args(exc: Exception) -> tuple[str, int | None]:
+    args = exc.args
+    message = str(args[0]) if args else str(exc)
+    index = args[1] if len(args) > 1 and isinstance(args[1], int) else None
+    return message, index
+
+
+def _comment(text: str, tok: Any, lines: LineIndex) -> Comment:
+    start, end = tok.start, tok.end + 1
+    block = tok.name == "C_COMMENT"
+    body = text[start + 2 : end - 2] if block else text[start + 2 : end]
+    pos = lines.position(start)
+    return Comment(body.replace("\r\n", "\n").strip(), start, end, pos.line, block, pos.column)
+
+
+class _Tok(NamedTuple):
+    start: int
+    end: int  # exclusive
+    semicolon: bool
+
+
+def _classify(
+    sql: str, tokens: list[Any], lines: LineIndex
+) -> tuple[list[Comment], list[Comment], int | None, list[_Tok]]:
+    """Header comments, body comments, first SQL token offset, SQL tokens.
+
+    A stray ``;`` before the first statement does not end the header: it is
+    an empty statement, not SQL.
+    """
+    header: list[Comment] = []
+    body: list[Comment] = []
+    first: int | None = None
+    sql_tokens: list[_Tok] = []
+    for tok in tokens:
+        if tok.name in _COMMENT_TOKENS:
+            (header if first is None else body).append(_comment(sql, tok, lines))
+            continue
+        semicolon = tok.name == _SEMICOLON
+        if first is None and not semicolon:
+            first = tok.start
+        sql_tokens.append(_Tok(tok.start, tok.end + 1, semicolon))
+    return header, body, first, sql_tokens
+
+
+def analyze(sql: str) -> SqlFile:
+    """Scan and parse one file with PostgreSQL's lexer and grammar. Never raises
+    for bad SQL: a syntax error is returned in ``SqlFile.error``."""
+    from pglast.parser import ParseError, parse_sql
+
+    lines = LineIndex(sql)
+    tokens, error = _scan(sql, lines)
+
+    header, body, first_token, sql_tokens = _classify(sql, tokens, lines)
+
+    nodes: tuple[RawStmt, ...] = ()
+    statements: tuple[Statement, ...] = ()
+    # On a lexer error still parse: the grammar may fail earlier in the file,
+    # and the first error is the one PostgreSQL would report.
+    if first_token is not None or error is not None:
+        try:
+            parsed = parse_sql(sql)
+        except ParseError as exc:
+            message, index = _error_args(exc)
+            error = _syntax_error(sql, lines, message, index)
+        else:
+            if error is None:
+                nodes = parsed
+                statements = _statements(sql, nodes, sql_tokens, lines)
+    return SqlFile(sql, statements, tuple(header), tuple(body), first_token, error, nodes, lines)
+
+
+def _statements(
+    sql: str, nodes: Sequence[RawStmt], tokens: list[_Tok], lines: LineIndex
+) -> tuple[Statement, ...]:
+    """Cut the file at the parser's statement ends, trimmed to first/last token.
+
+    The parser gives each statement's end (its ``;``) exactly; trimming with the
+    scanner's tokens drops surrounding comments, whitespace and the ``;`` itself
+    (also ``;;``), while a ``;`` inside ``CREATE RULE … DO (a; b)`` stays.
+    """
+    starts = [t.start for t in tokens]
+    result: list[Statement] = []
+    region_start = 0
+    for node in nodes:
+        loc = node.stmt_location or 0
+        length = node.stmt_len or 0
+        region_end = loc + length if length > 0 else len(sql)
+        lo = bisect.bisect_left(starts, region_start)
+        hi = bisect.bisect_left(starts, region_end)
+        while lo < hi and tokens[lo].semicolon:
+            lo += 1
+        while hi > lo and tokens[hi - 1].semicolon:
+            hi -= 1
+        if lo < hi:
+            start, end = tokens[lo].start, tokens[hi - 1].end
+            pos = lines.position(start)
+            result.append(Statement(sql[start:end], start, end, pos.line, pos.column))
+        region_start = region_end
+    return tuple(result)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """The file's statements, split by PostgreSQL's grammar; raises SqlSyntaxError."""
+    parsed = analyze(sql)
+    if parsed.error is not None:
+        raise parsed.error
+    return list(parsed.statements)
+
+
+def syntax_check(sql: str) -> SqlSyntaxError | None:
+    """PostgreSQL's parser's verdict on the whole file (None when it parses)."""
+    return analyze(sql).error
+
+
+def header_and_body_comments(sql: str) -> tuple[list[Comment], list[Comment], int | None]:
+    """Comments before the first SQL token (the header, where directives live),
+    comments after it, and that token's offset (None for a file without SQL).
+
+    Works on files with grammar errors (only the lexer is needed); a lexer error
+    (unterminated quote or comment) raises SqlSyntaxError.
+    """
+    lines = LineIndex(sql)
+    tokens, error = _scan(sql, lines)
+    if error is not None:
+        raise error
+    header, body, first, _ = _classify(sql, tokens, lines)
+    return header, body, first
+
+
+def statement_at(statements: Sequence[Statement], offset: int) -> Statement | None:
+    """The statement a file offset falls in (or the last one starting before it,
+    for an offset in trailing comments or at end of input); None before the first."""
+    i = bisect.bisect_right([s.start for s in statements], offset)
+    return statements[i - 1] if i else None
+
+
+def offset_from_server_position(
+    position: int | str | None, *, statement: Statement | None = None
+) -> int | None:
+    """Turn ``diag.statement_position`` (1-based characters, a string in psycopg)
+    into a file offset: of the whole file when the file was sent as one query,
+    or within ``statement`` when only that statement was sent."""
+    if position is None or position == "":
+        return None
+    try:
+        pos = int(position)
+    except ValueError:
+        return None
+    if pos < 1:
+        return None
+    return statement.file_offset(pos) if statement is not None else pos - 1
