@@ -354,3 +354,121 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+
+
+# ---- operations (SPEC §5 [ops]) ---------------------------------------------------------
+
+@cli.command()
+@file_options
+@click.option("--strict", is_flag=True, help="Treat lint warnings as errors (exit 2).")
+@handle_errors
+def verify(**opts: Any) -> None:
+    """Offline check: layout, directives, PostgreSQL syntax, authoring lint. No database."""
+    from vezamig.errors import LayoutError
+    from vezamig.verify import verify_tree
+
+    cfg = build_config(opts)
+    out = _output(opts)
+    report = verify_tree(cfg.up_dir, cfg.down_dir)
+    for w in report.warnings:
+        out.warn(("error: " if opts["strict"] else "warning: ") + w)
+    problems = report.problems + (report.warnings if opts["strict"] else [])
+    if problems:
+        raise LayoutError(f"verify: {len(problems)} problem(s) in {report.files} file(s)",
+                          details=report.problems + (
+                              [f"{len(report.warnings)} lint finding(s) above (--strict)"]
+                              if opts["strict"] and report.warnings else []))
+    suffix = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    out.line(f"verified {report.files} file(s): no problems{suffix}")
+
+
+@cli.command()
+@click.argument("name")
+@file_options
+@click.option("--irreversible", is_flag=True, help="Create only the up file.")
+@handle_errors
+def new(**opts: Any) -> None:
+    """Create the next up (and down) file: version = highest + 1, same zero-padding."""
+    from vezamig.scaffold import create
+
+    cfg = build_config(opts)
+    created = create(cfg.up_dir, cfg.down_dir, opts["name"], irreversible=opts["irreversible"])
+    out = _output(opts)
+    out.line(f"created {created.up}")
+    if created.down is not None:
+        out.line(f"created {created.down}")
+    else:
+        out.line(f"version {created.version} is irreversible (no down file)")
+
+
+@cli.command()
+@db_options
+@click.option("--version", "version", type=click.IntRange(min=1), required=True, metavar="V",
+              help="Record every up file up to V as applied, without running it.")
+@handle_errors
+def baseline(**opts: Any) -> None:
+    """Adopt an existing database: record versions up to V as applied without running them."""
+    from vezamig.maintenance import apply_baseline, plan_baseline
+
+    cfg = build_config(opts, "vezamig baseline")
+    out = _output(opts)
+    migrations = load_migrations(cfg, check_directives=False)
+    with open_runner(cfg, migrations, out) as runner, runner.run_lock():
+        changes = plan_baseline(runner, opts["version"])
+        out.line(f"baseline: record {len(changes)} version(s) up to {opts['version']} as "
+                 "applied without running them", style="bold")
+        for c in changes[:5]:
+            out.line(f"  {c}")
+        if len(changes) > 5:
+            out.line(f"  … {len(changes) - 5} more, up to {changes[-1].version}")
+        apply_baseline(runner, changes)
+        out.line(f"recorded {len(changes)} version(s); current version {changes[-1].version}",
+                 style="bold green")
+
+
+@cli.command()
+@db_options
+@click.option("--checksums", is_flag=True, help="Re-record checksums of modified versions.")
+@click.option("--applied", type=click.IntRange(min=1), metavar="V",
+              help="A dirty version is in fact applied: mark it clean.")
+@click.option("--rolled-back", type=click.IntRange(min=1), metavar="V",
+              help="A dirty version is in fact not applied: remove its record.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def repair(**opts: Any) -> None:
+    """Re-record checksums after an intentional edit, or resolve a dirty version."""
+    from vezamig.maintenance import apply_repair, plan_repair
+
+    chosen = [k for k in ("checksums", "applied", "rolled_back") if opts[k]]
+    if len(chosen) != 1:
+        raise UsageError("repair needs exactly one of --checksums, --applied V, --rolled-back V")
+    cfg = build_config(opts, "vezamig repair")
+    out = _output(opts)
+    migrations = load_migrations(cfg, check_directives=False)
+    with open_runner(cfg, migrations, out) as runner, runner.run_lock():
+        changes = plan_repair(runner, runner.status(), checksums=opts["checksums"],
+                              applied=opts["applied"], rolled_back=opts["rolled_back"])
+        out.line("repair: change the tracking table only (the schema is not touched):",
+                 style="bold")
+        for c in changes:
+            out.line(f"  {c}")
+        confirm(opts["yes"], "Record this repair?")
+        apply_repair(runner, changes, checksums=opts["checksums"],
+                     rolled_back=opts["rolled_back"] is not None)
+        out.line(f"repaired {len(changes)} version(s)", style="bold green")
+
+
+@cli.command()
+@db_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array on stdout.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Newest N rows only.")
+@handle_errors
+def history(**opts: Any) -> None:
+    """The audit log, newest first. Read-only."""
+    cfg = build_config(opts, "vezamig history")
+    with open_runner(cfg, [], None) as runner:
+        rows = runner.tracker.history_rows(opts["limit"])
+    if opts["as_json"]:
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+    else:
+        _output(opts).history(rows)

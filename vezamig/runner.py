@@ -132,9 +132,17 @@ class Runner:
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()
-        if direction == "up":
-            return plan_up(rows, to, allow_out_of_order)
-        return plan_down(rows, to)
+        plan = plan_up(rows, to, allow_out_of_order) if direction == "up" else plan_down(rows, to)
+        dirty = [r.version for r in rows if r.state == "dirty"]
+        if dirty:
+            # Say what the interrupted step left behind, from its history row.
+            last = {h.version: h.message for h in self.tracker.history_rows(limit=200)
+                    if h.version in dirty and h.message}
+            for i, reason in enumerate(plan.refusals):
+                for v in dirty:
+                    if reason.startswith(f"version {v} ") and v in last:
+                        plan.refusals[i] = f"{reason}. Last recorded progress: {last[v]}"
+        return plan
 
     # ---- guards --------------------------------------------------------------
 
@@ -319,6 +327,9 @@ class Runner:
             return lines
         if phase == "body" and pos:
             p = line_col(f.text, offset + int(pos) - 1)
+            where = f"{f.path}:{p.line}:{p.column}"
+        elif phase == "body" and offset:
+            p = line_col(f.text, offset)
             where = f"{f.path}:{p.line}:{p.column}"
         elif phase == "lock":
             lk = step.directives.locks

@@ -1,0 +1,128 @@
+"""baseline and repair: change what the tracking table believes, never the schema.
+
+Both run under the run lock, write one history row per version they touch,
+and refuse when the database is not in the state they resolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from psycopg import sql
+
+from vezamig.errors import Refused, UsageError
+from vezamig.plan import DIRTY, MODIFIED, StatusRow
+from vezamig.runner import Runner
+
+
+@dataclass(frozen=True)
+class Change:
+    version: int
+    name: str
+    action: str  # human words: "record as applied", "mark clean", …
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.name}: {self.action}"
+
+
+def plan_baseline(runner: Runner, version: int) -> list[Change]:
+    applied = runner.applied()
+    if applied:
+        listed = ", ".join(str(v) for v in list(applied)[:10])
+        raise Refused(
+            f"baseline refused: {len(applied)} version(s) already recorded in "
+            f"{runner.config.table_label} ({listed}{'…' if len(applied) > 10 else ''})",
+            details=["baseline only adopts a database with no vezamig records; use "
+                     "`vezamig status` to see them"])
+    known = {m.version for m in runner.migrations}
+    if version not in known:
+        raise UsageError(f"--version {version}: no up file has that version; give the last "
+                         "version whose changes the database already has")
+    return [Change(m.version, m.name, "record as applied (baseline, not run)")
+            for m in runner.migrations if m.version <= version]
+
+
+def apply_baseline(runner: Runner, changes: list[Change]) -> None:
+    by_version = {m.version: m for m in runner.migrations}
+    runner.tracker.ensure()
+    now = datetime.now(UTC)
+    stmts: list[sql.Composable] = [sql.SQL("BEGIN")]
+    for c in changes:
+        m = by_version[c.version]
+        stmts.append(runner.tracker.record_sql(m.version, m.name, m.checksum, 0))
+        stmts.append(runner.tracker.history_sql(
+            version=m.version, name=m.name, direction="baseline", outcome="ok",
+            checksum=m.checksum, started_at=now, duration_ms=0,
+            message="recorded as applied without running it (baseline)"))
+    stmts.append(sql.SQL("COMMIT"))
+    _run(runner, stmts)
+
+
+def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
+    try:
+        runner.conn.execute(sql.SQL("; ").join(stmts).as_string(runner.conn))
+    except BaseException:
+        if not runner.conn.closed and runner.conn.info.transaction_status != 0:
+            runner.conn.execute("ROLLBACK")
+        raise
+
+
+def _last_message(runner: Runner, version: int) -> str:
+    for row in runner.tracker.history_rows(limit=50):
+        if row.version == version and row.message:
+            return row.message
+    return "no history message"
+
+
+def plan_repair(runner: Runner, rows: list[StatusRow], *, checksums: bool,
+                applied: int | None, rolled_back: int | None) -> list[Change]:
+    by_version = {r.version: r for r in rows}
+    if checksums:
+        changes = [Change(r.version, r.name, "re-record checksum "
+                          f"{r.applied.checksum[:12]}… → {r.migration.checksum[:12]}…")
+                   for r in rows if r.state == MODIFIED and r.migration and r.applied]
+        if not changes:
+            raise Refused("repair --checksums: no applied version has a changed checksum; "
+                          "nothing to repair")
+        return changes
+    version = applied if applied is not None else rolled_back
+    assert version is not None
+    row = by_version.get(version)
+    if row is None or row.state != DIRTY:
+        state = row.state if row else "unknown"
+        raise Refused(
+            f"repair refused: version {version} is {state}, not dirty; --applied and "
+            "--rolled-back only resolve a dirty version (see `vezamig status`)")
+    why = _last_message(runner, version)
+    if applied is not None:
+        return [Change(version, row.name, f"mark as applied (clean); last known: {why}")]
+    return [Change(version, row.name, f"mark as rolled back (remove); last known: {why}")]
+
+
+def apply_repair(runner: Runner, changes: list[Change], *, checksums: bool,
+                 rolled_back: bool) -> None:
+    by_version = {m.version: m for m in runner.migrations}
+    applied_rows = runner.applied()
+    now = datetime.now(UTC)
+    t = runner.tracker
+    stmts: list[sql.Composable] = [sql.SQL("BEGIN")]
+    for c in changes:
+        m = by_version.get(c.version)
+        a = applied_rows[c.version]
+        checksum = m.checksum if m is not None else a.checksum
+        if checksums:
+            assert m is not None
+            stmts.append(t.update_checksum_sql(c.version, m.checksum, m.name))
+            msg = f"checksum re-recorded: {a.checksum} -> {m.checksum}"
+        elif rolled_back:
+            stmts.append(t.unrecord_sql(c.version))
+            msg = "dirty version resolved as rolled back by the operator"
+        else:
+            stmts.append(t.set_dirty_sql(c.version, False))
+            msg = "dirty version resolved as applied by the operator"
+        stmts.append(t.history_sql(version=c.version, name=c.name, direction="repair",
+                                   outcome="ok", checksum=checksum, started_at=now,
+                                   duration_ms=0, message=msg))
+    stmts.append(sql.SQL("COMMIT"))
+    _run(runner, stmts)

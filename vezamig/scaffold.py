@@ -1,0 +1,66 @@
+"""``vezamig new``: the next migration file(s), with a header that teaches the directives."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from vezamig.errors import UsageError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_VERSION_RE = re.compile(r"^([0-9]+)_.*\.sql$")
+
+UP_TEMPLATE = """\
+-- {version} {name}: say what this migration changes and why.
+--
+-- Directives go in these header comments, before the first statement, e.g.:
+--   "-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)"  must return one row: true
+--   "-- vezamig:lock t"          ACCESS EXCLUSIVE lock before guards and body
+--   "-- vezamig:no-transaction"  statement by statement (CREATE INDEX CONCURRENTLY)
+
+"""
+
+DOWN_TEMPLATE = """\
+-- Roll back {version} {name}: say what is undone, and what data it would lose.
+--
+-- If this rollback can lose data, declare when it is safe, e.g.:
+--   "-- vezamig:lock t"
+--   "-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t WHERE new_column IS NOT NULL)"
+
+"""
+
+
+@dataclass(frozen=True)
+class NewFiles:
+    version: int
+    up: Path
+    down: Path | None
+
+
+def _existing(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return [m[1] for p in folder.iterdir() if (m := _VERSION_RE.match(p.name))]
+
+
+def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = False) -> NewFiles:
+    if not _NAME_RE.match(name) or name.endswith(("_up", "_down")):
+        raise UsageError(
+            f"name `{name}` is not valid: use letters, digits, `_`, `.` and `-` "
+            "(e.g. add_tracks_storage_backend), without a trailing _up/_down")
+    versions = _existing(up_dir) + _existing(down_dir)
+    width = max((len(v) for v in versions), default=3)
+    version = max((int(v) for v in versions), default=0) + 1
+    stem = f"{version:0{width}d}_{name}"
+    up = up_dir / f"{stem}_up.sql"
+    down = None if irreversible else down_dir / f"{stem}_down.sql"
+    for p in (up, down):
+        if p is not None and p.exists():
+            raise UsageError(f"{p} already exists")
+    up_dir.mkdir(parents=True, exist_ok=True)
+    up.write_text(UP_TEMPLATE.format(version=version, name=name), encoding="utf-8")
+    if down is not None:
+        down_dir.mkdir(parents=True, exist_ok=True)
+        down.write_text(DOWN_TEMPLATE.format(version=version, name=name), encoding="utf-8")
+    return NewFiles(version, up, down)
