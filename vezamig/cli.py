@@ -472,3 +472,50 @@ def history(**opts: Any) -> None:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2))
     else:
         _output(opts).history(rows)
+
+
+@cli.command()
+@db_options
+@click.option("--from", "first", type=click.IntRange(min=1), metavar="V",
+              help="Check versions from V on (lower ones are only applied).")
+@click.option("--to", "last", type=click.IntRange(min=1), metavar="V",
+              help="Stop after version V.")
+@click.option("--pg-bin", metavar="DIR", help="PostgreSQL server binaries for the throwaway "
+              "cluster (default: PATH, pg_config --bindir, /usr/lib/postgresql/*/bin).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@handle_errors
+def roundtrip(**opts: Any) -> None:
+    """Prove every down undoes its up (up, down, up) on a scratch or throwaway database."""
+    from contextlib import nullcontext
+
+    from vezamig.cluster import ThrowawayCluster
+    from vezamig.db import connect
+    from vezamig.roundtrip import require_empty, run_roundtrip
+
+    # A scratch database must be named explicitly: DATABASE_URL may well point at
+    # production, so roundtrip ignores it and uses a throwaway cluster instead.
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("database_url") == click.core.ParameterSource.ENVIRONMENT:
+        opts["database_url"] = None
+    cfg = build_config(opts, "vezamig roundtrip")
+    out = _output(opts)
+    migrations = load_migrations(cfg, check_directives=True)
+    cluster = None if cfg.conninfo else ThrowawayCluster(opts["pg_bin"])
+    with cluster if cluster is not None else nullcontext():
+        conninfo = cluster.conninfo() if cluster is not None else cfg.conninfo
+        if cluster is not None:
+            out.info(f"throwaway PostgreSQL in {cluster.host} (removed afterwards)")
+        conn = connect(conninfo, cfg.application)
+        try:
+            require_empty(conn)
+            report = run_roundtrip(
+                conn, cfg, migrations, first=opts["first"], last=opts["last"],
+                progress=None if opts["as_json"] else out.roundtrip_progress)
+        finally:
+            conn.close()
+    if opts["as_json"]:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        out.roundtrip_summary(report)
+    if not report.ok:
+        sys.exit(1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +20,9 @@ from vezamig.errors import VezamigError
 from vezamig.plan import Plan, StatusRow, Step
 from vezamig.runner import GuardResult, StepResult
 from vezamig.state import HistoryRow
+
+if TYPE_CHECKING:
+    from vezamig.roundtrip import RoundtripReport, VersionReport
 
 STATE_STYLE = {
     "applied": "green",
@@ -180,3 +183,32 @@ class Output:
                     f"{r.id}\t{r.started_at.isoformat(timespec='seconds')}\t{r.version}\t"
                     f"{r.name}\t{r.direction}\t{r.outcome}\t{r.duration_ms}\t{r.db_user}\t"
                     f"{r.os_user}@{r.host}\t{r.message or ''}", soft_wrap=True, markup=False)
+
+    # ---- roundtrip ------------------------------------------------------------------
+
+    RESULT_STYLE = {"pass": "green", "fail": "bold red", "irreversible": "cyan",
+                    "skipped": "dim", "not run": "dim"}
+
+    def roundtrip_progress(self, v: VersionReport) -> None:
+        if self.quiet:
+            return
+        self.out.print(Text.assemble(
+            (f"  {v.result:<12}", self.RESULT_STYLE.get(v.result, "")),
+            f" {v.version} {v.name}  ", (f"{v.duration_ms} ms", "dim")), soft_wrap=True)
+        for p in v.problems:
+            self.out.print(Text("      " + p, style="red"), soft_wrap=True)
+
+    def roundtrip_summary(self, report: RoundtripReport) -> None:
+        if self.rich and not self.quiet:
+            t = Table(show_edge=False, header_style="bold", title="roundtrip")
+            for col in ("version", "name", "result", "ms"):
+                t.add_column(col, justify="right" if col in ("version", "ms") else "left")
+            for v in report.versions:
+                t.add_row(str(v.version), v.name,
+                          Text(v.result, style=self.RESULT_STYLE.get(v.result, "")),
+                          str(v.duration_ms))
+            self.out.print(t)
+        style = "bold green" if report.ok else "bold red"
+        self.line(f"roundtrip: {report.count('pass')} passed, {report.count('fail')} failed, "
+                  f"{report.count('irreversible')} irreversible (applied, not reversible)",
+                  style=style)

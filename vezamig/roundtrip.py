@@ -1,0 +1,136 @@
+"""Prove every down undoes its up: the "stairway" of SPEC §7.
+
+For each reversible version, ascending: snapshot, up, snapshot, down, compare
+with the first, up again, compare with the second. The schema is read from the
+catalogs (vezamig.snapshot), so a forgotten index or enum value is named, not
+merely "different".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vezamig.config import Config
+from vezamig.db import Connection
+from vezamig.errors import UsageError, VezamigError
+from vezamig.files import Migration
+from vezamig.plan import Plan, Step
+from vezamig.runner import Runner
+
+PASS = "pass"
+FAIL = "fail"
+IRREVERSIBLE = "irreversible"
+SKIPPED = "skipped"
+NOT_RUN = "not run"
+
+
+@dataclass
+class VersionReport:
+    version: int
+    name: str
+    result: str
+    problems: list[str] = field(default_factory=list)
+    duration_ms: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"version": self.version, "name": self.name, "result": self.result,
+                "problems": self.problems, "duration_ms": self.duration_ms}
+
+
+@dataclass
+class RoundtripReport:
+    versions: list[VersionReport] = field(default_factory=list)
+
+    def count(self, result: str) -> int:
+        return sum(1 for v in self.versions if v.result == result)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAIL) == 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "passed": self.count(PASS), "failed": self.count(FAIL),
+                "irreversible": self.count(IRREVERSIBLE),
+                "versions": [v.as_json() for v in self.versions]}
+
+
+def user_tables(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
+        " ORDER BY 1 LIMIT 5").fetchall()
+    return [r[0] for r in rows]
+
+
+def require_empty(conn: Connection) -> None:
+    found = user_tables(conn)
+    if found:
+        raise UsageError(
+            f"roundtrip needs an empty scratch database, but this one has tables "
+            f"({', '.join(found)}…); vezamig changed nothing",
+            details=["give -d a freshly created database (createdb scratch), or leave -d out "
+                     "to use a throwaway PostgreSQL"])
+
+
+def run_roundtrip(conn: Connection, config: Config, migrations: list[Migration], *,
+                  first: int | None = None, last: int | None = None,
+                  progress: Callable[[VersionReport], None] | None = None) -> RoundtripReport:
+    """Run the stairway on an empty database; stops at the first step that errors."""
+    from vezamig.snapshot import diff_snapshots, summarize, take_snapshot
+
+    runner = Runner(conn, config, migrations)
+    runner.tracker.ensure()
+    exclude = [".".join(config.table), ".".join(config.history_table)]
+    report = RoundtripReport()
+
+    def snap() -> Any:
+        return take_snapshot(conn, exclude_tables=exclude)
+
+    def step(m: Migration, direction: str) -> None:
+        runner.execute(Plan(direction, [Step(m, direction)], None, 0))
+
+    selected = [m for m in migrations if last is None or m.version <= last]
+    for i, m in enumerate(selected):
+        vr = VersionReport(m.version, m.name, PASS)
+        t0 = time.monotonic()
+        try:
+            if not m.reversible or (first is not None and m.version < first):
+                step(m, "up")
+                vr.result = IRREVERSIBLE if not m.reversible else SKIPPED
+            else:
+                before = snap()
+                step(m, "up")
+                after_up = snap()
+                step(m, "down")
+                diffs = diff_snapshots(before, snap())
+                vr.problems += summarize(diffs, f"after down of {m.version}")
+                step(m, "up")
+                diffs = diff_snapshots(after_up, snap())
+                vr.problems += summarize(diffs, f"after up again of {m.version}")
+                if vr.problems:
+                    vr.result = FAIL
+        except VezamigError as exc:
+            vr.result = FAIL
+            vr.problems.append(str(exc))
+        vr.duration_ms = round((time.monotonic() - t0) * 1000)
+        report.versions.append(vr)
+        if progress:
+            progress(vr)
+        if vr.result == FAIL and (conn.closed or _step_errored(vr)):
+            for rest in selected[i + 1:]:
+                report.versions.append(VersionReport(rest.version, rest.name, NOT_RUN,
+                                                     ["not run: an earlier version failed"]))
+            break
+    return report
+
+
+def _step_errored(vr: VersionReport) -> bool:
+    """A step that errored leaves the schema unknown; a pure diff does not."""
+    return any(p.startswith(("up ", "down ")) or "refused" in p for p in vr.problems)
+
