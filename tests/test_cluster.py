@@ -175,3 +175,15 @@ def test_make_database_gives_another_empty_database(
         )
         assert conn.execute(user_tables).fetchone() == (0,)
         assert conn.info.dbname != postgresql.info.dbname
+
+
+def test_session_server_is_a_socket_only_cluster_as_root_else_postgresql_proc(
+    pg_server: Any, postgresql: psycopg.Connection[Any]
+) -> None:
+    listen = postgresql.execute("SHOW listen_addresses").fetchone()
+    if os.geteuid() == 0:
+        assert Path(pg_server.host).is_dir()
+        assert listen == ("",)
+    else:
+        assert pg_server.host == "127.0.0.1"
+        assert listen is not None and listen != ("",)
