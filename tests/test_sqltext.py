@@ -315,3 +315,45 @@ def test_a_statement_offset_inside_it_maps_through_file_offset() -> None:
     statement = Statement("SELECT 1", 10, 18, 2, 1)
     assert statement.file_offset(1) == 10
     assert statement.file_offset(8) == 17
+
+
+# --------------------------------------------------------------------------- non-ASCII fast path
+
+
+def test_a_large_non_ascii_file_splits_and_comments_exactly() -> None:
+    rows = "".join(
+        f"INSERT INTO t VALUES ('Zürich {n} ✓', $q$ça; ü $q$); -- ü{n}\n" for n in range(300)
+    )
+    sql = "-- Données de départ ✓\n" + rows
+    parsed = analyze(sql)
+    assert parsed.error is None
+    assert len(parsed.statements) == 300
+    for statement in parsed.statements:
+        assert sql[statement.start : statement.end] == statement.text
+    assert parsed.statements[299].text == "INSERT INTO t VALUES ('Zürich 299 ✓', $q$ça; ü $q$)"
+    assert parsed.statements[299].line == 301
+    assert [c.text for c in parsed.header] == ["Données de départ ✓"]
+    assert parsed.body[-1].text == "ü299"
+    assert texts(sql) == [sql[s] for s in split(sql, with_parser=True, only_slices=True)]
+
+
+def test_a_dollar_tag_that_only_matches_after_substitution_still_splits_right() -> None:
+    sql = "SELECT $x$ a $ü$ b $x$;\nSELECT $ü$ c $x$ d $ü$;\nSELECT 'é'"
+    assert texts(sql) == ["SELECT $x$ a $ü$ b $x$", "SELECT $ü$ c $x$ d $ü$", "SELECT 'é'"]
+
+
+def test_identifiers_keep_their_non_ascii_letters_in_the_parse_tree() -> None:
+    parsed = analyze("CREATE TABLE café (prénom text DEFAULT 'é');")
+    relation = parsed.nodes[0].stmt.relation  # type: ignore[union-attr]
+    assert relation.relname == "café"
+
+
+def test_a_syntax_error_message_quotes_the_original_non_ascii_text() -> None:
+    error = syntax_check("SELECT 'ü';\nSELECT 'ö' 'ä' FROM;\n")
+    assert error is not None
+    assert error.message == "syntax error at or near \"'ä'\""
+    assert (error.line, error.column) == (2, 12)
+    lexer = syntax_check("SELECT 1;\nSELECT 'ünterminated\n")
+    assert lexer is not None
+    assert lexer.message == 'unterminated quoted string at or near "\'ünterminated\n"'
+    assert (lexer.line, lexer.column) == (2, 8)

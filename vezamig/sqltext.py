@@ -15,6 +15,7 @@ so the position helpers (used when a step fails) cost nothing at start-up.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 _COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
+_MASKABLE = _COMMENT_TOKENS | {"SCONST", "USCONST"}
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _SEMICOLON = "ASCII_59"
 
 
@@ -205,9 +208,12 @@ class SqlSyntaxError(LayoutError):
 class SqlFile:
     """Everything vezamig needs from one file, from one scan and one parse.
 
-    ``nodes[i]`` is the pglast ``RawStmt`` of ``statements[i]``. When ``error``
-    is set, ``statements`` and ``nodes`` are empty; ``header`` is still filled
-    from the tokens before the error, and ``body`` from those the lexer read.
+    ``nodes[i]`` is the pglast ``RawStmt`` of ``statements[i]``: use it for the
+    tree's shape and names; its string constants may have non-ASCII characters
+    blanked (see ``_mask_literals``), so take text from ``statements``.
+    When ``error`` is set, ``statements`` and ``nodes`` are empty; ``header`` is
+    still filled from the tokens before the error, ``body`` from those the lexer
+    read.
     """
 
     text: str
@@ -231,21 +237,97 @@ def _syntax_error(text: str, lines: LineIndex, message: str, index: int | None) 
     return SqlSyntaxError(message, offset, pos.line, pos.column, lines.line_text(pos.line))
 
 
-def _scan(text: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]:
-    """Tokens of ``text``; on a lexer error, the tokens before it and the error."""
+def _scan(sql: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]:
+    """Tokens of ``sql``; on a lexer error, the tokens before it and the error.
+
+    pglast maps each UTF-8 byte offset back to a character with a linear search,
+    which makes scanning non-ASCII text quadratic (seconds for a seed-data file).
+    PostgreSQL lexes every byte >= 0x80 as an identifier character, and inside
+    strings and comments any character will do, so a copy with each non-ASCII
+    character replaced by ``x`` has the same tokens at the same character offsets,
+    and scans in linear time. The one way that copy could lex differently (a
+    dollar-quote tag that the substitution makes match) is checked for.
+    """
     from pglast.parser import ParseError, scan
 
+    text = sql if sql.isascii() else _NON_ASCII.sub("x", sql)
     try:
-        return list(scan(text)), None
+        tokens = list(scan(text))
     except ParseError as exc:
-        message, index = _error_args(exc)
-        error = _syntax_error(text, lines, message, index)
+        error = _first_error(sql, lines, *_error_args(exc))
+    else:
+        if text is sql or _same_dollar_quotes(sql, tokens):
+            return tokens, None
+        return _scan_exact(sql, lines)
     # The lexer stops at the first bad token; what comes before it still lexes,
     # so the header comments (directives) can be read from a broken file.
     try:
         return list(scan(text[: error.offset])), error
     except ParseError:
         return [], error
+
+
+def _scan_exact(sql: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]:
+    """Slow path: scan the original text (only for a substitution mismatch)."""
+    from pglast.parser import ParseError, scan
+
+    try:
+        return list(scan(sql)), None
+    except ParseError as exc:  # pragma: no cover - the substituted text scanned fine
+        return [], _first_error(sql, lines, *_error_args(exc))
+
+
+def _same_dollar_quotes(sql: str, tokens: list[Any]) -> bool:
+    for tok in tokens:
+        if tok.name == "SCONST" and sql[tok.start] == "$":
+            seg = sql[tok.start : tok.end + 1]
+            tag = seg[: seg.index("$", 1) + 1]
+            if len(seg) < 2 * len(tag) or not seg.endswith(tag):
+                return False
+    return True
+
+
+def _first_error(sql: str, lines: LineIndex, message: str, index: int | None) -> SqlSyntaxError:
+    """The error PostgreSQL reports for ``sql``, worded from the original text.
+
+    The parser is asked because a grammar error can come before a lexer error;
+    a failing parse builds no nodes, so this is cheap. ``message``/``index`` is
+    the fallback should the parser (unexpectedly) accept the text.
+    """
+    from pglast.parser import ParseError, parse_sql
+
+    try:
+        parse_sql(sql)
+    except ParseError as exc:
+        message, index = _error_args(exc)
+    return _syntax_error(sql, lines, message, index)
+
+
+def _mask_literals(sql: str, tokens: list[Any]) -> str:
+    """``sql`` with non-ASCII characters in strings and comments blanked.
+
+    Same length, same tokens, same tree shape, but (unless identifiers use
+    non-ASCII letters) pure ASCII, so pglast's offset mapping stays linear.
+    Dollar-quote tags are kept so the string still closes where it did.
+    """
+    pieces: list[str] = []
+    pos = 0
+    for tok in tokens:
+        if tok.name not in _MASKABLE:
+            continue
+        start, end = tok.start, tok.end + 1
+        seg = sql[start:end]
+        if seg.isascii():
+            continue
+        if seg[0] == "$":
+            n = seg.index("$", 1) + 1
+            seg = seg[:n] + _NON_ASCII.sub(" ", seg[n:-n]) + seg[-n:]
+        else:
+            seg = _NON_ASCII.sub(" ", seg)
+        pieces += (sql[pos:start], seg)
+        pos = end
+    pieces.append(sql[pos:])
+    return "".join(pieces)
 
 
 def _error_args(exc: Exception) -> tuple[str, int | None]:
@@ -304,18 +386,14 @@ def analyze(sql: str) -> SqlFile:
 
     nodes: tuple[RawStmt, ...] = ()
     statements: tuple[Statement, ...] = ()
-    # On a lexer error still parse: the grammar may fail earlier in the file,
-    # and the first error is the one PostgreSQL would report.
-    if first_token is not None or error is not None:
+    if error is None and first_token is not None:
+        text = sql if sql.isascii() else _mask_literals(sql, tokens)
         try:
-            parsed = parse_sql(sql)
+            nodes = parse_sql(text)
         except ParseError as exc:
-            message, index = _error_args(exc)
-            error = _syntax_error(sql, lines, message, index)
+            error = _first_error(sql, lines, *_error_args(exc))
         else:
-            if error is None:
-                nodes = parsed
-                statements = _statements(sql, nodes, sql_tokens, lines)
+            statements = _statements(sql, nodes, sql_tokens, lines)
     return SqlFile(sql, statements, tuple(header), tuple(body), first_token, error, nodes, lines)
 
 
