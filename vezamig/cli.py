@@ -88,9 +88,9 @@ def handle_errors(fn: F) -> F:
 
 def _database_error(exc: Exception) -> VezamigError:
     """A database error outside any step: lost connection (5) or unexpected failure (1)."""
-    from vezamig.errors import ConnectError, StepFailed
-
     import psycopg
+
+    from vezamig.errors import ConnectError, StepFailed
 
     text = str(exc).strip()
     if isinstance(exc, psycopg.OperationalError):
@@ -155,6 +155,10 @@ def db_options(fn: F) -> F:
     return fn
 
 
+def _int_or(value: Any, default: int) -> int:
+    return default if value is None else int(value)
+
+
 def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
     from vezamig.config import Config, parse_table
 
@@ -164,11 +168,10 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
         table=parse_table(opts.get("table") or "schema_migrations"),
         up_dir=opts.get("up_dir") or base / "up",
         down_dir=opts.get("down_dir") or base / "down",
-        lock_timeout_ms=opts.get("lock_timeout") if opts.get("lock_timeout") is not None
-        else 5000,
-        lock_retries=opts.get("lock_retries", 3),
-        statement_timeout_ms=opts.get("statement_timeout") or 0,
-        lock_wait_ms=opts.get("lock_wait") if opts.get("lock_wait") is not None else 60_000,
+        lock_timeout_ms=_int_or(opts.get("lock_timeout"), 5000),
+        lock_retries=_int_or(opts.get("lock_retries"), 3),
+        statement_timeout_ms=_int_or(opts.get("statement_timeout"), 0),
+        lock_wait_ms=_int_or(opts.get("lock_wait"), 60_000),
         application=application,
     )
 

@@ -24,6 +24,8 @@ from vezamig.state import HistoryRow
 if TYPE_CHECKING:
     from vezamig.roundtrip import RoundtripReport, VersionReport
 
+RESULT_STYLE = {"pass": "green", "fail": "bold red", "irreversible": "cyan",
+                "skipped": "dim", "not run": "dim"}
 STATE_STYLE = {
     "applied": "green",
     "pending": "yellow",
@@ -186,14 +188,11 @@ class Output:
 
     # ---- roundtrip ------------------------------------------------------------------
 
-    RESULT_STYLE = {"pass": "green", "fail": "bold red", "irreversible": "cyan",
-                    "skipped": "dim", "not run": "dim"}
-
     def roundtrip_progress(self, v: VersionReport) -> None:
         if self.quiet:
             return
         self.out.print(Text.assemble(
-            (f"  {v.result:<12}", self.RESULT_STYLE.get(v.result, "")),
+            (f"  {v.result:<12}", RESULT_STYLE.get(v.result, "")),
             f" {v.version} {v.name}  ", (f"{v.duration_ms} ms", "dim")), soft_wrap=True)
         for p in v.problems:
             self.out.print(Text("      " + p, style="red"), soft_wrap=True)
@@ -205,7 +204,7 @@ class Output:
                 t.add_column(col, justify="right" if col in ("version", "ms") else "left")
             for v in report.versions:
                 t.add_row(str(v.version), v.name,
-                          Text(v.result, style=self.RESULT_STYLE.get(v.result, "")),
+                          Text(v.result, style=RESULT_STYLE.get(v.result, "")),
                           str(v.duration_ms))
             self.out.print(t)
         style = "bold green" if report.ok else "bold red"
