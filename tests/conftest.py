@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,16 @@ from vezamig.errors import VezamigError
 from vezamig.pgbin import find_bindir
 
 TEST_DBNAME = "vezamig_test"
+
+
+def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A CI timeout sends SIGTERM: stop like Ctrl-C, so session teardown stops the server."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
