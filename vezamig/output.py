@@ -208,6 +208,8 @@ class Output:
                           str(v.duration_ms))
             self.out.print(t)
         style = "bold green" if report.ok else "bold red"
+        extra = "".join(f", {report.count(r)} {r}" for r in ("skipped", "not run")
+                        if report.count(r))
         self.line(f"roundtrip: {report.count('pass')} passed, {report.count('fail')} failed, "
-                  f"{report.count('irreversible')} irreversible (applied, not reversible)",
-                  style=style)
+                  f"{report.count('irreversible')} irreversible (applied, not reversible)"
+                  f"{extra}", style=style)

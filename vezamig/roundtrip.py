@@ -15,7 +15,7 @@ from typing import Any
 
 from vezamig.config import Config
 from vezamig.db import Connection
-from vezamig.errors import UsageError, VezamigError
+from vezamig.errors import Interrupted, UsageError, VezamigError
 from vezamig.files import Migration
 from vezamig.plan import Plan, Step
 from vezamig.runner import Runner
@@ -36,8 +36,13 @@ class VersionReport:
     duration_ms: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return {"version": self.version, "name": self.name, "result": self.result,
-                "problems": self.problems, "duration_ms": self.duration_ms}
+        return {
+            "version": self.version,
+            "name": self.name,
+            "result": self.result,
+            "problems": self.problems,
+            "duration_ms": self.duration_ms,
+        }
 
 
 @dataclass
@@ -52,9 +57,15 @@ class RoundtripReport:
         return self.count(FAIL) == 0
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "passed": self.count(PASS), "failed": self.count(FAIL),
-                "irreversible": self.count(IRREVERSIBLE),
-                "versions": [v.as_json() for v in self.versions]}
+        return {
+            "ok": self.ok,
+            "passed": self.count(PASS),
+            "failed": self.count(FAIL),
+            "irreversible": self.count(IRREVERSIBLE),
+            "skipped": self.count(SKIPPED),
+            "not_run": self.count(NOT_RUN),
+            "versions": [v.as_json() for v in self.versions],
+        }
 
 
 def user_tables(conn: Connection) -> list[str]:
@@ -64,7 +75,8 @@ def user_tables(conn: Connection) -> list[str]:
         " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
         " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
-        " ORDER BY 1 LIMIT 5").fetchall()
+        " ORDER BY 1 LIMIT 5"
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -74,13 +86,22 @@ def require_empty(conn: Connection) -> None:
         raise UsageError(
             f"roundtrip needs an empty scratch database, but this one has tables "
             f"({', '.join(found)}…); vezamig changed nothing",
-            details=["give -d a freshly created database (createdb scratch), or leave -d out "
-                     "to use a throwaway PostgreSQL"])
+            details=[
+                "give -d a freshly created database (createdb scratch), or leave -d out "
+                "to use a throwaway PostgreSQL"
+            ],
+        )
 
 
-def run_roundtrip(conn: Connection, config: Config, migrations: list[Migration], *,
-                  first: int | None = None, last: int | None = None,
-                  progress: Callable[[VersionReport], None] | None = None) -> RoundtripReport:
+def run_roundtrip(
+    conn: Connection,
+    config: Config,
+    migrations: list[Migration],
+    *,
+    first: int | None = None,
+    last: int | None = None,
+    progress: Callable[[VersionReport], None] | None = None,
+) -> RoundtripReport:
     """Run the stairway on an empty database; stops at the first step that errors."""
     from vezamig.snapshot import diff_snapshots, summarize, take_snapshot
 
@@ -99,6 +120,8 @@ def run_roundtrip(conn: Connection, config: Config, migrations: list[Migration],
     for i, m in enumerate(selected):
         vr = VersionReport(m.version, m.name, PASS)
         t0 = time.monotonic()
+        stage = "up"
+        errored = False
         try:
             if not m.reversible or (first is not None and m.version < first):
                 step(m, "up")
@@ -107,30 +130,35 @@ def run_roundtrip(conn: Connection, config: Config, migrations: list[Migration],
                 before = snap()
                 step(m, "up")
                 after_up = snap()
+                stage = "down"
                 step(m, "down")
                 diffs = diff_snapshots(before, snap())
                 vr.problems += summarize(diffs, f"after down of {m.version}")
+                stage = "up again"
                 step(m, "up")
                 diffs = diff_snapshots(after_up, snap())
                 vr.problems += summarize(diffs, f"after up again of {m.version}")
                 if vr.problems:
                     vr.result = FAIL
+        except Interrupted:
+            raise  # Ctrl-C ends the whole run (exit 130), never one version
         except VezamigError as exc:
             vr.result = FAIL
-            vr.problems.append(str(exc))
+            errored = True
+            prefix = f"{stage} of {m.version}: " if stage == "up again" else ""
+            vr.problems.append(prefix + exc.message)
+            vr.problems += ["  " + d for d in exc.details]
         vr.duration_ms = round((time.monotonic() - t0) * 1000)
         report.versions.append(vr)
         if progress:
             progress(vr)
-        if vr.result == FAIL and (conn.closed or _step_errored(vr)):
-            for rest in selected[i + 1:]:
-                report.versions.append(VersionReport(rest.version, rest.name, NOT_RUN,
-                                                     ["not run: an earlier version failed"]))
+        if errored:
+            # A step that errored leaves the schema in between versions; a pure
+            # difference does not, so later versions still say something useful.
+            for rest in selected[i + 1 :]:
+                skipped = VersionReport(
+                    rest.version, rest.name, NOT_RUN, [f"not run: {stage} of {m.version} failed"]
+                )
+                report.versions.append(skipped)
             break
     return report
-
-
-def _step_errored(vr: VersionReport) -> bool:
-    """A step that errored leaves the schema unknown; a pure diff does not."""
-    return any(p.startswith(("up ", "down ")) or "refused" in p for p in vr.problems)
-
