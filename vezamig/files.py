@@ -16,6 +16,8 @@ from vezamig.errors import LayoutError
 
 _UP_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+?)(?:_up)?\.sql$")
 _DOWN_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+)_down\.sql$")
+# The tracking table's version column is a bigint.
+_MAX_VERSION = 2**63 - 1
 
 
 @dataclass
@@ -112,6 +114,10 @@ def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str]
         if version == 0:
             problems.append(f"{path}: version 0 is reserved for \"nothing applied\"; "
                             "start at 1")
+            continue
+        if version > _MAX_VERSION:
+            problems.append(f"{path}: version {version} is larger than the tracking table's "
+                            f"bigint allows ({_MAX_VERSION}); use a shorter number")
             continue
         if version in found:
             problems.append(
