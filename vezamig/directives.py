@@ -158,7 +158,7 @@ def parse_lock_tables(args: str) -> tuple[tuple[tuple[str, ...], ...], str | Non
     if stmt.mode != 8 or stmt.nowait:  # 8 = AccessExclusiveLock, the only mode we take
         return (), f"takes table names only (vezamig always locks ACCESS EXCLUSIVE): {args}"
     tables: list[tuple[str, ...]] = []
-    for rel in stmt.relations:
+    for rel in stmt.relations or ():
         if rel.catalogname:
             return (), f"cannot name another database: {args}"
         parts = (rel.schemaname, rel.relname) if rel.schemaname else (rel.relname,)
