@@ -1,0 +1,298 @@
+"""Migration files (SPEC §1): names, versions, pairing, layout errors, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from helpers import write_tree
+
+from vezamig.errors import EXIT_USAGE, LayoutError
+from vezamig.files import checksum_of, collect, discover
+
+
+def load(base: Path) -> dict[int, tuple[str, bool]]:
+    """version → (name, reversible)."""
+    return {m.version: (m.name, m.reversible) for m in discover(base / "up", base / "down")}
+
+
+def layout_problems(base: Path, up: str = "up", down: str = "down") -> list[str]:
+    with pytest.raises(LayoutError) as info:
+        discover(base / up, base / down, check_directives=True)
+    assert info.value.exit_code == EXIT_USAGE
+    return info.value.details
+
+
+def test_up_files_are_named_with_or_without_the_up_suffix(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/001_create_users_up.sql": "CREATE TABLE users (id int);",
+            "up/002_add_email.sql": "ALTER TABLE users ADD email text;",
+            "down/001_create_users_down.sql": "DROP TABLE users;",
+            "down/002_add_email_down.sql": "ALTER TABLE users DROP email;",
+        },
+    )
+    assert load(tmp_path) == {1: ("create_users", True), 2: ("add_email", True)}
+
+
+def test_names_may_hold_letters_digits_underscores_dots_and_dashes(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/7_v1.2-hot_fix_up.sql": "SELECT 1;"})
+    assert load(tmp_path) == {7: ("v1.2-hot_fix", False)}
+
+
+def test_a_name_ending_in_up_without_the_separator_is_kept_whole(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/003_setup.sql": "SELECT 1;", "up/004_backup_up.sql": "SELECT 1;"})
+    assert load(tmp_path) == {3: ("setup", False), 4: ("backup", False)}
+
+
+def test_versions_compare_as_integers_so_leading_zeros_do_not_matter(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/076_create_gear_items_up.sql": "SELECT 1;",
+            "up/9_early_up.sql": "SELECT 1;",
+            "up/0100_later_up.sql": "SELECT 1;",
+        },
+    )
+    migrations = discover(tmp_path / "up", tmp_path / "down")
+    assert [m.version for m in migrations] == [9, 76, 100]
+    assert migrations[1].name == "create_gear_items"
+
+
+def test_a_version_without_a_down_file_is_irreversible(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "SELECT 1;",
+            "up/002_b_up.sql": "SELECT 1;",
+            "down/001_a_down.sql": "SELECT 1;",
+        },
+    )
+    assert load(tmp_path) == {1: ("a", True), 2: ("b", False)}
+
+
+def test_a_missing_down_folder_makes_every_version_irreversible(tmp_path: Path) -> None:
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "001_a_up.sql").write_text("SELECT 1;")
+    assert load(tmp_path) == {1: ("a", False)}
+
+
+def test_files_not_ending_in_sql_are_ignored(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "SELECT 1;",
+            "up/README.md": "# notes",
+            "up/002_b_up.sql.bak": "garbage",
+            "up/.003_c_up.sql.swp": "garbage",
+            "up/notes.txt": "x",
+            "down/001_a_down.sql": "SELECT 1;",
+            "down/Thumbs.db": "x",
+        },
+    )
+    (tmp_path / "up" / "subfolder").mkdir()
+    assert load(tmp_path) == {1: ("a", True)}
+
+
+def test_a_missing_up_folder_is_a_layout_error_that_says_how_to_point_at_one(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(LayoutError) as info:
+        discover(tmp_path / "nope" / "up", tmp_path / "nope" / "down")
+    assert "does not exist" in str(info.value)
+    assert "--dir" in str(info.value)
+
+
+def test_version_zero_is_reserved_and_an_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/000_init_up.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert "000_init_up.sql" in problem
+    assert "version 0" in problem
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "create_users.sql",  # no version
+        "001-create-users.sql",  # no underscore after the version
+        "001_.sql",  # empty name
+        "001_create users.sql",  # a space
+        "v001_create_users.sql",  # a letter before the version
+        "001_créer_up.sql",  # a non-ASCII letter
+    ],
+)
+def test_a_sql_file_whose_name_does_not_match_is_a_layout_error(tmp_path: Path, name: str) -> None:
+    write_tree(tmp_path, {f"up/{name}": "SELECT 1;", "up/002_fine_up.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert name in problem
+    assert "does not match" in problem
+
+
+def test_a_down_folder_file_without_the_down_suffix_is_a_layout_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "down/001_a.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert "001_a.sql" in problem
+    assert "_down" in problem
+
+
+def test_two_up_files_with_the_same_version_are_a_layout_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/1_b_up.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert "version 1" in problem
+    assert "001_a_up.sql" in problem and "1_b_up.sql" in problem
+
+
+def test_two_down_files_with_the_same_version_are_a_layout_error(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "SELECT 1;",
+            "down/001_a_down.sql": "SELECT 1;",
+            "down/01_a_down.sql": "SELECT 1;",
+        },
+    )
+    [problem] = layout_problems(tmp_path)
+    assert "version 1" in problem
+
+
+def test_a_down_file_without_an_up_file_is_a_layout_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "down/002_b_down.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert "002_b_down.sql" in problem
+    assert "no up file" in problem
+
+
+def test_up_and_down_names_that_differ_for_a_version_are_a_layout_error(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/001_create_users_up.sql": "SELECT 1;",
+            "down/001_create_user_down.sql": "SELECT 1;",
+        },
+    )
+    [problem] = layout_problems(tmp_path)
+    assert "create_user" in problem and "create_users" in problem
+
+
+def test_a_version_too_large_for_bigint_is_a_layout_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/99999999999999999999_huge_up.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert "99999999999999999999_huge_up.sql" in problem
+
+
+def test_a_timestamp_version_is_fine(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/20260423175428_tracks_up.sql": "SELECT 1;"})
+    assert load(tmp_path) == {20260423175428: ("tracks", False)}
+
+
+def test_every_layout_problem_is_listed_at_once_not_only_the_first(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "up/000_zero_up.sql": "SELECT 1;",
+            "up/bad name.sql": "SELECT 1;",
+            "up/001_a_up.sql": "SELECT 1;",
+            "up/001_b_up.sql": "SELECT 1;",
+            "up/003_c_up.sql": "SELECT 1;",
+            "down/002_orphan_down.sql": "SELECT 1;",
+            "down/003_see_down.sql": "SELECT 1;",
+            "up/004_d_up.sql": "-- vezamig:gaurd SELECT true\nSELECT 1;",
+        },
+    )
+    problems = layout_problems(tmp_path)
+    joined = "\n".join(problems)
+    assert len(problems) == 6, joined
+    for needle in (
+        "000_zero_up.sql",
+        "bad name.sql",
+        "001_b_up.sql",
+        "002_orphan_down.sql",
+        "003_see_down.sql",
+        "vezamig:gaurd",
+    ):
+        assert needle in joined
+
+
+def test_collect_reports_problems_without_raising(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/oops.sql": ""})
+    migrations, problems = collect(tmp_path / "up", tmp_path / "down")
+    assert [m.version for m in migrations] == [1]
+    assert len(problems) == 1 and "oops.sql" in problems[0]
+
+
+def test_the_migrations_plus_rollback_layout_works_unchanged(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "migrations/001_create_users.sql": "CREATE TABLE users (id int);",
+            "migrations/002_add_email.sql": "ALTER TABLE users ADD email text;",
+            "migrations/003_seed.sql": "INSERT INTO users VALUES (1);",
+            "migrations/rollback/001_create_users_down.sql": "DROP TABLE users;",
+            "migrations/rollback/002_add_email_down.sql": "ALTER TABLE users DROP email;",
+        },
+    )
+    migrations = discover(tmp_path / "migrations", tmp_path / "migrations" / "rollback")
+    assert [(m.version, m.name, m.reversible) for m in migrations] == [
+        (1, "create_users", True),
+        (2, "add_email", True),
+        (3, "seed", False),
+    ]
+
+
+def test_up_and_down_files_may_share_one_folder(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "all/001_a.sql": "SELECT 1;",
+            "all/001_a_down.sql": "SELECT 2;",
+            "all/002_b_up.sql": "SELECT 3;",
+        },
+    )
+    migrations = discover(tmp_path / "all", tmp_path / "all")
+    assert [(m.version, m.name, m.reversible) for m in migrations] == [
+        (1, "a", True),
+        (2, "b", False),
+    ]
+
+
+def test_a_down_file_in_the_up_folder_is_a_layout_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/001_a_down.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert "001_a_down.sql" in problem
+
+
+def test_the_checksum_is_the_sha256_of_the_up_file(tmp_path: Path) -> None:
+    content = b"CREATE TABLE users (id int);\n"
+    write_tree(tmp_path, {"up/001_a_up.sql": content, "down/001_a_down.sql": b"DROP TABLE x;\n"})
+    [m] = discover(tmp_path / "up", tmp_path / "down")
+    assert m.checksum == hashlib.sha256(content).hexdigest()
+    assert len(m.checksum) == 64
+
+
+def test_crlf_and_lf_files_have_the_same_checksum(tmp_path: Path) -> None:
+    lf = b"-- a comment\nCREATE TABLE users (id int);\nSELECT 1;\n"
+    crlf = lf.replace(b"\n", b"\r\n")
+    write_tree(tmp_path / "lf", {"up/001_a_up.sql": lf})
+    write_tree(tmp_path / "crlf", {"up/001_a_up.sql": crlf})
+    [a] = discover(tmp_path / "lf" / "up", tmp_path / "lf" / "down")
+    [b] = discover(tmp_path / "crlf" / "up", tmp_path / "crlf" / "down")
+    assert a.checksum == b.checksum == hashlib.sha256(lf).hexdigest()
+    assert checksum_of(crlf) == checksum_of(lf)
+    assert b.up.text == lf.decode()
+
+
+def test_a_lone_carriage_return_is_content_and_changes_the_checksum() -> None:
+    assert checksum_of(b"SELECT 1;\r") != checksum_of(b"SELECT 1;\n")
+
+
+def test_any_edit_changes_the_checksum() -> None:
+    assert checksum_of(b"SELECT 1;\n") != checksum_of(b"SELECT 1; \n")
+
+
+def test_a_file_that_is_not_utf8_is_a_layout_error_with_its_line(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": b"SELECT 1;\nSELECT '\xff';\n"})
+    [problem] = layout_problems(tmp_path)
+    assert "001_a_up.sql:2" in problem
+    assert "UTF-8" in problem
