@@ -1,0 +1,188 @@
+"""Directives in a migration's header comments (SPEC §2), without a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from vezamig.directives import Directives, Guard, ParsedHeader, parse_directives
+
+
+def parse(text: str) -> ParsedHeader:
+    return parse_directives(text, "sql/up/001_a_up.sql")
+
+
+def ok(text: str) -> Directives:
+    header = parse(text)
+    assert header.problems == []
+    return header.directives
+
+
+def test_a_file_without_directives_has_none() -> None:
+    d = ok("-- just a note\nCREATE TABLE t (id int);\n")
+    assert d.guards == () and d.locks == () and d.no_transaction is False
+
+
+def test_a_line_directive_takes_the_rest_of_the_line_as_its_arguments() -> None:
+    d = ok("-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)\nDROP TABLE t;\n")
+    assert d.guards == (Guard("SELECT NOT EXISTS (SELECT 1 FROM t)", 1),)
+
+
+def test_a_block_directive_may_span_several_lines() -> None:
+    text = (
+        "-- Roll back 985\n"
+        "/* vezamig:guard\n"
+        "     SELECT NOT EXISTS (\n"
+        "       SELECT 1 FROM tracks WHERE storage_backend <> 'local')\n"
+        "*/\n"
+        "ALTER TABLE tracks DROP COLUMN storage_backend;\n"
+    )
+    [guard] = ok(text).guards
+    assert guard.line == 2
+    assert guard.query.startswith("SELECT NOT EXISTS (")
+    assert guard.query.endswith("storage_backend <> 'local')")
+    assert "\n" in guard.query
+
+
+def test_guard_is_repeatable_and_keeps_file_order_and_lines() -> None:
+    text = (
+        "-- vezamig:guard SELECT true\n"
+        "-- some prose in between\n"
+        "-- vezamig:guard SELECT count(*) = 0 FROM t\n"
+        "/* vezamig:guard VALUES (true) */\n"
+        "DROP TABLE t;\n"
+    )
+    assert [(g.query, g.line) for g in ok(text).guards] == [
+        ("SELECT true", 1),
+        ("SELECT count(*) = 0 FROM t", 3),
+        ("VALUES (true)", 4),
+    ]
+
+
+def test_lock_takes_several_tables_schema_qualified_and_quoted_names() -> None:
+    d = ok(
+        '-- vezamig:lock tracks, audit.events, "Mixed Case", "we""ird"."t.b"\n'
+        "-- vezamig:lock users\n"
+        "SELECT 1;\n"
+    )
+    assert d.lock_tables == [
+        ("tracks",),
+        ("audit", "events"),
+        ("Mixed Case",),
+        ('we"ird', "t.b"),
+        ("users",),
+    ]
+    assert [lock.line for lock in d.locks] == [1, 2]
+
+
+def test_lock_names_fold_to_lower_case_like_postgresql_does() -> None:
+    assert ok("-- vezamig:lock Tracks\nSELECT 1;").lock_tables == [("tracks",)]
+
+
+def test_no_transaction_is_read() -> None:
+    assert ok("-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);").no_transaction
+
+
+def test_directives_may_follow_a_stray_semicolon_before_the_first_statement() -> None:
+    assert ok(";\n-- vezamig:guard SELECT true\nSELECT 1;").guards[0].line == 2
+
+
+def test_a_comment_that_merely_mentions_vezamig_is_not_a_directive() -> None:
+    d = ok("-- see the vezamig:guard docs\n-- vezamig is great\nSELECT 1;")
+    assert d.guards == ()
+
+
+def test_a_file_with_only_comments_has_no_sql_but_may_have_directives() -> None:
+    header = parse("-- vezamig:guard SELECT true\n-- nothing to do\n")
+    assert header.problems == []
+    assert header.has_sql is False
+    assert len(header.directives.guards) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        ("-- vezamig:gaurd SELECT true\nSELECT 1;", 1, "unknown directive `vezamig:gaurd`"),
+        ("-- ok\n/* vezamig:lcok t */\nSELECT 1;", 2, "unknown directive `vezamig:lcok`"),
+        ("-- vezamig: guard SELECT true\nSELECT 1;", 1, "unknown directive"),
+        ("-- vezamig:guard\nSELECT 1;", 1, "needs a query"),
+        ("-- vezamig:guard SELEC true\nSELECT 1;", 1, "not valid SQL"),
+        ("-- vezamig:guard SELECT true; SELECT false\nSELECT 1;", 1, "exactly one query"),
+        ("-- vezamig:guard DELETE FROM t RETURNING true\nSELECT 1;", 1, "must be a SELECT"),
+        ("-- vezamig:guard SELECT true INTO x\nSELECT 1;", 1, "must be a SELECT"),
+        ("-- vezamig:lock\nSELECT 1;", 1, "needs at least one table"),
+        ("-- vezamig:lock t IN SHARE MODE\nSELECT 1;", 1, "ACCESS EXCLUSIVE"),
+        ("-- vezamig:lock t NOWAIT\nSELECT 1;", 1, "ACCESS EXCLUSIVE"),
+        ("-- vezamig:lock otherdb.public.t\nSELECT 1;", 1, "another database"),
+        ("-- vezamig:no-transaction please\nSELECT 1;", 1, "takes no arguments"),
+    ],
+)
+def test_a_bad_directive_is_a_problem_with_file_and_line(text: str, line: int, needle: str) -> None:
+    header = parse(text)
+    [problem] = header.problems
+    assert problem.startswith(f"sql/up/001_a_up.sql:{line}:"), problem
+    assert needle in problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT 1;\n-- vezamig:guard SELECT true\nSELECT 2;\n",
+        "SELECT 1;\n/* vezamig:guard SELECT true */\n",
+        "CREATE TABLE t (\n  id int -- vezamig:lock t\n);\n",
+    ],
+)
+def test_a_directive_after_the_first_statement_is_a_problem_with_file_and_line(
+    text: str,
+) -> None:
+    [problem] = parse(text).problems
+    assert problem.startswith("sql/up/001_a_up.sql:2:"), problem
+    assert "after the first SQL statement" in problem
+
+
+def test_a_misplaced_directive_is_not_obeyed() -> None:
+    header = parse("SELECT 1;\n-- vezamig:guard SELECT false\n")
+    assert header.directives.guards == ()
+
+
+def test_no_transaction_together_with_lock_is_a_problem() -> None:
+    [problem] = parse("-- vezamig:no-transaction\n-- vezamig:lock t\nSELECT 1;").problems
+    assert problem.startswith("sql/up/001_a_up.sql:1:")
+    assert "cannot be combined" in problem
+    assert "line 2" in problem
+
+
+def test_every_directive_problem_of_a_file_is_listed() -> None:
+    problems = parse(
+        "-- vezamig:gaurd SELECT true\n-- vezamig:lock t IN SHARE MODE\nSELECT 1;\n"
+        "-- vezamig:guard SELECT true\n"
+    ).problems
+    assert len(problems) == 3
+    assert {p.split(":")[1] for p in problems} == {"1", "2", "4"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        '"; DROP TABLE x; --',
+        "tracks; DROP TABLE users",
+        "tracks IN ACCESS EXCLUSIVE MODE; DROP TABLE users",
+        "tracks, (SELECT 1)",
+        "pg_sleep(10)",
+        "tracks /* ; DROP TABLE users */ DROP",
+    ],
+)
+def test_a_lock_directive_that_is_not_just_table_names_is_refused(args: str) -> None:
+    header = parse(f"-- vezamig:lock {args}\nSELECT 1;")
+    [problem] = header.problems
+    assert problem.startswith("sql/up/001_a_up.sql:1: lock")
+    assert header.directives.locks == ()
+
+
+def test_a_quoted_hostile_lock_name_is_kept_as_one_identifier() -> None:
+    d = ok('-- vezamig:lock "x; DROP TABLE users; --"\nSELECT 1;')
+    assert d.lock_tables == [("x; DROP TABLE users; --",)]
+
+
+def test_a_syntax_error_that_stops_the_lexer_is_a_problem_with_file_line_and_column() -> None:
+    [problem] = parse("-- vezamig:guard SELECT true\nSELECT 'unterminated;\n").problems
+    assert problem.startswith("sql/up/001_a_up.sql:2:")
