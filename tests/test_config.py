@@ -1,0 +1,74 @@
+"""Durations, table names and the run configuration (SPEC §4, §5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vezamig.config import Config, parse_duration, parse_table
+from vezamig.errors import EXIT_USAGE, UsageError
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("500ms", 500),
+        ("10s", 10_000),
+        ("2min", 120_000),
+        ("1h", 3_600_000),
+        ("0", 0),
+        ("0s", 0),
+        ("250", 250),  # a bare number is milliseconds, as in PostgreSQL
+        ("1.5s", 1500),
+        (" 3 s ", 3000),
+    ],
+)
+def test_durations_read_as_milliseconds(text: str, ms: int) -> None:
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "fast", "10 seconds", "-1s", "1d", "5m", "1e3ms", "s"])
+def test_an_unreadable_duration_is_a_usage_error_that_shows_examples(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_duration(text, "--lock-timeout")
+    assert info.value.exit_code == EXIT_USAGE
+    assert "--lock-timeout" in str(info.value)
+    assert "500ms" in str(info.value)
+
+
+def test_a_table_name_may_be_schema_qualified() -> None:
+    assert parse_table("schema_migrations") == ("schema_migrations",)
+    assert parse_table("ops.migrations") == ("ops", "migrations")
+
+
+def test_a_table_name_keeps_its_case_and_odd_characters_as_one_identifier() -> None:
+    assert parse_table('My Table"; DROP') == ('My Table"; DROP',)
+
+
+@pytest.mark.parametrize("text", ["a.b.c", ".t", "s.", "", "x" * 56, "s\x00.t"])
+def test_a_bad_table_name_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_table(text)
+    assert "--table" in str(info.value)
+
+
+def test_the_longest_table_name_still_leaves_room_for_its_history_companion() -> None:
+    name = "x" * 55
+    assert Config(table=parse_table(name)).history_table == (name + "_history",)
+    assert len((name + "_history").encode()) == 63
+
+
+def test_defaults_follow_the_spec() -> None:
+    cfg = Config()
+    assert cfg.table == ("schema_migrations",)
+    assert cfg.history_table == ("schema_migrations_history",)
+    assert str(cfg.up_dir) == "sql/up" and str(cfg.down_dir) == "sql/down"
+    assert cfg.lock_timeout_ms == 5000
+    assert cfg.lock_retries == 3
+    assert cfg.statement_timeout_ms == 0
+    assert cfg.lock_wait_ms == 60_000
+
+
+def test_the_history_table_lives_in_the_same_schema() -> None:
+    cfg = Config(table=("ops", "migrations"))
+    assert cfg.history_table == ("ops", "migrations_history")
+    assert cfg.table_label == "ops.migrations"
