@@ -148,7 +148,7 @@ class Tracker:
 
     def ensure(self) -> None:
         """Create both tables on first write (inside the caller's run lock)."""
-        if self._exists is None:
+        if not self._exists:  # absent may have changed: another run may have created them
             self.check()
         if self._exists:
             return
@@ -179,7 +179,7 @@ class Tracker:
         self._exists = True
 
     def applied(self) -> dict[int, AppliedRow]:
-        if self._exists is None:
+        if not self._exists:  # absent may have changed: another run may have created them
             self.check()
         if not self._exists:
             return {}
@@ -192,7 +192,7 @@ class Tracker:
         return {r[0]: AppliedRow(*r) for r in rows}
 
     def history_rows(self, limit: int | None = None) -> list[HistoryRow]:
-        if self._exists is None:
+        if not self._exists:  # absent may have changed: another run may have created them
             self.check()
         if not self._exists:
             return []
