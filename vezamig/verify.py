@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vezamig.errors import LayoutError
-from vezamig.files import SqlFile, collect
+from vezamig.files import SqlFile, collect, read_sql
 
 
 @dataclass
@@ -20,18 +20,29 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def _one_line(message: str) -> str:
+    # The parser quotes the offending token, which may hold a line break.
+    return message.replace("\r", "").replace("\n", "\\n")
+
+
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     from vezamig.lint import lint_file
-    from vezamig.sqltext import analyze
+    from vezamig.sqltext import analyze, excerpt
 
     report.files += 1
     parsed = analyze(f.text)
-    report.problems.extend(f.header.problems)
-    if parsed.error is not None:
-        err = parsed.error
-        report.problems.append(
-            f"{f.path}:{err.line}:{err.column}: syntax error: {err.message}\n"
-            f"      {err.line} | {err.line_text}")
+    err = parsed.error
+    # A lexer error also stops the directive reader, which reports it in its own
+    # words; the syntax error below says the same thing with the line's text.
+    same = None if err is None else f"{f.path}:{err.line}:{err.column}: {err.message}"
+    report.problems.extend(p for p in f.header.problems if p != same)
+    if err is not None:
+        message = _one_line(err.message)
+        if not message.startswith("syntax error"):
+            message = f"syntax error: {message}"
+        shown = excerpt(f.text, err.line, context=0, column=err.column)
+        report.problems.append("\n".join([f"{f.path}:{err.line}:{err.column}: {message}",
+                                          *("    " + s for s in shown)]))
         return
     d = f.directives
     for finding in lint_file(parsed, direction=direction, has_guard=bool(d.guards),
@@ -40,14 +51,44 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
                                f"{finding.message}")
 
 
+def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Path, str]]:
+    """`.sql` files that pairing left out (orphan downs, duplicates, bad names).
+
+    They are parsed too, so a broken tree shows its syntax errors in the same
+    run as its layout errors instead of one fix later.
+    """
+    shared = up_dir.resolve() == down_dir.resolve()
+    found: list[tuple[Path, str]] = []
+    for folder, direction in ((up_dir, "up"), (down_dir, "down")):
+        if not folder.is_dir() or (shared and direction == "down"):
+            continue
+        for path in sorted(folder.iterdir()):
+            if path in checked or not path.name.endswith(".sql") or not path.is_file():
+                continue
+            kind = "down" if (shared and path.name.endswith("_down.sql")) else direction
+            found.append((path, kind))
+    return found
+
+
 def verify_tree(up_dir: Path, down_dir: Path) -> VerifyReport:
     if not up_dir.is_dir():
         raise LayoutError(f"migration folder {up_dir} does not exist",
                           details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"])
     migrations, problems = collect(up_dir, down_dir)
     report = VerifyReport(problems=list(problems))
+    checked: set[Path] = set()
     for m in migrations:
         _check_file(m.up, "up", report)
+        checked.add(m.up.path)
         if m.down is not None:
             _check_file(m.down, "down", report)
+            checked.add(m.down.path)
+    for path, direction in _unpaired(up_dir, down_dir, checked):
+        f, problem = read_sql(path)
+        if problem is not None:
+            if problem not in report.problems:  # collect may have read it already
+                report.problems.append(problem)
+            continue
+        assert f is not None
+        _check_file(f, direction, report)
     return report
