@@ -44,6 +44,21 @@ def _existing(folder: Path) -> list[str]:
     return [m[1] for p in folder.iterdir() if (m := _VERSION_RE.match(p.name))]
 
 
+def _up_suffix(up_dir: Path) -> str:
+    """``_up.sql`` unless the folder's up files all use the bare ``NNN_name.sql`` form.
+
+    A tree such as ``migrations/`` + ``migrations/rollback/`` keeps its own
+    convention, so a new file looks like its neighbours.
+    """
+    if not up_dir.is_dir():
+        return "_up.sql"
+    ups = [p.name for p in up_dir.iterdir()
+           if _VERSION_RE.match(p.name) and not p.name.endswith("_down.sql")]
+    if ups and not any(n.endswith("_up.sql") for n in ups):
+        return ".sql"
+    return "_up.sql"
+
+
 def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = False) -> NewFiles:
     if not _NAME_RE.match(name) or name.endswith(("_up", "_down")):
         raise UsageError(
@@ -53,7 +68,7 @@ def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = Fals
     width = max((len(v) for v in versions), default=3)
     version = max((int(v) for v in versions), default=0) + 1
     stem = f"{version:0{width}d}_{name}"
-    up = up_dir / f"{stem}_up.sql"
+    up = up_dir / f"{stem}{_up_suffix(up_dir)}"
     down = None if irreversible else down_dir / f"{stem}_down.sql"
     for p in (up, down):
         if p is not None and p.exists():
