@@ -22,7 +22,14 @@ from psycopg import sql
 from vezamig.config import Config
 from vezamig.db import Connection, acquire_run_lock, release_run_lock
 from vezamig.directives import Guard
-from vezamig.errors import GuardRefused, Interrupted, LockBusy, Refused, StepFailed
+from vezamig.errors import (
+    GuardRefused,
+    Interrupted,
+    LayoutError,
+    LockBusy,
+    Refused,
+    StepFailed,
+)
 from vezamig.files import Migration
 from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
 from vezamig.sqltext import excerpt, line_col, split_statements
@@ -30,6 +37,12 @@ from vezamig.state import AppliedRow, Tracker
 
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
+# Transaction control that would end the step's transaction before its bookkeeping
+# (savepoints are fine: they stay inside it).
+_ENDS_TRANSACTION = frozenset({
+    "TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
+    "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED",
+})
 
 
 class Reporter(Protocol):
@@ -98,6 +111,31 @@ def describe_rows(rows: list[tuple[object, ...]]) -> str:
     return f"{value!r} (a {type(value).__name__}, not a boolean)"
 
 
+def transaction_control_problems(step: Step) -> list[str]:
+    """A COMMIT in a transactional body would commit half a step without its record,
+    and a ROLLBACK would record a version whose changes were thrown away."""
+    if step.directives.no_transaction:
+        return []
+    from pglast import ast
+    from pglast.enums import TransactionStmtKind
+
+    from vezamig.sqltext import analyze
+
+    parsed = analyze(step.file.text)
+    problems: list[str] = []
+    for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
+        stmt = node.stmt
+        if (isinstance(stmt, ast.TransactionStmt)
+                and TransactionStmtKind(stmt.kind).name in _ENDS_TRANSACTION):
+            words = " ".join(statement.text.split()[:2]).upper()
+            problems.append(
+                f"{step.file.path}:{statement.line}: `{words}` would end the step's "
+                "transaction before vezamig records it; remove BEGIN/COMMIT/ROLLBACK "
+                "(each step already runs in its own transaction; use "
+                "`-- vezamig:no-transaction` for statements that cannot)")
+    return problems
+
+
 class Runner:
     """One run against one database: status, plan, execute."""
 
@@ -133,6 +171,10 @@ class Runner:
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()
         plan = plan_up(rows, to, allow_out_of_order) if direction == "up" else plan_down(rows, to)
+        problems = [p for step in plan.steps for p in transaction_control_problems(step)]
+        if problems:
+            raise LayoutError(f"{direction}: {len(problems)} transaction control statement(s) "
+                              "in step bodies; nothing was changed", details=problems)
         dirty = [r.version for r in rows if r.state == "dirty"]
         if dirty:
             # Say what the interrupted step left behind, from its history row.
@@ -154,7 +196,8 @@ class Runner:
             rows = cur.fetchmany(2) if cur.description is not None else []
             returned = describe_rows([tuple(r) for r in rows])
             passed = len(rows) == 1 and len(rows[0]) >= 1 and rows[0][0] is True
-        except pgerrors.QueryCanceled:
+        except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable):
+            # statement_timeout fails the step; lock_timeout retries it: not a guard verdict.
             self.conn.execute("ROLLBACK TO SAVEPOINT vezamig_guard")
             raise
         except psycopg.Error as exc:
@@ -356,10 +399,21 @@ class Runner:
     # ---- non-transactional steps (SPEC §6) ---------------------------------------
 
     def _run_no_tx(self, step: Step) -> StepResult:
+        from vezamig.errors import LayoutError
+        from vezamig.sqltext import SqlSyntaxError
+
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         f = step.file
-        statements = split_statements(f.text)
+        try:
+            statements = split_statements(f.text)
+        except SqlSyntaxError as exc:
+            # Nothing ran yet: a file PostgreSQL cannot parse is a layout error.
+            raise LayoutError(
+                f"{step.direction} {step.version} ({step.migration.name}) not started: "
+                f"{f.path}:{exc.line}:{exc.column}: {exc.message}",
+                details=[*excerpt(f.text, exc.line, column=exc.column),
+                         "`vezamig verify` checks every file without a database"]) from None
         guards = step.directives.guards
         if guards:
             self.conn.execute("BEGIN READ ONLY")
@@ -413,6 +467,8 @@ class Runner:
                                f" | vezamig repair --rolled-back {step.version}")
                     if isinstance(exc, psycopg.Error):
                         details = self._explain(step, exc, "body", offset=st.start)
+                        if not exc.diag.statement_position and not self.conn.broken:
+                            details += excerpt(f.text, st.line)  # no position: show it all
                     else:
                         details = ["interrupted"]
                     details += [
@@ -458,11 +514,11 @@ class Runner:
                  sql.Literal(message), sql.Literal(hist_id))
 
     def _update_history(self, hist_id: int, outcome: str, duration_ms: int, message: str) -> None:
+        from contextlib import suppress
+
         if self.conn.closed or self.conn.broken:
             return
-        try:
+        with suppress(psycopg.Error):  # progress is best effort; the step goes on
             self.conn.execute(self._history_update_sql(hist_id, outcome, duration_ms,
                                                        message).as_string(self.conn))
-        except psycopg.Error:
-            pass
 
