@@ -125,7 +125,7 @@ def transaction_control_problems(step: Step) -> list[str]:
     problems: list[str] = []
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt
-        if (isinstance(stmt, ast.TransactionStmt)
+        if (isinstance(stmt, ast.TransactionStmt) and stmt.kind is not None
                 and TransactionStmtKind(stmt.kind).name in _ENDS_TRANSACTION):
             words = " ".join(statement.text.split()[:2]).upper()
             problems.append(
