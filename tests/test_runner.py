@@ -574,7 +574,7 @@ def test_the_lock_is_taken_before_the_guards_so_check_and_change_are_atomic(
                 what="the step's lock",
             )
             execute(dsn, "INSERT INTO tracks (id) VALUES (1)")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     t = threading.Thread(target=writer)
