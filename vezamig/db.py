@@ -6,6 +6,7 @@ touch a database (``--help``, ``verify``, ``new``) start without it.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
@@ -75,6 +76,12 @@ def connect(conninfo: str | None, application: str = "vezamig") -> Connection:
             "cannot connect to the database: " + redact(str(exc).strip(), conninfo),
             details=["check -d/--database-url (or DATABASE_URL, PGHOST, PGDATABASE, ~/.pgpass)"],
         ) from None
+    if conn.info.server_version >= 140000:
+        # If vezamig is killed (SIGKILL, OOM) mid-statement, the server otherwise keeps
+        # running the statement, holding its locks and our run lock, until it next
+        # writes to the dead socket. PG14+ can poll for it; some platforms cannot.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SET client_connection_check_interval = '1s'")
     return conn
 
 
