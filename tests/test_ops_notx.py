@@ -1,0 +1,386 @@
+"""Non-transactional steps (SPEC §6), on a real PostgreSQL, through the real CLI.
+
+The story of every test: a table with two equal e-mails, and a version 2 that
+builds three indexes CONCURRENTLY, one statement each. The second one is UNIQUE,
+so it fails half-way through the step and leaves an INVALID index behind; the
+operator then has to say what state the database is in (`repair`).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from helpers import (
+    CliResult,
+    applied_versions,
+    backends_running,
+    execute,
+    history,
+    query,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_tree,
+)
+
+from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, EXIT_USAGE
+
+CREATE_T = """\
+-- 1: accounts with e-mails that are not unique yet.
+CREATE TABLE t (id int PRIMARY KEY, email text);
+INSERT INTO t VALUES (1, 'a@example.org'), (2, 'a@example.org');
+"""
+
+# Line 4, 5 and 6 hold the statements: the failure messages name them by line.
+INDEXES_UP = """\
+-- 2: e-mail indexes, built without blocking writes.
+-- vezamig:no-transaction
+-- vezamig:guard SELECT to_regclass('t') IS NOT NULL
+CREATE INDEX CONCURRENTLY idx_t_email ON t (email);
+CREATE UNIQUE INDEX CONCURRENTLY uq_t_email ON t (email);
+CREATE INDEX CONCURRENTLY idx_t_id_email ON t (id, email);
+"""
+
+INDEXES_DOWN = """\
+-- Roll back 2: index drops only.
+-- vezamig:no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS idx_t_id_email;
+DROP INDEX CONCURRENTLY IF EXISTS uq_t_email;
+DROP INDEX CONCURRENTLY IF EXISTS idx_t_email;
+"""
+
+
+def tree(tmp_path: Path, **extra: str) -> Path:
+    """The story's tree; ``up__003_x_up="…"`` adds or replaces ``up/003_x_up.sql``."""
+    files = {
+        "up/001_accounts_up.sql": CREATE_T,
+        "up/002_email_indexes_up.sql": INDEXES_UP,
+        "down/002_email_indexes_down.sql": INDEXES_DOWN,
+    }
+    files.update({k.replace("__", "/") + ".sql": v for k, v in extra.items()})
+    return write_tree(tmp_path / "sql", files)
+
+
+def vz(dsn: str, base: Path, *args: str) -> CliResult:
+    return run_cli([*args, "--dir", str(base), "-d", dsn])
+
+
+def indexes(dsn: str) -> dict[str, bool]:
+    """Index name → valid, for table t."""
+    rows = query(
+        dsn,
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = 't'::regclass AND NOT i.indisprimary",
+    )
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def tracking(dsn: str) -> dict[int, bool]:
+    """Version → dirty."""
+    return dict(query(dsn, "SELECT version, dirty FROM schema_migrations"))  # type: ignore[arg-type]
+
+
+def fail_halfway(dsn: str, base: Path) -> None:
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_STEP_FAILED, result
+
+
+# ---- success -------------------------------------------------------------------------
+
+
+def test_a_no_transaction_create_index_concurrently_applies_and_is_recorded_clean(
+    dsn: str, tmp_path: Path
+) -> None:
+    execute(dsn, "CREATE TABLE t (id int PRIMARY KEY, email text)")
+    base = write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_email_index_up.sql": "-- vezamig:no-transaction\n"
+            "CREATE INDEX CONCURRENTLY idx_t_email ON t (email);\n",
+        },
+    )
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_OK, result
+    assert indexes(dsn) == {"idx_t_email": True}
+    assert tracking(dsn) == {1: False}
+    [row] = history(dsn)
+    assert (row["direction"], row["outcome"], row["message"]) == (
+        "up",
+        "ok",
+        "1 of 1 statements ran",
+    )
+
+
+def test_a_no_transaction_down_drops_concurrently_and_deletes_the_record(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    # Unique e-mails, so every index builds.
+    (base / "up/001_accounts_up.sql").write_text(CREATE_T.replace("(2, 'a@", "(2, 'b@"))
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    assert indexes(dsn) == {"idx_t_email": True, "uq_t_email": True, "idx_t_id_email": True}
+
+    result = vz(dsn, base, "down", "--yes")
+    assert result.returncode == EXIT_OK, result
+    assert indexes(dsn) == {}
+    assert tracking(dsn) == {1: False}
+    last = history(dsn)[-1]
+    assert (last["version"], last["direction"], last["outcome"], last["message"]) == (
+        2,
+        "down",
+        "ok",
+        "3 of 3 statements ran",
+    )
+
+
+def test_statements_are_split_by_postgresqls_parser_not_at_every_semicolon(
+    dsn: str, tmp_path: Path
+) -> None:
+    # Semicolons inside a dollar-quoted body, a string and a comment are not boundaries.
+    body = """\
+-- vezamig:no-transaction
+CREATE TABLE notes (body text);
+CREATE FUNCTION one() RETURNS int LANGUAGE plpgsql AS $fn$
+BEGIN
+  RETURN 1; -- a semicolon; in a comment
+END;
+$fn$;
+INSERT INTO notes VALUES ('a;b'), (E'c\\';d');
+/* ; */ CREATE INDEX CONCURRENTLY idx_notes_body ON notes (body);
+"""
+    base = write_tree(tmp_path / "sql", {"up/001_notes_up.sql": body})
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_OK, result
+    assert query(dsn, "SELECT one()") == [(1,)]
+    assert query(dsn, "SELECT body FROM notes ORDER BY body") == [("a;b",), ("c';d",)]
+    assert history(dsn)[-1]["message"] == "4 of 4 statements ran"
+
+
+# ---- failure half-way --------------------------------------------------------------
+
+
+def test_a_failure_at_the_second_statement_leaves_the_version_dirty_and_says_what_ran(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    up = base / "up/002_email_indexes_up.sql"
+    result = vz(dsn, base, "up")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    err = result.stderr
+    assert f"{up}:5:1: 23505" in err
+    assert "Key (email)=(a@example.org) is duplicated" in err
+    assert "> 5 | CREATE UNIQUE INDEX CONCURRENTLY uq_t_email ON t (email);" in err
+    assert f"statements that ran: {up}:4" in err
+    assert f"statement that failed: 2 of 3 at {up}:5" in err
+    assert f"statements not run: {up}:6" in err
+    assert "vezamig repair --applied 2" in err and "vezamig repair --rolled-back 2" in err
+
+    # The database is exactly as the message says: 1 built, 2 INVALID, 3 absent.
+    assert indexes(dsn) == {"idx_t_email": True, "uq_t_email": False}
+    assert tracking(dsn) == {1: False, 2: True}
+    row = history(dsn)[-1]
+    assert (row["version"], row["direction"], row["outcome"]) == (2, "up", "failed")
+    assert row["message"] == (f"statement 2 of 3 failed at {up}:5; ran: {up}:4; not run: {up}:6")
+
+
+def test_every_later_up_and_down_refuses_while_a_version_is_dirty(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path, up__003_later_up="CREATE TABLE later (id int);\n")
+    fail_halfway(dsn, base)
+    rows_before = len(history(dsn))
+
+    for args in (["up"], ["up", "--to", "3"], ["down", "--yes"], ["down", "--to", "0", "--yes"]):
+        result = vz(dsn, base, *args)
+        assert result.returncode == EXIT_REFUSED, result
+        err = result.stderr
+        assert "version 2 (email_indexes) is dirty" in err
+        assert "Last recorded progress: statement 2 of 3 failed" in err
+        assert "vezamig repair --applied 2" in err
+
+    assert query(dsn, "SELECT to_regclass('later') IS NULL") == [(True,)]
+    assert tracking(dsn) == {1: False, 2: True}
+    assert indexes(dsn) == {"idx_t_email": True, "uq_t_email": False}
+    assert len(history(dsn)) == rows_before
+
+
+def test_repair_applied_after_finishing_by_hand_marks_the_version_clean(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    fail_halfway(dsn, base)
+    # The operator finishes the step by hand: fix the data, rebuild, build the rest.
+    execute(dsn, "UPDATE t SET email = 'b@example.org' WHERE id = 2")
+    execute(dsn, "REINDEX INDEX CONCURRENTLY uq_t_email")
+    execute(dsn, "CREATE INDEX CONCURRENTLY idx_t_id_email ON t (id, email)")
+
+    result = vz(dsn, base, "repair", "--applied", "2", "--yes")
+    assert result.returncode == EXIT_OK, result
+    assert "mark as applied (clean); last known: statement 2 of 3 failed" in result.stdout
+    assert tracking(dsn) == {1: False, 2: False}
+    row = history(dsn)[-1]
+    assert (row["version"], row["direction"], row["outcome"], row["message"]) == (
+        2,
+        "repair",
+        "ok",
+        "dirty version resolved as applied by the operator",
+    )
+
+    # Nothing left to do, and the version rolls back normally.
+    up = vz(dsn, base, "up")
+    assert up.returncode == EXIT_OK and "nothing to do" in up.stdout
+    assert vz(dsn, base, "down", "--yes").returncode == EXIT_OK
+    assert indexes(dsn) == {}
+
+
+def test_repair_rolled_back_after_undoing_by_hand_lets_up_run_the_step_again(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    fail_halfway(dsn, base)
+    # The operator undoes the step by hand and fixes the data.
+    execute(dsn, "DROP INDEX CONCURRENTLY uq_t_email")
+    execute(dsn, "DROP INDEX CONCURRENTLY idx_t_email")
+    execute(dsn, "UPDATE t SET email = 'b@example.org' WHERE id = 2")
+
+    result = vz(dsn, base, "repair", "--rolled-back", "2", "--yes")
+    assert result.returncode == EXIT_OK, result
+    assert applied_versions(dsn) == [1]
+    row = history(dsn)[-1]
+    assert (row["version"], row["direction"], row["outcome"], row["message"]) == (
+        2,
+        "repair",
+        "ok",
+        "dirty version resolved as rolled back by the operator",
+    )
+
+    again = vz(dsn, base, "up")
+    assert again.returncode == EXIT_OK, again
+    assert indexes(dsn) == {"idx_t_email": True, "uq_t_email": True, "idx_t_id_email": True}
+    assert tracking(dsn) == {1: False, 2: False}
+
+
+def test_a_failed_no_transaction_down_leaves_the_version_recorded_and_dirty(
+    dsn: str, tmp_path: Path
+) -> None:
+    down = (
+        "-- vezamig:no-transaction\n"
+        "DROP INDEX CONCURRENTLY idx_t_email;\n"
+        "DROP INDEX CONCURRENTLY no_such_index;\n"
+    )
+    base = tree(tmp_path, down__002_email_indexes_down=down)
+    (base / "up/001_accounts_up.sql").write_text(CREATE_T.replace("(2, 'a@", "(2, 'b@"))
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+
+    result = vz(dsn, base, "down", "--yes")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    path = base / "down/002_email_indexes_down.sql"
+    assert f"statement that failed: 2 of 2 at {path}:3" in result.stderr
+    assert "idx_t_email" not in indexes(dsn)
+    assert tracking(dsn) == {1: False, 2: True}
+
+    # The down did remove what it could; the operator says it is rolled back.
+    execute(dsn, "DROP INDEX uq_t_email; DROP INDEX idx_t_id_email")
+    assert vz(dsn, base, "repair", "--rolled-back", "2", "--yes").returncode == EXIT_OK
+    assert applied_versions(dsn) == [1]
+
+
+# ---- guards, syntax, progress ---------------------------------------------------------
+
+
+def test_a_refusing_guard_stops_a_no_transaction_step_before_it_is_recorded(
+    dsn: str, tmp_path: Path
+) -> None:
+    up = INDEXES_UP.replace("IS NOT NULL", "IS NULL")
+    base = tree(tmp_path, up__002_email_indexes_up=up)
+    result = vz(dsn, base, "up")
+    assert result.returncode == EXIT_REFUSED, result
+    assert f"{base / 'up/002_email_indexes_up.sql'}:3" in result.stderr
+    assert "returned: false" in result.stderr
+    assert applied_versions(dsn) == [1]
+    assert indexes(dsn) == {}
+    row = history(dsn)[-1]
+    assert (row["version"], row["outcome"]) == (2, "refused")
+
+
+def test_guards_of_a_no_transaction_step_run_in_a_read_only_transaction(
+    dsn: str, tmp_path: Path
+) -> None:
+    execute(dsn, "CREATE SEQUENCE s")
+    up = (
+        "-- vezamig:no-transaction\n"
+        "-- vezamig:guard SELECT nextval('s') > 0\n"
+        "CREATE TABLE never (id int);\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_x_up.sql": up})
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_REFUSED, result
+    assert "read-only transaction" in result.stderr
+    assert query(dsn, "SELECT is_called FROM s") == [(False,)]
+    assert query(dsn, "SELECT to_regclass('never') IS NULL") == [(True,)]
+
+
+def test_a_no_transaction_file_that_does_not_parse_is_refused_before_anything_runs(
+    dsn: str, tmp_path: Path
+) -> None:
+    bad = (
+        "-- vezamig:no-transaction\n"
+        "CREATE TABLE a (id int);\n"
+        "CREATE INDEX CONCURRENTLY i ON a (id;\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_bad_up.sql": bad})
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_USAGE, result
+    assert f"{base / 'up/001_bad_up.sql'}:3:37: syntax error" in result.stderr
+    assert query(dsn, "SELECT to_regclass('a') IS NULL") == [(True,)]
+    assert applied_versions(dsn) == []
+    assert history(dsn) == []
+
+
+def test_a_killed_run_leaves_the_version_dirty_with_its_progress_in_the_history(
+    dsn: str, tmp_path: Path
+) -> None:
+    up = (
+        "-- vezamig:no-transaction\n"
+        "CREATE TABLE a (id int);\n"
+        "SELECT pg_sleep(300) AS vezamig_test_sleep;\n"
+        "CREATE TABLE b (id int);\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_slow_up.sql": up})
+    path = base / "up/001_slow_up.sql"
+    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
+    try:
+        wait_for(
+            lambda: bool(backends_running(dsn, "vezamig_test_sleep")),
+            what="the second statement to start",
+        )
+        # While statement 2 runs, the record already tells the truth.
+        assert tracking(dsn) == {1: True}
+        assert history(dsn)[-1]["message"] == (
+            f"1 of 3 statements ran (last: {path}:2); the run stopped before the step finished"
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)  # also closes its pipes
+        for pid in backends_running(dsn, "vezamig_test_sleep"):
+            execute(dsn, f"SELECT pg_terminate_backend({pid})")
+
+    assert tracking(dsn) == {1: True}
+    assert history(dsn)[-1]["outcome"] == "failed"
+    assert query(dsn, "SELECT to_regclass('b') IS NULL") == [(True,)]
+    status = run_cli(["status", "--dir", str(base), "-d", dsn])
+    assert "dirty" in status.stdout
+    refused = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert refused.returncode == EXIT_REFUSED, refused
+    assert "Last recorded progress: 1 of 3 statements ran" in refused.stderr
+
+
+def test_statement_timeout_applies_to_each_statement_of_a_no_transaction_step(
+    dsn: str, tmp_path: Path
+) -> None:
+    up = "-- vezamig:no-transaction\nCREATE TABLE a (id int);\nSELECT pg_sleep(60);\n"
+    base = write_tree(tmp_path / "sql", {"up/001_slow_up.sql": up})
+    result = run_cli(["up", "--statement-timeout", "200ms", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert "57014" in result.stderr and "statement_timeout is 200 ms" in result.stderr
+    assert f"statement that failed: 2 of 2 at {base / 'up/001_slow_up.sql'}:3" in result.stderr
+    assert tracking(dsn) == {1: True}
