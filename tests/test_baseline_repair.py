@@ -1,0 +1,266 @@
+"""`vezamig baseline` and `vezamig repair` (SPEC §5): they change what the tracking
+table believes, never the schema, and refuse a database that is not in the state
+they resolve. On a real PostgreSQL, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from helpers import (
+    CliResult,
+    applied_versions,
+    execute,
+    history,
+    query,
+    run_cli,
+    run_cli_on_terminal,
+    table_exists,
+    write_tree,
+)
+
+from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+
+USERS = "-- 1 users\nCREATE TABLE users (id bigint PRIMARY KEY);\n"
+TRACKS = "-- 2 tracks\nCREATE TABLE tracks (id bigint PRIMARY KEY, title text);\n"
+TRACKS_DOWN = (
+    "-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM tracks)\nDROP TABLE IF EXISTS tracks;\n"
+)
+BPM = "-- 3 bpm\nALTER TABLE tracks ADD COLUMN bpm int;\n"
+
+
+def tree(tmp_path: Path) -> Path:
+    return write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_users_up.sql": USERS,
+            "up/002_tracks_up.sql": TRACKS,
+            "down/002_tracks_down.sql": TRACKS_DOWN,
+            "up/003_bpm_up.sql": BPM,
+        },
+    )
+
+
+def vz(dsn: str, base: Path, *args: str) -> CliResult:
+    return run_cli([*args, "--dir", str(base), "-d", dsn])
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded(dsn: str, table: str = "schema_migrations") -> list[tuple[int, str, str, bool]]:
+    return [
+        (r[0], r[1], r[2], r[3])
+        for r in query(dsn, f"SELECT version, name, checksum, dirty FROM {table} ORDER BY 1")
+    ]
+
+
+# ---- baseline ------------------------------------------------------------------------
+
+
+def test_baseline_adopts_a_database_that_already_has_the_tables(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    execute(dsn, USERS + TRACKS)  # migrated by hand, long ago
+    result = vz(dsn, base, "baseline", "--version", "2")
+    assert result.returncode == EXIT_OK, result
+    assert "recorded 2 version(s); current version 2" in result.stdout
+    assert recorded(dsn) == [
+        (1, "users", sha256(USERS), False),
+        (2, "tracks", sha256(TRACKS), False),
+    ]
+    rows = history(dsn)
+    assert [(r["version"], r["direction"], r["outcome"]) for r in rows] == [
+        (1, "baseline", "ok"),
+        (2, "baseline", "ok"),
+    ]
+    assert all(r["checksum"] == sha256(t) for r, t in zip(rows, (USERS, TRACKS), strict=True))
+
+    # Nothing was run (CREATE TABLE again would have failed); up applies only 3.
+    up = vz(dsn, base, "up")
+    assert up.returncode == EXIT_OK, up
+    assert applied_versions(dsn) == [1, 2, 3]
+    assert history(dsn)[-1]["direction"] == "up"
+    status = vz(dsn, base, "status", "--exit-code")
+    assert status.returncode == EXIT_OK, status
+
+
+def test_baseline_never_runs_the_files_it_records(dsn: str, tmp_path: Path) -> None:
+    base = write_tree(tmp_path / "sql", {"up/001_boom_up.sql": "SELECT 1 / 0;\n"})
+    result = vz(dsn, base, "baseline", "--version", "1")
+    assert result.returncode == EXIT_OK, result
+    assert applied_versions(dsn) == [1]
+
+
+def test_baseline_refuses_when_anything_is_already_recorded(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    before = history(dsn)
+    result = vz(dsn, base, "baseline", "--version", "2")
+    assert result.returncode == EXIT_REFUSED, result
+    assert "1 version(s) already recorded in schema_migrations (1)" in result.stderr
+    assert applied_versions(dsn) == [1]
+    assert history(dsn) == before
+
+
+def test_baseline_of_a_version_with_no_up_file_is_a_usage_error(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    result = vz(dsn, base, "baseline", "--version", "7")
+    assert result.returncode == EXIT_USAGE, result
+    assert "--version 7: no up file has that version" in result.stderr
+    assert applied_versions(dsn) == []
+
+
+def test_a_foreign_schema_migrations_is_left_alone_and_the_way_out_is_named(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    execute(dsn, USERS + TRACKS)
+    # golang-migrate's one-row table
+    execute(dsn, "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty bool)")
+    execute(dsn, "INSERT INTO schema_migrations VALUES (2, false)")
+
+    result = vz(dsn, base, "baseline", "--version", "2")
+    assert result.returncode == EXIT_USAGE, result
+    assert "schema_migrations exists but is not a vezamig tracking table" in result.stderr
+    assert "--table vezamig_migrations" in result.stderr
+    assert "vezamig baseline --version N" in result.stderr
+    assert query(dsn, "SELECT version, dirty FROM schema_migrations") == [(2, False)]
+    assert not table_exists(dsn, "schema_migrations_history")
+
+    adopted = vz(dsn, base, "baseline", "--version", "2", "--table", "vezamig_migrations")
+    assert adopted.returncode == EXIT_OK, adopted
+    assert applied_versions(dsn, "vezamig_migrations") == [1, 2]
+    assert [r["direction"] for r in history(dsn, "vezamig_migrations_history")] == [
+        "baseline",
+        "baseline",
+    ]
+    assert query(dsn, "SELECT version, dirty FROM schema_migrations") == [(2, False)]
+
+
+# ---- repair --checksums ------------------------------------------------------------------
+
+
+def test_repair_checksums_re_records_an_intentionally_edited_file(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    edited = TRACKS.replace("-- 2 tracks", "-- 2 tracks (comment reworded)")
+    (base / "up/002_tracks_up.sql").write_text(edited)
+
+    drift = vz(dsn, base, "up")
+    assert drift.returncode == EXIT_REFUSED, drift
+    assert "version 2 (tracks) is modified" in drift.stderr
+
+    result = vz(dsn, base, "repair", "--checksums", "--yes")
+    assert result.returncode == EXIT_OK, result
+    assert "2 tracks: re-record checksum" in result.stdout
+    assert [r[2] for r in recorded(dsn)] == [sha256(USERS), sha256(edited), sha256(BPM)]
+    row = history(dsn)[-1]
+    assert (row["version"], row["direction"], row["outcome"], row["checksum"]) == (
+        2,
+        "repair",
+        "ok",
+        sha256(edited),
+    )
+    assert row["message"] == f"checksum re-recorded: {sha256(TRACKS)} -> {sha256(edited)}"
+    assert vz(dsn, base, "status", "--exit-code").returncode == EXIT_OK
+
+
+def test_repair_checksums_with_nothing_modified_is_refused(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    before = history(dsn)
+    result = vz(dsn, base, "repair", "--checksums", "--yes")
+    assert result.returncode == EXIT_REFUSED, result
+    assert "no applied version has a changed checksum" in result.stderr
+    assert history(dsn) == before
+
+
+# ---- confirmation and refusals --------------------------------------------------------------
+
+
+@pytest.fixture
+def drifted(dsn: str, tmp_path: Path) -> Path:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    (base / "up/003_bpm_up.sql").write_text(BPM + "-- edited\n")
+    return base
+
+
+def test_repair_without_a_terminal_needs_yes(dsn: str, drifted: Path) -> None:
+    before = recorded(dsn)
+    result = vz(dsn, drifted, "repair", "--checksums")
+    assert result.returncode == EXIT_REFUSED, result
+    assert "pass --yes" in result.stderr
+    assert recorded(dsn) == before
+    assert [r["direction"] for r in history(dsn)] == ["up", "up", "up"]
+
+
+@pytest.mark.parametrize(("answer", "code"), [("y", EXIT_OK), ("yes", EXIT_OK), ("n", 3), ("", 3)])
+def test_repair_asks_on_a_terminal_like_down(
+    dsn: str, drifted: Path, answer: str, code: int
+) -> None:
+    result = run_cli_on_terminal(
+        ["repair", "--checksums", "--dir", str(drifted), "-d", dsn], answer
+    )
+    assert result.returncode == code, result
+    assert "Record this repair? [y/N]" in result.stdout
+    changed = recorded(dsn)[2][2] == sha256(BPM + "-- edited\n")
+    assert changed is (code == EXIT_OK)
+    assert (history(dsn)[-1]["direction"] == "repair") is (code == EXIT_OK)
+
+
+@pytest.mark.parametrize("flag", ["--applied", "--rolled-back"])
+@pytest.mark.parametrize(("version", "state"), [("1", "applied"), ("4", "unknown")])
+def test_repair_refuses_a_version_that_is_not_dirty(
+    dsn: str, tmp_path: Path, flag: str, version: str, state: str
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "2").returncode == EXIT_OK
+    before = (recorded(dsn), history(dsn))
+    result = vz(dsn, base, "repair", flag, version, "--yes")
+    assert result.returncode == EXIT_REFUSED, result
+    assert f"version {version} is {state}, not dirty" in result.stderr
+    assert (recorded(dsn), history(dsn)) == before
+
+
+def test_repair_refuses_a_pending_version(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "2").returncode == EXIT_OK
+    result = vz(dsn, base, "repair", "--rolled-back", "3", "--yes")
+    assert result.returncode == EXIT_REFUSED, result
+    assert "version 3 is pending, not dirty" in result.stderr
+    assert applied_versions(dsn) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--checksums", "--applied", "2"], ["--applied", "2", "--rolled-back", "2"]]
+)
+def test_repair_needs_exactly_one_mode(dsn: str, tmp_path: Path, args: list[str]) -> None:
+    result = vz(dsn, tree(tmp_path), "repair", *args, "--yes")
+    assert result.returncode == EXIT_USAGE, result
+    assert "exactly one of --checksums, --applied V, --rolled-back V" in result.stderr
+    assert not table_exists(dsn, "schema_migrations")
+
+
+def test_repair_resolves_a_dirty_version_left_by_a_failed_step(dsn: str, tmp_path: Path) -> None:
+    # Both resolutions on a real half-finished step are in test_ops_notx.py; this one checks
+    # that a repair leaves the schema alone and writes exactly one history row.
+    base = tree(tmp_path)
+    (base / "up/003_bpm_up.sql").write_text(
+        "-- vezamig:no-transaction\nALTER TABLE tracks ADD COLUMN bpm int;\nSELECT 1 / 0;\n"
+    )
+    assert vz(dsn, base, "up").returncode == 1
+    assert recorded(dsn)[-1][3] is True
+    columns = query(dsn, "SELECT attname FROM pg_attribute WHERE attrelid = 'tracks'::regclass")
+    rows = len(history(dsn))
+
+    result = vz(dsn, base, "repair", "--applied", "3", "--yes")
+    assert result.returncode == EXIT_OK, result
+    assert recorded(dsn)[-1][3] is False
+    assert len(history(dsn)) == rows + 1
+    assert (
+        query(dsn, "SELECT attname FROM pg_attribute WHERE attrelid = 'tracks'::regclass")
+        == columns
+    )
