@@ -369,6 +369,13 @@ def test_roundtrip_refuses_a_database_that_is_not_empty(tmp_path: Path, dsn: str
     assert found == (True, True)  # nothing was created
 
 
+def test_roundtrip_explains_a_pg_bin_folder_without_server_binaries(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "tree", {"up/001_a_up.sql": "CREATE TABLE a (id int);\n"})
+    result = vezamig("roundtrip", "--dir", str(tree), "--pg-bin", str(tmp_path))
+    assert result.returncode == 2, result
+    assert f"--pg-bin {tmp_path}: no initdb, pg_ctl, postgres there" in result.stderr
+
+
 def test_roundtrip_ignores_database_url_from_the_environment(
     tmp_path: Path, dsn: str, private_tmp: Path
 ) -> None:
