@@ -181,10 +181,11 @@ class Output:
             self.out.print(t)
         else:
             for r in rows:
-                self.out.print(
+                # Written as is: rich would expand the tabs, and cut -f needs them.
+                self.out.file.write(
                     f"{r.id}\t{r.started_at.isoformat(timespec='seconds')}\t{r.version}\t"
                     f"{r.name}\t{r.direction}\t{r.outcome}\t{r.duration_ms}\t{r.db_user}\t"
-                    f"{r.os_user}@{r.host}\t{r.message or ''}", soft_wrap=True, markup=False)
+                    f"{r.os_user}@{r.host}\t{r.message or ''}\n")
 
     # ---- roundtrip ------------------------------------------------------------------
 
