@@ -1,0 +1,165 @@
+"""`vezamig history [--json] [--limit N]` (SPEC §4, §5): the audit log, newest first."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import (
+    CliResult,
+    execute,
+    history,
+    run_cli,
+    run_cli_on_terminal,
+    user_tables,
+    write_tree,
+)
+
+from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+
+COLUMNS = [
+    "id",
+    "version",
+    "name",
+    "direction",
+    "outcome",
+    "checksum",
+    "started_at",
+    "duration_ms",
+    "db_user",
+    "os_user",
+    "host",
+    "tool_version",
+    "message",
+]
+
+
+def tree(tmp_path: Path) -> Path:
+    return write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_users_up.sql": "CREATE TABLE users (id int);\n",
+            "up/002_tracks_up.sql": "CREATE TABLE tracks (id int);\n",
+            "down/002_tracks_down.sql": (
+                "-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM tracks)\nDROP TABLE tracks;\n"
+            ),
+        },
+    )
+
+
+def vz(dsn: str, base: Path, *args: str) -> CliResult:
+    return run_cli([*args, "--dir", str(base), "-d", dsn])
+
+
+def as_json(dsn: str, base: Path, *args: str) -> list[dict[str, Any]]:
+    result = vz(dsn, base, "history", "--json", *args)
+    assert result.returncode == EXIT_OK, result
+    data: list[dict[str, Any]] = json.loads(result.stdout)  # stdout holds only the JSON
+    return data
+
+
+@pytest.fixture
+def story(dsn: str, tmp_path: Path) -> Path:
+    """up 1, up 2, a refused down of 2, then a down of 2: four rows."""
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    execute(dsn, "INSERT INTO tracks VALUES (1)")
+    assert vz(dsn, base, "down", "--yes").returncode == EXIT_REFUSED
+    execute(dsn, "DELETE FROM tracks")
+    assert vz(dsn, base, "down", "--yes").returncode == EXIT_OK
+    return base
+
+
+def test_history_lists_every_step_newest_first(dsn: str, story: Path) -> None:
+    rows = as_json(dsn, story)
+    assert [(r["version"], r["direction"], r["outcome"]) for r in rows] == [
+        (2, "down", "ok"),
+        (2, "down", "refused"),
+        (2, "up", "ok"),
+        (1, "up", "ok"),
+    ]
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids, reverse=True)
+    starts = [datetime.fromisoformat(r["started_at"]) for r in rows]
+    assert starts == sorted(starts, reverse=True)
+
+
+def test_history_json_is_an_array_of_objects_with_the_spec_columns(dsn: str, story: Path) -> None:
+    rows = as_json(dsn, story)
+    assert all(list(r) == COLUMNS for r in rows)
+    newest = rows[0]
+    assert isinstance(newest["id"], int) and isinstance(newest["duration_ms"], int)
+    assert newest["name"] == "tracks"
+    assert len(newest["checksum"]) == 64
+    assert datetime.fromisoformat(newest["started_at"]).tzinfo is not None
+    assert newest["db_user"] == history(dsn)[-1]["db_user"]
+    assert newest["os_user"] and newest["host"] and newest["tool_version"]
+    refused = rows[1]
+    assert "guard at" in refused["message"] and "returned false" in refused["message"]
+    # The JSON says what the table holds, row for row.
+    table = history(dsn)[::-1]
+    assert [r["id"] for r in rows] == [r["id"] for r in table]
+    assert [r["message"] for r in rows] == [r["message"] for r in table]
+
+
+def test_limit_keeps_the_newest_rows(dsn: str, story: Path) -> None:
+    rows = as_json(dsn, story, "--limit", "2")
+    assert [(r["direction"], r["outcome"]) for r in rows] == [("down", "ok"), ("down", "refused")]
+    assert len(as_json(dsn, story, "--limit", "100")) == 4
+
+
+def test_limit_must_be_positive(dsn: str, story: Path) -> None:
+    result = vz(dsn, story, "history", "--limit", "0")
+    assert result.returncode == EXIT_USAGE, result
+
+
+def test_plain_output_is_one_line_per_row_newest_first(dsn: str, story: Path) -> None:
+    result = vz(dsn, story, "history")
+    assert result.returncode == EXIT_OK, result
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    fields = [line.split("\t") for line in lines]
+    assert [(f[2], f[4], f[5]) for f in fields] == [
+        ("2", "down", "ok"),
+        ("2", "down", "refused"),
+        ("2", "up", "ok"),
+        ("1", "up", "ok"),
+    ]
+
+
+def test_on_a_terminal_history_is_a_table(dsn: str, story: Path) -> None:
+    result = run_cli_on_terminal(["history", "--dir", str(story), "-d", dsn], answer="")
+    assert result.returncode == EXIT_OK, result
+    header = next(line for line in result.stdout.splitlines() if "direction" in line)
+    for column in ("id", "when", "version", "direction", "outcome", "message"):
+        assert column in header
+    assert "refused" in result.stdout
+
+
+def test_history_of_a_database_without_tracking_tables_is_empty_and_creates_nothing(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    plain = vz(dsn, base, "history")
+    assert plain.returncode == EXIT_OK, plain
+    assert plain.stdout.strip() == "no history yet"
+    assert as_json(dsn, base) == []
+    assert user_tables(dsn) == []
+
+
+def test_a_run_with_nothing_to_do_writes_no_history_row(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    assert len(as_json(dsn, base)) == 2
+
+
+def test_history_reads_the_table_named_by_table(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--table", "ops.migrations").returncode == EXIT_OK
+    assert as_json(dsn, base) == []
+    rows = as_json(dsn, base, "--table", "ops.migrations")
+    assert [r["version"] for r in rows] == [2, 1]
