@@ -82,6 +82,10 @@ def connect(conninfo: str | None, application: str = "vezamig") -> Connection:
         # writes to the dead socket. PG14+ can poll for it; some platforms cannot.
         with contextlib.suppress(psycopg.Error):
             conn.execute("SET client_connection_check_interval = '1s'")
+    # A step we report as applied must survive a server crash: with synchronous_commit
+    # off, the crash could silently undo it (and its record). Other values are kept.
+    conn.execute("SELECT set_config('synchronous_commit', 'on', false)"
+                 " WHERE current_setting('synchronous_commit') = 'off'")
     return conn
 
 
