@@ -400,7 +400,7 @@ class Runner:
 
     def _run_no_tx(self, step: Step) -> StepResult:
         from vezamig.errors import LayoutError
-        from vezamig.sqltext import SqlSyntaxError
+        from vezamig.sqltext import SqlSyntaxError, Statement
 
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
@@ -439,8 +439,8 @@ class Runner:
         progress = "0 of {n} statements ran; the run stopped before the first one finished"
         hist = self._history(step, "failed", started_at, 0, progress.format(n=total))
         # Record dirty + a history row that tells the truth if the process dies now.
-        self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
         try:
+            self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
             row = self.conn.execute(
                 sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)).fetchone()
             self.conn.execute("COMMIT")
@@ -451,59 +451,80 @@ class Runner:
         hist_id = int(row[0])
         timeout = sql.SQL("SET statement_timeout = {}").format(
             sql.Literal(f"{self.config.statement_timeout_ms}ms")).as_string(self.conn)
-        self.conn.execute(timeout)
-        done: list[str] = []
+        done: list[Statement] = []
         try:
-            for i, st in enumerate(statements, 1):
-                try:
+            self.conn.execute(timeout)
+            try:
+                for st in statements:
                     self.conn.execute(st.text)
-                except (KeyboardInterrupt, SystemExit, psycopg.Error) as exc:
-                    ran = "; ".join(done) or "none"
-                    not_run = [f"{f.path}:{s.line}" for s in statements[i:]] or ["none"]
-                    msg = (f"statement {i} of {total} failed at {f.path}:{st.line}; "
-                           f"ran: {ran}; not run: {', '.join(not_run)}")
-                    self._update_history(hist_id, "failed", _ms_since(t0), msg)
-                    resolve = (f"vezamig repair --applied {step.version}"
-                               f" | vezamig repair --rolled-back {step.version}")
-                    if isinstance(exc, psycopg.Error):
-                        details = self._explain(step, exc, "body", offset=st.start)
-                        if not exc.diag.statement_position and not self.conn.broken:
-                            details += excerpt(f.text, st.line)  # no position: show it all
-                    else:
-                        details = ["interrupted"]
-                    details += [
-                        f"statements that ran: {ran}",
-                        f"statement that failed: {i} of {total} at {f.path}:{st.line}",
-                        f"statements not run: {', '.join(not_run)}",
-                        f"version {step.version} is now dirty: check the database, finish or "
-                        f"undo by hand, then: {resolve}",
-                    ]
-                    if isinstance(exc, psycopg.Error):
-                        raise StepFailed(
-                            f"{step.direction} {step.version} ({step.migration.name}) failed "
-                            "part-way (non-transactional)", details=details,
-                            version=step.version) from None
-                    code = exc.code if isinstance(exc, SystemExit) and isinstance(
-                        exc.code, int) else 130
-                    raise Interrupted(
-                        f"interrupted during non-transactional {step.direction} "
-                        f"{step.version}; it is now dirty: " + "; ".join(details[1:]),
-                        exit_code=code) from None
-                done.append(f"{f.path}:{st.line}")
-                self._update_history(
-                    hist_id, "failed", _ms_since(t0),
-                    f"{i} of {total} statements ran (last: {f.path}:{st.line}); the run "
-                    "stopped before the step finished")
-        finally:
-            if not self.conn.closed and not self.conn.broken:
-                self.conn.execute("RESET statement_timeout")
-        duration = _ms_since(t0)
-        finish = (self.tracker.clean_sql(step.version, duration) if step.direction == "up"
-                  else self.tracker.unrecord_sql(step.version))
-        self.conn.execute(sql.SQL("BEGIN; {}; {}; COMMIT").format(
-            finish, self._history_update_sql(hist_id, "ok", duration,
-                                             f"{total} of {total} statements ran")
-        ).as_string(self.conn))
+                    done.append(st)
+                    self._update_history(
+                        hist_id, "failed", _ms_since(t0),
+                        f"{len(done)} of {total} statements ran (last: {f.path}:{st.line}); "
+                        "the run stopped before the step finished")
+            finally:
+                if not self.conn.closed and not self.conn.broken:
+                    self.conn.execute("RESET statement_timeout")
+            duration = _ms_since(t0)
+            finish = (self.tracker.clean_sql(step.version, duration) if step.direction == "up"
+                      else self.tracker.unrecord_sql(step.version))
+            self.conn.execute(sql.SQL("BEGIN; {}; {}; COMMIT").format(
+                finish, self._history_update_sql(hist_id, "ok", duration,
+                                                 f"{total} of {total} statements ran")
+            ).as_string(self.conn))
+        except (KeyboardInterrupt, SystemExit, psycopg.Error) as exc:
+            # Whatever happened, the version stays dirty: say exactly how far it got.
+            self._rollback()
+            failed = isinstance(exc, psycopg.Error)
+            verb = "failed" if failed else "was interrupted"
+            n = len(done)
+            current = statements[n] if n < total else None
+
+            def at(s: Statement) -> str:
+                return f"{f.path}:{s.line}"
+
+            ran = ", ".join(at(s) for s in done) or "none"
+            not_run = ", ".join(at(s) for s in statements[n + 1:]) or "none"
+            what = (f"statement {n + 1} of {total} {verb} at {at(current)}" if current
+                    else f"all {total} statements ran; recording the end of the step {verb}")
+            self._update_history(hist_id, "failed", _ms_since(t0),
+                                 f"{what}; ran: {ran}; not run: {not_run}")
+            details: list[str] = []
+            if failed and (self.conn.broken or self.conn.closed):
+                details += [f"{at(current) if current else f.path}: connection lost: "
+                            f"{str(exc).strip()}",
+                            "whether the running statement finished is unknown: check the "
+                            "database; the history keeps the last progress it could record"]
+            elif isinstance(exc, psycopg.Error) and current is not None:
+                details += self._explain(step, exc, "body", offset=current.start)
+                if not exc.diag.statement_position:
+                    details += excerpt(f.text, current.line)  # no position: show the start
+            elif isinstance(exc, psycopg.Error):
+                details += self._explain(step, exc, "bookkeeping")
+            table = ("" if self.config.table_label == "schema_migrations"
+                     else f" --table {self.config.table_label}")
+            v = step.version
+            details += [
+                f"statements that ran: {ran}",
+                (f"statement that {verb}: {n + 1} of {total} at {at(current)}" if current
+                 else f"every statement ran; recording the end of the step {verb}"),
+                f"statements not run: {not_run}",
+                f"version {v} is now dirty: check the database, finish or undo the step by "
+                f"hand, then run `vezamig repair --applied {v}{table}` (finished) or "
+                f"`vezamig repair --rolled-back {v}{table}` (undone)",
+            ]
+            if failed:
+                raise StepFailed(
+                    f"{step.direction} {v} ({step.migration.name}) failed part-way "
+                    "(non-transactional)", details=details, version=v) from None
+            code = (exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int)
+                    else 130)
+            interrupted = Interrupted(
+                f"interrupted during non-transactional {step.direction} {v} "
+                f"({step.migration.name}); the running statement was cancelled and the "
+                "version is dirty", exit_code=code)
+            interrupted.details = details
+            raise interrupted from None
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
 
     def _history_update_sql(self, hist_id: int, outcome: str, duration_ms: int,
