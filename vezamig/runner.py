@@ -283,12 +283,28 @@ class Runner:
         except psycopg.Error:
             pass
 
+    def _body_parts(self, step: Step) -> list[tuple[int | None, str]]:
+        """(file offset, text) of each statement of the body, sent one by one so that an
+        error without a server position (most run-time errors) still names its statement.
+        A body PostgreSQL's parser rejects is sent whole: the server reports the position.
+        """
+        from vezamig.sqltext import analyze
+
+        f = step.file
+        if not f.header.has_sql:
+            return []
+        parsed = analyze(f.text)
+        if parsed.error is not None or not parsed.statements:
+            return [(None, f.text)]
+        return [(st.start, st.text) for st in parsed.statements]
+
     def _run_tx(self, step: Step) -> StepResult:
         attempt = 0
         while True:
             started_at = datetime.now(UTC)
             t0 = time.monotonic()
             phase = "lock"
+            body_offset: int | None = None
             try:
                 self.conn.execute(self._prelude(step))
                 phase = "guard"
@@ -306,8 +322,8 @@ class Runner:
                                      f"guard:    {guard.query}",
                                      f"returned: {g.returned} (needs exactly one row: true)"])
                 phase = "body"
-                if step.file.header.has_sql:
-                    self.conn.execute(step.file.text)
+                for body_offset, text in self._body_parts(step):
+                    self.conn.execute(text)
                 phase = "bookkeeping"
                 duration = _ms_since(t0)
                 tail: list[sql.Composable] = [
@@ -337,7 +353,19 @@ class Runner:
                 self.reporter.info(
                     f"{step.version}: lock timeout ({exc.diag.message_primary}); rolled back, "
                     f"retry {attempt}/{self.config.lock_retries} in {pause:g}s")
-                time.sleep(pause)
+                try:
+                    time.sleep(pause)
+                except (KeyboardInterrupt, SystemExit) as stop:
+                    code = (stop.code if isinstance(stop, SystemExit)
+                            and isinstance(stop.code, int) else 130)
+                    self._record_failure(
+                        step, "failed", started_at, t0,
+                        f"interrupted while waiting to retry after a lock timeout "
+                        f"({attempt} attempt(s))")
+                    raise Interrupted(
+                        f"interrupted during {step.direction} {step.version} "
+                        f"({step.migration.name}) while waiting to retry after a lock timeout; "
+                        "the step was rolled back", exit_code=code) from None
             except (KeyboardInterrupt, SystemExit) as exc:
                 self._rollback()
                 code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
@@ -348,14 +376,19 @@ class Runner:
                     "rolled back", exit_code=code) from None
             except psycopg.Error as exc:
                 self._rollback()
-                lines = self._explain(step, exc, phase)
+                lines = self._explain(step, exc, phase, offset=body_offset)
+                if (phase == "body" and body_offset is not None
+                        and not exc.diag.statement_position
+                        and not (self.conn.broken or self.conn.closed)):
+                    # No position from the server: show where the failing statement starts.
+                    lines += excerpt(step.file.text, line_col(step.file.text, body_offset).line)
                 self._record_failure(step, "failed", started_at, t0, lines[0])
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed and was "
                     "rolled back", details=lines, version=step.version) from None
 
     def _explain(self, step: Step, exc: psycopg.Error, phase: str,
-                 text: str | None = None, offset: int = 0) -> list[str]:
+                 text: str | None = None, offset: int | None = None) -> list[str]:
         """file:line:column, SQLSTATE, message, detail, hint, and the offending lines."""
         diag = exc.diag
         f = step.file
@@ -369,9 +402,9 @@ class Runner:
                          "database is reachable")
             return lines
         if phase == "body" and pos:
-            p = line_col(f.text, offset + int(pos) - 1)
+            p = line_col(f.text, (offset or 0) + int(pos) - 1)
             where = f"{f.path}:{p.line}:{p.column}"
-        elif phase == "body" and offset:
+        elif phase == "body" and offset is not None:
             p = line_col(f.text, offset)
             where = f"{f.path}:{p.line}:{p.column}"
         elif phase == "lock":
@@ -389,7 +422,7 @@ class Runner:
             lines.append(f"statement_timeout is {self.config.statement_timeout_ms} ms "
                          "(--statement-timeout)")
         if phase == "body" and pos:
-            p = line_col(f.text, offset + int(pos) - 1)
+            p = line_col(f.text, (offset or 0) + int(pos) - 1)
             lines.extend(excerpt(f.text, p.line))
         elif phase == "bookkeeping":
             lines.append("the error came at COMMIT (e.g. a deferred constraint) or while "
