@@ -52,13 +52,18 @@ def write_tree(base: Path, files: Mapping[str, str | bytes]) -> Path:
     return base
 
 
-def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent environment without connection/folder settings, plus ``extra``."""
+def cli_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The parent environment without connection/folder settings, plus ``extra``
+    (a value of None removes that variable)."""
     env = {k: v for k, v in os.environ.items() if k not in _ISOLATE}
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
     env.pop("FORCE_COLOR", None)
-    env.update(extra or {})
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
@@ -79,7 +84,7 @@ class CliResult:
 def run_cli(
     args: Iterable[str],
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     input: str | None = None,
     cwd: Path | None = None,
     timeout: float = 60,
@@ -98,7 +103,7 @@ def run_cli(
 
 
 def start_cli(
-    args: Iterable[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    args: Iterable[str], *, env: Mapping[str, str | None] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[str]:
     """Start ``python -m vezamig ARGS`` in the background (for locks and signals)."""
     return subprocess.Popen(
@@ -116,7 +121,7 @@ def run_cli_on_terminal(
     args: Iterable[str],
     answer: str,
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     timeout: float = 60,
 ) -> CliResult:
     """Run the CLI with a pseudo-terminal as stdin/stdout/stderr and type ``answer``.
@@ -180,7 +185,11 @@ def execute(dsn: str, text: str) -> None:
 
 
 def table_exists(dsn: str, name: str) -> bool:
-    return query(dsn, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0] is True
+    """``name`` is ``table`` or ``schema.table``, each part taken literally (quoted)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        quoted = sql.Identifier(*name.split(".")).as_string(conn)
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (quoted,)).fetchone()
+    return row is not None and row[0] is True
 
 
 def applied_versions(dsn: str, table: str = "schema_migrations") -> list[int]:
@@ -232,7 +241,8 @@ def backends_running(dsn: str, needle: str) -> list[int]:
     rows = query(
         dsn,
         "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
-        " AND state = 'active' AND position(%s in query) > 0",
+        " AND datname = current_database() AND state = 'active'"
+        " AND position(%s in query) > 0",
         (needle,),
     )
     return [r[0] for r in rows]

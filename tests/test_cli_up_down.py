@@ -1,0 +1,664 @@
+"""`vezamig up` and `vezamig down` through the real entry point (SPEC §3, §5).
+
+Each test runs ``python -m vezamig`` in a subprocess, then checks the exit
+code, what was printed where, and the database as another session sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import (
+    CliResult,
+    applied_versions,
+    backends_running,
+    execute,
+    history,
+    query,
+    run_cli,
+    run_cli_on_terminal,
+    start_cli,
+    table_exists,
+    user_tables,
+    wait_for,
+    write_tree,
+)
+
+from vezamig.db import acquire_run_lock, connect, release_run_lock
+
+
+def vz(dsn: str, tree: Path, command: str, *args: str, **kwargs: object) -> CliResult:
+    """``vezamig COMMAND -d DSN --dir TREE ARGS`` (options after the command name)."""
+    return run_cli([command, "-d", dsn, "--dir", str(tree), *args], **kwargs)  # type: ignore[arg-type]
+
+
+def outcomes(dsn: str) -> list[tuple[int, str, str]]:
+    return [(r["version"], r["direction"], r["outcome"]) for r in history(dsn)]
+
+
+def reversible(*versions: int) -> dict[str, str]:
+    """Versions that each create table tN and drop it again."""
+    files: dict[str, str] = {}
+    for v in versions:
+        files[f"up/{v:03d}_t{v}_up.sql"] = f"CREATE TABLE t{v} (id int);\n"
+        files[f"down/{v:03d}_t{v}_down.sql"] = f"DROP TABLE t{v};\n"
+    return files
+
+
+# ---- up ----------------------------------------------------------------------------------
+
+
+def test_up_applies_every_pending_version_and_exits_0(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2, 3))
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 0, r
+    assert "applied 3 version(s)" in r.stdout
+    assert "current version 3" in r.stdout
+    assert r.stderr == ""
+    assert applied_versions(dsn) == [1, 2, 3]
+    assert all(table_exists(dsn, f"t{v}") for v in (1, 2, 3))
+    assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "ok"), (3, "up", "ok")]
+
+
+def test_up_twice_does_nothing_the_second_time(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 0, r
+    assert "nothing to do" in r.stdout
+    assert outcomes(dsn) == [(1, "up", "ok")]
+
+
+def test_up_to_applies_only_versions_up_to_v(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2, 3))
+    r = vz(dsn, tree, "up", "--to", "2")
+    assert r.returncode == 0, r
+    assert applied_versions(dsn) == [1, 2]
+    assert not table_exists(dsn, "t3")
+
+
+def test_an_sql_error_mid_run_exits_1_and_keeps_the_steps_before_it(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_users_up.sql": "CREATE TABLE users (id int PRIMARY KEY, name text);\n",
+            "up/002_emails_up.sql": (
+                "-- add emails\n"
+                "CREATE TABLE emails (id int);\n"
+                "INSERT INTO users VALUES (1, 'a');\n"
+                "SELECT nmae FROM users;\n"
+            ),
+            "up/003_later_up.sql": "CREATE TABLE later ();\n",
+        },
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    path = tree / "up" / "002_emails_up.sql"
+    assert f"{path}:4:8: 42703" in r.stderr
+    assert 'column "nmae" does not exist' in r.stderr
+    assert "hint: Perhaps you meant" in r.stderr
+    assert "> 4 | SELECT nmae FROM users;" in r.stderr
+    assert "rolled back" in r.stderr
+    assert "ok" in r.stdout and "users" in r.stdout  # the first step was reported done
+    assert table_exists(dsn, "users")
+    assert not table_exists(dsn, "emails")
+    assert query(dsn, "SELECT count(*) FROM users") == [(0,)]
+    assert not table_exists(dsn, "later")
+    assert applied_versions(dsn) == [1]
+    assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "failed")]
+
+
+def test_a_failed_step_shows_postgresqls_detail(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(
+        tmp_path,
+        {"up/001_t_up.sql": "CREATE TABLE t (id int UNIQUE);\nINSERT INTO t VALUES (7), (7);\n"},
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert "23505" in r.stderr
+    assert "Key (id)=(7) already exists." in r.stderr
+    assert not table_exists(dsn, "t")
+
+
+def test_statement_timeout_fails_a_slow_step_with_exit_1_and_rolls_it_back(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path, {"up/001_slow_up.sql": "CREATE TABLE t ();\nSELECT pg_sleep(10);\n"}
+    )
+    r = vz(dsn, tree, "up", "--statement-timeout", "200ms")
+    assert r.returncode == 1, r
+    assert "57014" in r.stderr and "statement timeout" in r.stderr
+    assert not table_exists(dsn, "t")
+    assert applied_versions(dsn) == []
+    assert outcomes(dsn) == [(1, "up", "failed")]
+
+
+# ---- guards --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("guard", "returned"),
+    [
+        ("SELECT false", "false"),
+        ("SELECT NULL::boolean", "NULL"),
+        ("SELECT true WHERE false", "no row"),
+        ("SELECT true FROM generate_series(1, 2)", "2 rows"),
+        ("SELECT 1", "1 (a int, not a boolean)"),
+        ("SELECT 'true'", "'true' (a str, not a boolean)"),
+        ("SELECT nope FROM t", "an error: 42703"),
+    ],
+)
+def test_a_refusing_guard_exits_3_naming_file_line_query_and_result(
+    tmp_path: Path, dsn: str, guard: str, returned: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\n",
+            "down/001_t_down.sql": f"-- why: keep data\n-- vezamig:guard {guard}\nDROP TABLE t;\n",
+        },
+    )
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--yes")
+    assert r.returncode == 3, r
+    assert f"{tree / 'down' / '001_t_down.sql'}:2" in r.stderr
+    assert guard in r.stderr
+    assert f"returned: {returned}" in r.stderr
+    assert query(dsn, "SELECT id FROM t") == [(1,)]
+    assert applied_versions(dsn) == [1]
+    assert outcomes(dsn) == [(1, "up", "ok"), (1, "down", "refused")]
+
+
+def test_a_passing_guard_lets_down_run(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\n",
+            "down/001_t_down.sql": (
+                "-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)\nDROP TABLE t;\n"
+            ),
+        },
+    )
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--yes")
+    assert r.returncode == 0, r
+    assert not table_exists(dsn, "t")
+    assert outcomes(dsn) == [(1, "up", "ok"), (1, "down", "ok")]
+
+
+def test_a_guard_that_tries_to_delete_data_is_refused_and_deletes_nothing(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);\n",
+            "down/001_t_down.sql": (
+                "-- vezamig:guard WITH d AS (DELETE FROM t RETURNING 1) SELECT true\n"
+                "DROP TABLE t;\n"
+            ),
+        },
+    )
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--yes")
+    assert r.returncode == 3, r
+    assert "read-only" in r.stderr
+    assert query(dsn, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+
+
+# ---- preflight refusals ------------------------------------------------------------------------
+
+
+def test_down_of_irreversible_versions_exits_3_naming_all_of_them(tmp_path: Path, dsn: str) -> None:
+    files = reversible(1, 3)
+    files["up/002_keep_up.sql"] = "CREATE TABLE keep ();"
+    files["up/004_keep_too_up.sql"] = "CREATE TABLE keep_too ();"
+    tree = write_tree(tmp_path, files)
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--to", "0", "--yes")
+    assert r.returncode == 3, r
+    assert "irreversible" in r.stderr
+    assert "2 (keep)" in r.stderr and "4 (keep_too)" in r.stderr
+    assert applied_versions(dsn) == [1, 2, 3, 4]
+    assert table_exists(dsn, "t3")
+    assert len(history(dsn)) == 4
+
+
+def test_a_modified_applied_file_is_drift_and_refuses_up_and_down(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    (tree / "up" / "001_t1_up.sql").write_text("CREATE TABLE t1 (id bigint);\n")
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 3, r
+    assert "version 1 (t1) is modified" in r.stderr
+    assert "001_t1_up.sql" in r.stderr
+    r = vz(dsn, tree, "down", "--yes")
+    assert r.returncode == 3, r
+    assert "modified" in r.stderr
+    assert applied_versions(dsn) == [1]
+    assert not table_exists(dsn, "t2")
+
+
+def test_a_crlf_checkout_of_an_applied_file_is_not_drift(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();\nSELECT 1;\n"})
+    assert vz(dsn, tree, "up").returncode == 0
+    (tree / "up" / "001_a_up.sql").write_bytes(b"CREATE TABLE a ();\r\nSELECT 1;\r\n")
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 0, r
+    assert "nothing to do" in r.stdout
+
+
+def test_a_dirty_version_refuses_up_and_down(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    execute(dsn, "UPDATE schema_migrations SET dirty = true WHERE version = 1")
+    for args in (["up"], ["down", "--yes"]):
+        r = vz(dsn, tree, *args)
+        assert r.returncode == 3, r
+        assert "version 1 (t1) is dirty" in r.stderr
+        assert "repair" in r.stderr
+    assert applied_versions(dsn) == [1]
+    assert table_exists(dsn, "t1") and not table_exists(dsn, "t2")
+
+
+def test_out_of_order_pending_versions_refuse_up_unless_allowed(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 3))
+    assert vz(dsn, tree, "up").returncode == 0
+    write_tree(tree, reversible(2))
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 3, r
+    assert "out-of-order" in r.stderr and "2" in r.stderr
+    assert applied_versions(dsn) == [1, 3]
+    r = vz(dsn, tree, "up", "--allow-out-of-order")
+    assert r.returncode == 0, r
+    assert applied_versions(dsn) == [1, 2, 3]
+    assert table_exists(dsn, "t2")
+
+
+def test_every_refusal_reason_is_listed_at_once(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2, 4))
+    assert vz(dsn, tree, "up").returncode == 0
+    execute(dsn, "UPDATE schema_migrations SET dirty = true WHERE version = 1")
+    (tree / "up" / "002_t2_up.sql").write_text("-- edited\nCREATE TABLE t2 (id int);\n")
+    write_tree(tree, reversible(3))
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 3, r
+    for needle in ("version 1 (t1) is dirty", "version 2 (t2) is modified", "out-of-order"):
+        assert needle in r.stderr
+    assert applied_versions(dsn) == [1, 2, 4]
+    assert not table_exists(dsn, "t3")
+
+
+# ---- down ------------------------------------------------------------------------------------
+
+
+def test_down_without_to_rolls_back_only_the_latest_version(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2, 3))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--yes")
+    assert r.returncode == 0, r
+    assert "2 stays applied" in r.stdout
+    assert applied_versions(dsn) == [1, 2]
+    assert table_exists(dsn, "t2") and not table_exists(dsn, "t3")
+    assert outcomes(dsn)[-1] == (3, "down", "ok")
+
+
+def test_down_to_v_rolls_back_every_version_above_it_descending_and_says_v_stays(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, reversible(983, 984, 985, 986))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--to", "984", "--yes")
+    assert r.returncode == 0, r
+    assert "984 stays applied" in r.stdout
+    assert applied_versions(dsn) == [983, 984]
+    assert [h[0] for h in outcomes(dsn) if h[1] == "down"] == [986, 985]
+
+
+def test_down_to_0_rolls_back_everything(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--to", "0", "--yes")
+    assert r.returncode == 0, r
+    assert "nothing stays applied" in r.stdout
+    assert applied_versions(dsn) == []
+    assert user_tables(dsn) == [
+        "public.schema_migrations",
+        "public.schema_migrations_history",
+    ]
+
+
+def test_down_to_a_version_that_is_not_applied_is_a_usage_error(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2, 3))
+    assert vz(dsn, tree, "up", "--to", "2").returncode == 0
+    for v in ("3", "7"):
+        r = vz(dsn, tree, "down", "--to", v, "--yes")
+        assert r.returncode == 2, r
+        assert f"version {v} is not applied" in r.stderr
+    assert applied_versions(dsn) == [1, 2]
+
+
+def test_down_with_nothing_applied_does_nothing(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    r = vz(dsn, tree, "down")
+    assert r.returncode == 0, r
+    assert "nothing to roll back" in r.stdout
+    assert user_tables(dsn) == []
+
+
+def test_down_without_a_terminal_and_without_yes_is_refused(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--to", "0")
+    assert r.returncode == 3, r
+    assert "--yes" in r.stderr
+    assert "1 t1" in r.stdout and "2 t2" in r.stdout  # the plan was shown first
+    assert applied_versions(dsn) == [1, 2]
+    assert table_exists(dsn, "t1") and table_exists(dsn, "t2")
+    assert len(history(dsn)) == 2
+
+
+@pytest.mark.parametrize("answer", ["y", "yes", "YES"])
+def test_down_on_a_terminal_proceeds_on_y_or_yes(tmp_path: Path, dsn: str, answer: str) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = run_cli_on_terminal(["down", "-d", dsn, "--dir", str(tree)], answer)
+    assert r.returncode == 0, r
+    assert "[y/N]" in r.stdout
+    assert "1 stays applied" in r.stdout
+    assert applied_versions(dsn) == [1]
+
+
+@pytest.mark.parametrize("answer", ["n", "", "yep"])
+def test_down_on_a_terminal_declines_on_anything_else(
+    tmp_path: Path, dsn: str, answer: str
+) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    assert vz(dsn, tree, "up").returncode == 0
+    r = run_cli_on_terminal(["down", "-d", dsn, "--dir", str(tree)], answer)
+    assert r.returncode == 3, r
+    assert "not confirmed" in r.stdout
+    assert applied_versions(dsn) == [1, 2]
+    assert len(history(dsn)) == 2
+
+
+# ---- dry run ---------------------------------------------------------------------------------
+
+
+DRY = {
+    "up/001_t_up.sql": "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\n",
+    "down/001_t_down.sql": (
+        "-- vezamig:lock t\n-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)\nDROP TABLE t;\n"
+    ),
+    "up/002_u_up.sql": "-- vezamig:guard SELECT to_regclass('u') IS NULL\nCREATE TABLE u ();\n",
+    "down/002_u_down.sql": "-- vezamig:guard SELECT true\nDROP TABLE u;\n",
+}
+
+
+def test_up_dry_run_shows_the_plan_with_guard_results_and_changes_nothing(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, DRY)
+    r = vz(dsn, tree, "up", "--dry-run")
+    assert r.returncode == 0, r
+    assert "up   1 t" in r.stdout and "up   2 u" in r.stdout
+    assert "[transaction]" in r.stdout
+    assert "SELECT to_regclass('u') IS NULL → passes now" in r.stdout
+    assert "nothing was changed" in r.stdout
+    assert user_tables(dsn) == []
+
+
+def test_down_dry_run_exits_3_when_a_guard_would_refuse_and_needs_no_confirmation(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, DRY)
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--to", "0", "--dry-run")  # no terminal, no --yes
+    assert r.returncode == 3, r
+    assert "down 2 u" in r.stdout and "down 1 t" in r.stdout
+    assert r.stdout.index("down 2 u") < r.stdout.index("down 1 t")
+    assert "lock t (ACCESS EXCLUSIVE)" in r.stdout
+    assert "SELECT true → passes now" in r.stdout
+    assert "REFUSES now: returned false" in r.stdout
+    assert "nothing stays applied" in r.stdout
+    assert "would be refused" in r.stderr
+    assert applied_versions(dsn) == [1, 2]
+    assert table_exists(dsn, "t") and table_exists(dsn, "u")
+    assert len(history(dsn)) == 2
+
+
+def test_down_dry_run_exits_0_when_the_real_run_would_proceed(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, DRY)
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--dry-run")
+    assert r.returncode == 0, r
+    assert "1 stays applied" in r.stdout
+    assert "[y/N]" not in r.output
+    assert applied_versions(dsn) == [1, 2]
+
+
+def test_dry_run_exits_3_on_a_preflight_refusal(tmp_path: Path, dsn: str) -> None:
+    files = reversible(1)
+    files["up/002_irr_up.sql"] = "CREATE TABLE irr ();"
+    tree = write_tree(tmp_path, files)
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--dry-run")
+    assert r.returncode == 3, r
+    assert "irreversible" in r.stderr
+    assert applied_versions(dsn) == [1, 2]
+
+
+# ---- locks ---------------------------------------------------------------------------------
+
+
+LOCKED = {
+    "up/001_tracks_up.sql": "CREATE TABLE tracks (id int);\n",
+    "up/002_backend_up.sql": (
+        "-- vezamig:lock tracks\nALTER TABLE tracks ADD COLUMN storage_backend text;\n"
+    ),
+}
+
+
+def test_a_conflicting_lock_held_elsewhere_exits_4_after_the_retries(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, LOCKED)
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    holder = connect(dsn)
+    try:
+        holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
+        r = vz(dsn, tree, "up", "--lock-timeout", "200ms", "--lock-retries", "1")
+    finally:
+        holder.close()
+    assert r.returncode == 4, r
+    assert "lock timeout" in r.stderr
+    assert "retry 1/1" in r.stderr
+    assert query(
+        dsn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'storage_backend'"
+    ) == [(0,)]
+    assert applied_versions(dsn) == [1]
+    assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "failed")]
+
+
+def test_a_second_run_waits_for_the_run_lock_then_exits_4_naming_the_holder(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    holder = connect(dsn, application="deploy-bot")
+    try:
+        acquire_run_lock(holder, ("schema_migrations",), 0)
+        pid = holder.info.backend_pid
+        r = vz(dsn, tree, "up", "--lock-wait", "300ms")
+        release_run_lock(holder, ("schema_migrations",))
+    finally:
+        holder.close()
+    assert r.returncode == 4, r
+    assert f"pid {pid}" in r.stderr
+    assert "deploy-bot" in r.stderr
+    assert "connected since" in r.stderr
+    assert user_tables(dsn) == []
+
+
+def test_the_run_lock_is_per_tracking_table(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    holder = connect(dsn)
+    try:
+        acquire_run_lock(holder, ("schema_migrations",), 0)
+        r = vz(dsn, tree, "up", "--lock-wait", "300ms", "--table", "other_migrations")
+    finally:
+        holder.close()
+    assert r.returncode == 0, r
+    assert table_exists(dsn, "t1")
+
+
+def test_concurrent_up_runs_apply_every_version_exactly_once(tmp_path: Path, dsn: str) -> None:
+    files = {"up/001_log_up.sql": "CREATE TABLE log (v int NOT NULL);\n"}
+    for v in range(2, 7):
+        # Not idempotent: a second application would add a second row.
+        files[f"up/{v:03d}_v{v}_up.sql"] = (
+            f"INSERT INTO log VALUES ({v});\nSELECT pg_sleep(0.05);\n"
+        )
+    tree = write_tree(tmp_path, files)
+    procs = [start_cli(["up", "-d", dsn, "--dir", str(tree)]) for _ in range(4)]
+    results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], results
+    assert query(dsn, "SELECT v, count(*) FROM log GROUP BY v ORDER BY v") == [
+        (v, 1) for v in range(2, 7)
+    ]
+    assert applied_versions(dsn) == list(range(1, 7))
+    assert outcomes(dsn) == [(v, "up", "ok") for v in range(1, 7)]
+
+
+# ---- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_cancels_the_running_statement_rolls_the_step_back_and_exits_130(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_first_up.sql": "CREATE TABLE first ();\n",
+            "up/002_slow_up.sql": "CREATE TABLE slow ();\nSELECT pg_sleep(30);\n",
+        },
+    )
+    proc = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    try:
+        wait_for(lambda: bool(backends_running(dsn, "pg_sleep(30)")), what="the slow step")
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+        _, stderr = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, stderr
+    assert "interrupted" in stderr
+    assert "rolled back" in stderr
+    assert backends_running(dsn, "pg_sleep(30)") == []
+    assert table_exists(dsn, "first") and not table_exists(dsn, "slow")
+    assert applied_versions(dsn) == [1]
+    rows = history(dsn)
+    assert [(r["version"], r["outcome"]) for r in rows] == [(1, "ok"), (2, "failed")]
+    assert "interrupted" in rows[1]["message"]
+
+
+def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
+    """Read the child's stderr as it comes until ``needle`` shows up."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise AssertionError(f"never saw {needle!r}; stderr so far: {seen!r}")
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            seen += os.read(fd, 4096).decode(errors="replace")
+    return seen
+
+
+def test_ctrl_c_while_waiting_to_retry_a_lock_exits_130_and_records_the_step(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, LOCKED)
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    holder = connect(dsn)
+    holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
+    proc = start_cli(
+        ["up", "-d", dsn, "--dir", str(tree), "--lock-timeout", "200ms", "--lock-retries", "5"]
+    )
+    try:
+        read_until(proc, "retry 1/5")
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+    finally:
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert code == 130
+    assert applied_versions(dsn) == [1]
+    assert query(
+        dsn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'storage_backend'"
+    ) == [(0,)]
+    rows = history(dsn)
+    assert [(r["version"], r["outcome"]) for r in rows] == [(1, "ok"), (2, "failed")]
+    assert "interrupted" in rows[1]["message"]
+
+
+def test_a_lock_released_while_the_step_waits_lets_it_succeed(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, LOCKED)
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    holder = connect(dsn)
+    holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
+    proc = start_cli(
+        ["up", "-d", dsn, "--dir", str(tree), "--lock-timeout", "200ms", "--lock-retries", "3"]
+    )
+    try:
+        wait_for(
+            lambda: bool(
+                query(
+                    dsn,
+                    "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'tracks'::regclass",
+                )
+            ),
+            what="the step to wait for the lock on tracks",
+        )
+        holder.close()
+        code = proc.wait(timeout=30)
+    finally:
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate()
+    assert code == 0, stderr
+    assert applied_versions(dsn) == [1, 2]
+    assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "ok")]
+
+
+def test_a_failing_down_exits_1_and_leaves_the_version_applied(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\n",
+            "down/001_t_down.sql": "DROP TABLE t;\nDROP TABLE not_there;\n",
+        },
+    )
+    assert vz(dsn, tree, "up").returncode == 0
+    r = vz(dsn, tree, "down", "--yes")
+    assert r.returncode == 1, r
+    assert f"{tree / 'down' / '001_t_down.sql'}:2:" in r.stderr
+    assert "42P01" in r.stderr
+    assert table_exists(dsn, "t")
+    assert applied_versions(dsn) == [1]
+    assert outcomes(dsn) == [(1, "up", "ok"), (1, "down", "failed")]
