@@ -1,0 +1,223 @@
+"""`vezamig status`: every version with its state, read-only (SPEC §4, §5)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from helpers import (
+    CliResult,
+    applied_versions,
+    execute,
+    history,
+    query,
+    run_cli,
+    user_tables,
+    write_tree,
+)
+
+from vezamig.files import checksum_of
+
+
+def vz(dsn: str, tree: Path, command: str, *args: str) -> CliResult:
+    return run_cli([command, "-d", dsn, "--dir", str(tree), *args])
+
+
+def status_json(dsn: str, tree: Path, *args: str) -> dict[str, Any]:
+    r = vz(dsn, tree, "status", "--json", *args)
+    assert r.returncode == 0, r
+    assert r.stderr == ""
+    data: dict[str, Any] = json.loads(r.stdout)  # stdout holds only the JSON
+    return data
+
+
+def every_state(tmp_path: Path, dsn: str) -> Path:
+    """1 applied, 2 modified, 3 dirty, 4 out-of-order, 5 missing, 6 pending."""
+    files = {}
+    for v in (1, 2, 3, 5):
+        files[f"up/00{v}_v{v}_up.sql"] = f"CREATE TABLE t{v} ();\n"
+        files[f"down/00{v}_v{v}_down.sql"] = f"DROP TABLE t{v};\n"
+    tree = write_tree(tmp_path, files)
+    assert vz(dsn, tree, "up").returncode == 0
+    (tree / "up" / "005_v5_up.sql").unlink()
+    (tree / "down" / "005_v5_down.sql").unlink()
+    (tree / "up" / "002_v2_up.sql").write_text("CREATE TABLE t2 (edited int);\n")
+    execute(dsn, "UPDATE schema_migrations SET dirty = true WHERE version = 3")
+    write_tree(tree, {"up/004_v4_up.sql": "SELECT 1;", "up/006_v6_up.sql": "SELECT 1;"})
+    return tree
+
+
+def test_status_on_an_empty_database_lists_pending_versions_and_creates_nothing(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b.sql": "SELECT 2;"})
+    r = vz(dsn, tree, "status")
+    assert r.returncode == 0, r
+    assert "current version 0" in r.stdout and "2 pending" in r.stdout
+    assert [line.split()[:3] for line in r.stdout.splitlines()[1:]] == [
+        ["1", "a", "pending"],
+        ["2", "b", "pending"],
+    ]
+    assert user_tables(dsn) == []
+
+
+def test_status_with_a_schema_qualified_table_creates_neither_schema_nor_table(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
+    r = vz(dsn, tree, "status", "--table", "ops.migrations")
+    assert r.returncode == 0, r
+    assert query(dsn, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ops'") == [(0,)]
+
+
+def test_status_names_every_state(tmp_path: Path, dsn: str) -> None:
+    tree = every_state(tmp_path, dsn)
+    r = vz(dsn, tree, "status")
+    assert r.returncode == 0, r
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    assert [(row[0], row[2]) for row in rows] == [
+        ("1", "applied"),
+        ("2", "modified"),
+        ("3", "dirty"),
+        ("4", "out-of-order"),
+        ("5", "missing"),
+        ("6", "pending"),
+    ]
+    assert "current version 5" in r.stdout and "2 pending" in r.stdout
+
+
+def test_status_json_has_the_spec_shape(tmp_path: Path, dsn: str) -> None:
+    tree = every_state(tmp_path, dsn)
+    data = status_json(dsn, tree)
+    assert set(data) == {"database", "table", "current_version", "pending", "migrations"}
+    db = query(dsn, "SELECT current_database(), current_user")[0]
+    assert data["database"]["dbname"] == db[0]
+    assert data["database"]["user"] == db[1]
+    assert isinstance(data["database"]["port"], int)
+    assert isinstance(data["database"]["host"], str) and data["database"]["host"]
+    assert data["table"] == "schema_migrations"
+    assert data["current_version"] == 5
+    assert data["pending"] == 2
+    spec_keys = {
+        "version",
+        "name",
+        "state",
+        "reversible",
+        "applied_at",
+        "applied_by",
+        "duration_ms",
+        "checksum",
+    }
+    migrations = data["migrations"]
+    for m in migrations:
+        assert spec_keys <= set(m), m
+    assert [(m["version"], m["name"], m["state"], m["reversible"]) for m in migrations] == [
+        (1, "v1", "applied", True),
+        (2, "v2", "modified", True),
+        (3, "v3", "dirty", True),
+        (4, "v4", "out-of-order", False),
+        (5, "v5", "missing", False),
+        (6, "v6", "pending", False),
+    ]
+    first = migrations[0]
+    assert datetime.fromisoformat(first["applied_at"]).tzinfo is not None
+    assert isinstance(first["duration_ms"], int)
+    assert first["checksum"] == checksum_of(b"CREATE TABLE t1 ();\n")
+    assert db[1] in first["applied_by"]
+    pending = migrations[5]
+    assert (pending["applied_at"], pending["applied_by"], pending["duration_ms"]) == (
+        None,
+        None,
+        None,
+    )
+    assert pending["checksum"] == checksum_of(b"SELECT 1;")
+    # For a modified version the checksum is the file's: the one that would be applied now.
+    assert migrations[1]["checksum"] == checksum_of(b"CREATE TABLE t2 (edited int);\n")
+
+
+def test_status_json_on_an_empty_database(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
+    data = status_json(dsn, tree)
+    assert data["current_version"] == 0
+    assert data["pending"] == 1
+    assert [m["state"] for m in data["migrations"]] == ["pending"]
+    assert user_tables(dsn) == []
+
+
+def test_status_json_names_a_custom_table(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
+    assert vz(dsn, tree, "up", "--table", "ops.migrations").returncode == 0
+    data = status_json(dsn, tree, "--table", "ops.migrations")
+    assert data["table"] == "ops.migrations"
+    assert data["current_version"] == 1
+    assert data["pending"] == 0
+
+
+def test_status_exits_0_whatever_the_states(tmp_path: Path, dsn: str) -> None:
+    tree = every_state(tmp_path, dsn)
+    assert vz(dsn, tree, "status").returncode == 0
+
+
+def test_status_exit_code_is_0_when_every_version_is_applied(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b_up.sql": "SELECT 1;"})
+    assert vz(dsn, tree, "up").returncode == 0
+    assert vz(dsn, tree, "status", "--exit-code").returncode == 0
+    r = vz(dsn, tree, "status", "--exit-code", "--json")
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout)["pending"] == 0
+
+
+def test_status_exit_code_is_3_when_anything_is_pending(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b_up.sql": "SELECT 1;"})
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    r = vz(dsn, tree, "status", "--exit-code")
+    assert r.returncode == 3, r
+    assert "pending" in r.stdout
+    r = vz(dsn, tree, "status", "--exit-code", "--json")
+    assert r.returncode == 3, r
+    assert json.loads(r.stdout)["pending"] == 1
+
+
+def test_status_exit_code_is_3_for_modified_missing_or_dirty(tmp_path: Path, dsn: str) -> None:
+    for case in ("modified", "missing", "dirty"):
+        tree = write_tree(tmp_path / case, {"up/001_a_up.sql": "SELECT 1;"})
+        execute(dsn, "DROP TABLE IF EXISTS schema_migrations, schema_migrations_history")
+        assert vz(dsn, tree, "up").returncode == 0
+        if case == "modified":
+            (tree / "up" / "001_a_up.sql").write_text("SELECT 2;")
+        elif case == "missing":
+            (tree / "up" / "001_a_up.sql").unlink()
+        else:
+            execute(dsn, "UPDATE schema_migrations SET dirty = true")
+        r = vz(dsn, tree, "status", "--exit-code")
+        assert r.returncode == 3, (case, r)
+        assert case in r.stdout
+
+
+def test_status_exit_code_is_0_with_no_versions_at_all(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {})
+    r = vz(dsn, tree, "status", "--exit-code")
+    assert r.returncode == 0, r
+    assert user_tables(dsn) == []
+
+
+def test_status_writes_no_history(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b_up.sql": "SELECT 1;"})
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    before = history(dsn)
+    assert vz(dsn, tree, "status").returncode == 0
+    assert vz(dsn, tree, "status", "--json").returncode == 0
+    assert history(dsn) == before
+    assert applied_versions(dsn) == [1]
+
+
+def test_status_refuses_a_foreign_tracking_table_with_exit_2(tmp_path: Path, dsn: str) -> None:
+    execute(dsn, "CREATE TABLE schema_migrations (version bigint, dirty boolean)")
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
+    r = vz(dsn, tree, "status", "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    assert "not a vezamig tracking table" in r.stderr
+    assert user_tables(dsn) == ["public.schema_migrations"]
