@@ -1,0 +1,471 @@
+"""The command line as a whole: help, version, options, folders, layout and
+directive errors, tracking-table options, connections and password redaction
+(SPEC §1, §2, §4, §5)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from helpers import (
+    CliResult,
+    applied_versions,
+    execute,
+    history,
+    query,
+    run_cli,
+    run_cli_on_terminal,
+    table_exists,
+    user_tables,
+    write_tree,
+)
+from psycopg.conninfo import conninfo_to_dict
+
+from vezamig import __version__
+from vezamig.cli import cli
+
+DB_COMMANDS = ["up", "down", "status", "baseline", "repair", "history"]
+
+
+def vz(dsn: str, tree: Path, command: str, *args: str) -> CliResult:
+    return run_cli([command, "-d", dsn, "--dir", str(tree), *args])
+
+
+# ---- help, version, option placement -------------------------------------------------------
+
+
+def test_version_prints_the_version() -> None:
+    r = run_cli(["--version"])
+    assert r.returncode == 0, r
+    assert __version__ in r.stdout
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    r = run_cli(["--help"])
+    assert r.returncode == 0, r
+    for name in ("up", "down", "status"):
+        assert re.search(rf"^\s+{name}\s", r.stdout, re.M), name
+
+
+@pytest.mark.parametrize("name", sorted(cli.commands))  # type: ignore[attr-defined]
+def test_every_command_has_help(name: str) -> None:
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert f"Usage: cli {name}" in result.output or f"Usage: vezamig {name}" in result.output
+    command = cli.commands[name]  # type: ignore[attr-defined]
+    assert isinstance(command, click.Command) and command.help
+
+
+@pytest.mark.parametrize("name", DB_COMMANDS)
+def test_every_database_command_accepts_the_shared_options(name: str) -> None:
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("--database-url", "-d,", "--table", "--dir", "--up-dir", "--down-dir"):
+        assert option in result.output, (name, option)
+
+
+@pytest.mark.parametrize("name", ["up", "down"])
+def test_up_and_down_accept_the_step_options(name: str) -> None:
+    result = CliRunner().invoke(cli, [name, "--help"])
+    for option in (
+        "--to",
+        "--dry-run",
+        "--lock-timeout",
+        "--lock-retries",
+        "--statement-timeout",
+        "--lock-wait",
+        "--no-color",
+        "--quiet",
+    ):
+        assert option in result.output, (name, option)
+
+
+def test_help_works_from_the_real_entry_point() -> None:
+    r = run_cli(["down", "--help"])
+    assert r.returncode == 0, r
+    assert "--yes" in r.stdout
+
+
+def test_options_come_after_the_command_name_in_any_order(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();",
+            "down/001_a_down.sql": "DROP TABLE a;",
+            "up/002_b_up.sql": "CREATE TABLE b ();",
+            "down/002_b_down.sql": "DROP TABLE b;",
+        },
+    )
+    assert run_cli(["up", "--dir", str(tree), "-d", dsn]).returncode == 0
+    r = run_cli(["down", "--to", "1", "-d", dsn, "--yes", "--dir", str(tree)])
+    assert r.returncode == 0, r
+    assert applied_versions(dsn) == [1]
+
+
+def test_an_unknown_option_is_a_usage_error() -> None:
+    r = run_cli(["up", "--frobnicate"])
+    assert r.returncode == 2, r
+    assert "--frobnicate" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lock-timeout", "soon"],
+        ["--statement-timeout", "5 parsecs"],
+        ["--lock-wait", "-1s"],
+        ["--lock-retries", "-1"],
+        ["--to", "-3"],
+        ["--table", "a.b.c"],
+    ],
+)
+def test_bad_option_values_are_usage_errors(tmp_path: Path, dsn: str, args: list[str]) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();"})
+    r = vz(dsn, tree, "up", *args)
+    assert r.returncode == 2, r
+    assert user_tables(dsn) == []
+
+
+# ---- folders ----------------------------------------------------------------------------------
+
+
+SIMPLE = {"up/001_a_up.sql": "CREATE TABLE a ();", "down/001_a_down.sql": "DROP TABLE a;"}
+
+
+def test_the_default_folder_is_sql_in_the_working_directory(tmp_path: Path, dsn: str) -> None:
+    write_tree(tmp_path / "sql", SIMPLE)
+    r = run_cli(["up", "-d", dsn], cwd=tmp_path)
+    assert r.returncode == 0, r
+    assert table_exists(dsn, "a")
+
+
+def test_a_missing_folder_is_a_usage_error(tmp_path: Path, dsn: str) -> None:
+    r = run_cli(["up", "-d", dsn], cwd=tmp_path)
+    assert r.returncode == 2, r
+    assert "does not exist" in r.stderr
+    assert user_tables(dsn) == []
+
+
+def test_vezamig_dir_sets_the_folder(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path / "db", SIMPLE)
+    r = run_cli(["up", "-d", dsn], env={"VEZAMIG_DIR": str(tree)}, cwd=tmp_path)
+    assert r.returncode == 0, r
+    assert table_exists(dsn, "a")
+
+
+def test_up_dir_and_down_dir_override_the_folder(tmp_path: Path, dsn: str) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "migrations/001_create_users.sql": "CREATE TABLE users (id int);",
+            "migrations/002_add_email.sql": "ALTER TABLE users ADD email text;",
+            "migrations/rollback/001_create_users_down.sql": "DROP TABLE users;",
+            "migrations/rollback/002_add_email_down.sql": "ALTER TABLE users DROP email;",
+        },
+    )
+    up_dir, down_dir = tmp_path / "migrations", tmp_path / "migrations" / "rollback"
+    r = run_cli(["up", "-d", dsn, "--up-dir", str(up_dir), "--down-dir", str(down_dir)])
+    assert r.returncode == 0, r
+    assert applied_versions(dsn) == [1, 2]
+    r = run_cli(
+        ["down", "-d", dsn, "--yes", "--to", "0"],
+        env={"VEZAMIG_UP_DIR": str(up_dir), "VEZAMIG_DOWN_DIR": str(down_dir)},
+    )
+    assert r.returncode == 0, r
+    assert applied_versions(dsn) == []
+    assert not table_exists(dsn, "users")
+
+
+def test_up_dir_overrides_only_the_up_half_of_dir(tmp_path: Path, dsn: str) -> None:
+    write_tree(tmp_path / "base", {"down/001_a_down.sql": "DROP TABLE a;"})
+    write_tree(tmp_path / "other", {"up/001_a_up.sql": "CREATE TABLE a ();"})
+    r = run_cli(
+        ["status", "--json", "-d", dsn, "--dir", str(tmp_path / "base"),
+         "--up-dir", str(tmp_path / "other" / "up")]
+    )  # fmt: skip
+    assert r.returncode == 0, r
+    assert '"reversible": true' in r.stdout
+
+
+def test_options_beat_environment_variables(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path / "right", SIMPLE)
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree)], env={"VEZAMIG_DIR": "/nonexistent"})
+    assert r.returncode == 0, r
+    assert table_exists(dsn, "a")
+
+
+# ---- layout and directive errors through the CLI ---------------------------------------------
+
+
+def test_layout_errors_exit_2_listing_every_problem_and_change_nothing(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();",
+            "up/000_zero_up.sql": "SELECT 1;",
+            "up/oops.sql": "SELECT 1;",
+            "up/002_b_up.sql": "SELECT 1;",
+            "up/2_bb_up.sql": "SELECT 1;",
+            "down/003_c_down.sql": "SELECT 1;",
+            "down/001_x_down.sql": "SELECT 1;",
+        },
+    )
+    for command in (["up"], ["down", "--yes"], ["status"], ["up", "--dry-run"]):
+        r = vz(dsn, tree, *command)
+        assert r.returncode == 2, (command, r)
+        for needle in (
+            "000_zero_up.sql",
+            "oops.sql",
+            "2_bb_up.sql",
+            "003_c_down.sql",
+            "001_x_down.sql",
+        ):
+            assert needle in r.stderr, (command, needle)
+    assert user_tables(dsn) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "needle"),
+    [
+        ("-- vezamig:gaurd SELECT true\nCREATE TABLE t ();\n", 1, "vezamig:gaurd"),
+        ("CREATE TABLE t ();\n-- vezamig:guard SELECT true\n", 2, "after the first SQL"),
+        (
+            "-- vezamig:no-transaction\n-- vezamig:lock t\nCREATE TABLE t ();\n",
+            1,
+            "cannot be combined",
+        ),
+    ],
+)
+def test_directive_errors_exit_2_with_file_and_line_before_anything_runs(
+    tmp_path: Path, dsn: str, content: str, line: int, needle: str
+) -> None:
+    tree = write_tree(
+        tmp_path, {"up/001_first_up.sql": "CREATE TABLE first ();", "up/002_t_up.sql": content}
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert f"{tree / 'up' / '002_t_up.sql'}:{line}:" in r.stderr
+    assert needle in r.stderr
+    assert user_tables(dsn) == []
+
+
+def test_directive_errors_in_down_files_are_found_too(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t ();",
+            "down/001_t_down.sql": "-- vezamig:gaurd SELECT true\nDROP TABLE t;",
+        },
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert "001_t_down.sql:1:" in r.stderr
+    assert user_tables(dsn) == []
+
+
+@pytest.mark.parametrize("lock", ['"; DROP TABLE users; --', "tracks; DROP TABLE users"])
+def test_a_hostile_lock_directive_is_rejected_and_touches_nothing(
+    tmp_path: Path, dsn: str, lock: str
+) -> None:
+    execute(dsn, "CREATE TABLE users (id int); CREATE TABLE tracks (id int)")
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": f"-- vezamig:lock {lock}\nSELECT 1;\n"})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert "001_a_up.sql:1:" in r.stderr
+    assert user_tables(dsn) == ["public.tracks", "public.users"]
+
+
+def test_a_body_with_commit_is_a_layout_error_before_anything_runs(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();",
+            "up/002_b_up.sql": "BEGIN;\nCREATE TABLE b ();\nCOMMIT;\n",
+        },
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert "002_b_up.sql:1:" in r.stderr and "002_b_up.sql:3:" in r.stderr
+    assert not table_exists(dsn, "a") and not table_exists(dsn, "b")
+
+
+# ---- tracking table options ---------------------------------------------------------------------
+
+
+def test_table_option_may_name_a_schema_which_is_created(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = vz(dsn, tree, "up", "--table", "myschema.mytable")
+    assert r.returncode == 0, r
+    assert user_tables(dsn) == [
+        "myschema.mytable",
+        "myschema.mytable_history",
+        "public.a",
+    ]
+    assert applied_versions(dsn, "myschema.mytable") == [1]
+    r = run_cli(["down", "-d", dsn, "--dir", str(tree), "--yes"], env={
+        "VEZAMIG_TABLE": "myschema.mytable"})  # fmt: skip
+    assert r.returncode == 0, r
+    assert applied_versions(dsn, "myschema.mytable") == []
+    assert [h["direction"] for h in history(dsn, "myschema.mytable_history")] == ["up", "down"]
+
+
+def test_a_table_name_is_an_identifier_not_sql(tmp_path: Path, dsn: str) -> None:
+    execute(dsn, "CREATE TABLE users (id int)")
+    tree = write_tree(tmp_path, SIMPLE)
+    r = vz(dsn, tree, "up", "--table", 'm"; DROP TABLE users; --')
+    assert r.returncode == 0, r
+    assert table_exists(dsn, "users")
+    assert applied_versions(dsn, 'm"; DROP TABLE users; --') == [1]
+
+
+def test_a_foreign_tracking_table_stops_up_with_exit_2_and_changes_nothing(
+    tmp_path: Path, dsn: str
+) -> None:
+    execute(
+        dsn,
+        "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY,"
+        " dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (42, false)",
+    )
+    tree = write_tree(tmp_path, SIMPLE)
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert "schema_migrations exists but is not a vezamig tracking table" in r.stderr
+    assert "version bigint, dirty boolean" in r.stderr
+    assert "--table" in r.stderr
+    assert user_tables(dsn) == ["public.schema_migrations"]
+    assert query(dsn, "SELECT * FROM schema_migrations") == [(42, False)]
+    r = vz(dsn, tree, "up", "--table", "vezamig_migrations")
+    assert r.returncode == 0, r
+    assert applied_versions(dsn, "vezamig_migrations") == [1]
+
+
+# ---- connection and passwords --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cretpw@127.0.0.1:1/db",
+        "host=127.0.0.1 port=1 user=u password=s3cretpw dbname=db",
+        "host=127.0.0.1 port=1 user=u password='s3cretpw' dbname=db",
+        "postgresql://u:s3cretpw@no-such-host.invalid/db",
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "down", "status"])
+def test_an_unreachable_server_exits_5_and_never_shows_the_password(
+    tmp_path: Path, url: str, command: str
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    extra = ["--yes"] if command == "down" else []
+    r = run_cli([command, "-d", url, "--dir", str(tree), *extra])
+    assert r.returncode == 5, r
+    assert "cannot connect" in r.stderr
+    assert "s3cretpw" not in r.output
+
+
+def test_database_url_comes_from_the_environment_too(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(
+        ["status", "--dir", str(tree)],
+        env={"DATABASE_URL": "postgresql://u:s3cretpw@127.0.0.1:1/db"},
+    )
+    assert r.returncode == 5, r
+    assert "s3cretpw" not in r.output
+
+
+def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
+    tmp_path: Path,
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(["status", "--dir", str(tree), "-d", "host=x password=s3cretpw bogus"])
+    assert r.returncode == 2, r
+    assert "s3cretpw" not in r.output
+
+
+def test_a_password_in_a_working_url_appears_nowhere(tmp_path: Path, dsn: str) -> None:
+    """The test server trusts local users, so the password is accepted and ignored."""
+    params = conninfo_to_dict(dsn)
+    if params.get("password"):
+        pytest.skip("the test server needs a real password")
+    url = (
+        f"postgresql://{params['user']}:s3cretpw@/{params['dbname']}"
+        f"?host={params['host']}&port={params['port']}"
+    )
+    kv = f"{dsn} password=s3cretpw"
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_seen_up.sql": (
+                "CREATE TABLE seen AS SELECT current_setting('application_name') AS app;\n"
+            ),
+            "up/002_fails_up.sql": "SELECT no_such_column FROM seen;\n",
+        },
+    )
+    outputs = [
+        vz(url, tree, "up", "--to", "1"),
+        vz(kv, tree, "status"),
+        vz(url, tree, "status", "--json"),
+        vz(kv, tree, "up"),  # fails: the error path must not show it either
+        vz(url, tree, "history"),
+        vz(kv, tree, "up", "--dry-run"),
+    ]
+    assert [r.returncode for r in outputs] == [0, 0, 0, 1, 0, 0]
+    for r in outputs:
+        assert "s3cretpw" not in r.output, r
+    [(app,)] = query(dsn, "SELECT app FROM seen")
+    assert "s3cretpw" not in app
+    for row in history(dsn):
+        assert "s3cretpw" not in repr(row)
+    for row in query(dsn, "SELECT * FROM schema_migrations"):
+        assert "s3cretpw" not in repr(row)
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+
+def test_quiet_prints_nothing_on_success(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = vz(dsn, tree, "up", "--quiet")
+    assert r.returncode == 0, r
+    assert r.stdout == "" and r.stderr == ""
+    assert table_exists(dsn, "a")
+
+
+def test_quiet_still_reports_errors_on_stderr(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_bad_up.sql": "SELEC 1;"})
+    r = vz(dsn, tree, "up", "-q")
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert "42601" in r.stderr
+
+
+def test_errors_go_to_stderr_and_normal_output_to_stdout(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_bad_up.sql": "SELEC 1;"})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert "42601" in r.stderr and "42601" not in r.stdout
+
+
+COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-7]|38;[0-9;]+|9[0-7])m")
+
+
+def test_a_terminal_gets_colour_unless_no_color_is_asked_for(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    assert vz(dsn, tree, "up").returncode == 0
+    args = ["status", "-d", dsn, "--dir", str(tree)]
+    colour = {"NO_COLOR": None, "TERM": "xterm-256color"}
+    r = run_cli_on_terminal(args, "", env=colour)
+    assert r.returncode == 0, r
+    assert COLOR.search(r.stdout), repr(r.stdout)
+    r = run_cli_on_terminal([*args, "--no-color"], "", env=colour)
+    assert r.returncode == 0, r
+    assert not COLOR.search(r.stdout), repr(r.stdout)
+    r = run_cli_on_terminal(args, "", env={"NO_COLOR": "1", "TERM": "xterm-256color"})
+    assert not COLOR.search(r.stdout), repr(r.stdout)
