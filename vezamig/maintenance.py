@@ -33,14 +33,22 @@ def plan_baseline(runner: Runner, version: int) -> list[Change]:
         raise Refused(
             f"baseline refused: {len(applied)} version(s) already recorded in "
             f"{runner.config.table_label} ({listed}{'…' if len(applied) > 10 else ''})",
-            details=["baseline only adopts a database with no vezamig records; use "
-                     "`vezamig status` to see them"])
+            details=[
+                "baseline only adopts a database with no vezamig records; use "
+                "`vezamig status` to see them"
+            ],
+        )
     known = {m.version for m in runner.migrations}
     if version not in known:
-        raise UsageError(f"--version {version}: no up file has that version; give the last "
-                         "version whose changes the database already has")
-    return [Change(m.version, m.name, "record as applied (baseline, not run)")
-            for m in runner.migrations if m.version <= version]
+        raise UsageError(
+            f"--version {version}: no up file has that version; give the last "
+            "version whose changes the database already has"
+        )
+    return [
+        Change(m.version, m.name, "record as applied (baseline, not run)")
+        for m in runner.migrations
+        if m.version <= version
+    ]
 
 
 def apply_baseline(runner: Runner, changes: list[Change]) -> None:
@@ -51,10 +59,18 @@ def apply_baseline(runner: Runner, changes: list[Change]) -> None:
     for c in changes:
         m = by_version[c.version]
         stmts.append(runner.tracker.record_sql(m.version, m.name, m.checksum, 0))
-        stmts.append(runner.tracker.history_sql(
-            version=m.version, name=m.name, direction="baseline", outcome="ok",
-            checksum=m.checksum, started_at=now, duration_ms=0,
-            message="recorded as applied without running it (baseline)"))
+        stmts.append(
+            runner.tracker.history_sql(
+                version=m.version,
+                name=m.name,
+                direction="baseline",
+                outcome="ok",
+                checksum=m.checksum,
+                started_at=now,
+                duration_ms=0,
+                message="recorded as applied without running it (baseline)",
+            )
+        )
     stmts.append(sql.SQL("COMMIT"))
     _run(runner, stmts)
 
@@ -75,16 +91,29 @@ def _last_message(runner: Runner, version: int) -> str:
     return "no history message"
 
 
-def plan_repair(runner: Runner, rows: list[StatusRow], *, checksums: bool,
-                applied: int | None, rolled_back: int | None) -> list[Change]:
+def plan_repair(
+    runner: Runner,
+    rows: list[StatusRow],
+    *,
+    checksums: bool,
+    applied: int | None,
+    rolled_back: int | None,
+) -> list[Change]:
     by_version = {r.version: r for r in rows}
     if checksums:
-        changes = [Change(r.version, r.name, "re-record checksum "
-                          f"{r.applied.checksum[:12]}… → {r.migration.checksum[:12]}…")
-                   for r in rows if r.state == MODIFIED and r.migration and r.applied]
+        changes = [
+            Change(
+                r.version,
+                r.name,
+                f"re-record checksum {r.applied.checksum[:12]}… → {r.migration.checksum[:12]}…",
+            )
+            for r in rows
+            if r.state == MODIFIED and r.migration and r.applied
+        ]
         if not changes:
-            raise Refused("repair --checksums: no applied version has a changed checksum; "
-                          "nothing to repair")
+            raise Refused(
+                "repair --checksums: no applied version has a changed checksum; nothing to repair"
+            )
         return changes
     version = applied if applied is not None else rolled_back
     assert version is not None
@@ -93,15 +122,17 @@ def plan_repair(runner: Runner, rows: list[StatusRow], *, checksums: bool,
         state = row.state if row else "unknown"
         raise Refused(
             f"repair refused: version {version} is {state}, not dirty; --applied and "
-            "--rolled-back only resolve a dirty version (see `vezamig status`)")
+            "--rolled-back only resolve a dirty version (see `vezamig status`)"
+        )
     why = _last_message(runner, version)
     if applied is not None:
         return [Change(version, row.name, f"mark as applied (clean); last known: {why}")]
     return [Change(version, row.name, f"mark as rolled back (remove); last known: {why}")]
 
 
-def apply_repair(runner: Runner, changes: list[Change], *, checksums: bool,
-                 rolled_back: bool) -> None:
+def apply_repair(
+    runner: Runner, changes: list[Change], *, checksums: bool, rolled_back: bool
+) -> None:
     by_version = {m.version: m for m in runner.migrations}
     applied_rows = runner.applied()
     now = datetime.now(UTC)
@@ -121,8 +152,17 @@ def apply_repair(runner: Runner, changes: list[Change], *, checksums: bool,
         else:
             stmts.append(t.set_dirty_sql(c.version, False))
             msg = "dirty version resolved as applied by the operator"
-        stmts.append(t.history_sql(version=c.version, name=c.name, direction="repair",
-                                   outcome="ok", checksum=checksum, started_at=now,
-                                   duration_ms=0, message=msg))
+        stmts.append(
+            t.history_sql(
+                version=c.version,
+                name=c.name,
+                direction="repair",
+                outcome="ok",
+                checksum=checksum,
+                started_at=now,
+                duration_ms=0,
+                message=msg,
+            )
+        )
     stmts.append(sql.SQL("COMMIT"))
     _run(runner, stmts)

@@ -52,8 +52,11 @@ def _up_suffix(up_dir: Path) -> str:
     """
     if not up_dir.is_dir():
         return "_up.sql"
-    ups = [p.name for p in up_dir.iterdir()
-           if _VERSION_RE.match(p.name) and not p.name.endswith("_down.sql")]
+    ups = [
+        p.name
+        for p in up_dir.iterdir()
+        if _VERSION_RE.match(p.name) and not p.name.endswith("_down.sql")
+    ]
     if ups and not any(n.endswith("_up.sql") for n in ups):
         return ".sql"
     return "_up.sql"
@@ -63,7 +66,8 @@ def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = Fals
     if not _NAME_RE.match(name) or name.endswith(("_up", "_down")):
         raise UsageError(
             f"name `{name}` is not valid: use letters, digits, `_`, `.` and `-` "
-            "(e.g. add_tracks_storage_backend), without a trailing _up/_down")
+            "(e.g. add_tracks_storage_backend), without a trailing _up/_down"
+        )
     versions = _existing(up_dir) + _existing(down_dir)
     width = max((len(v) for v in versions), default=3)
     version = max((int(v) for v in versions), default=0) + 1

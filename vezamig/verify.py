@@ -41,14 +41,19 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
         if not message.startswith("syntax error"):
             message = f"syntax error: {message}"
         shown = excerpt(f.text, err.line, context=0, column=err.column)
-        report.problems.append("\n".join([f"{f.path}:{err.line}:{err.column}: {message}",
-                                          *("    " + s for s in shown)]))
+        report.problems.append(
+            "\n".join(
+                [f"{f.path}:{err.line}:{err.column}: {message}", *("    " + s for s in shown)]
+            )
+        )
         return
     d = f.directives
-    for finding in lint_file(parsed, direction=direction, has_guard=bool(d.guards),
-                             no_transaction=d.no_transaction):
-        report.warnings.append(f"{f.path}:{finding.line}:{finding.column}: {finding.code} "
-                               f"{finding.message}")
+    for finding in lint_file(
+        parsed, direction=direction, has_guard=bool(d.guards), no_transaction=d.no_transaction
+    ):
+        report.warnings.append(
+            f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
+        )
 
 
 def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Path, str]]:
@@ -72,8 +77,10 @@ def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Pa
 
 def verify_tree(up_dir: Path, down_dir: Path) -> VerifyReport:
     if not up_dir.is_dir():
-        raise LayoutError(f"migration folder {up_dir} does not exist",
-                          details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"])
+        raise LayoutError(
+            f"migration folder {up_dir} does not exist",
+            details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"],
+        )
     migrations, problems = collect(up_dir, down_dir)
     report = VerifyReport(problems=list(problems))
     checked: set[Path] = set()
