@@ -404,13 +404,13 @@ def test_ctrl_c_cancels_the_running_statement_and_leaves_the_version_dirty(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err
-    assert f"statement that was interrupted: 2 of 3 at {path}:3" in err
+    assert f"statement that failed (interrupted): 2 of 3 at {path}:3" in err
     assert "`vezamig repair --applied 1 --table ops.migrations` (finished)" in err
     assert backends_running(dsn, "vezamig_test_sleep") == []  # cancelled on the server
     assert query(dsn, "SELECT version, dirty FROM ops.migrations") == [(1, True)]
     row = history(dsn, "ops.migrations_history")[-1]
     assert row["message"] == (
-        f"statement 2 of 3 was interrupted at {path}:3; ran: {path}:2; not run: {path}:4"
+        f"statement 2 of 3 failed (interrupted) at {path}:3; ran: {path}:2; not run: {path}:4"
     )
 
 

@@ -509,7 +509,7 @@ class Runner:
             # Whatever happened, the version stays dirty: say exactly how far it got.
             self._rollback()
             failed = isinstance(exc, psycopg.Error)
-            verb = "failed" if failed else "was interrupted"
+            verb = "failed" if failed else "failed (interrupted)"
             n = len(done)
             current = statements[n] if n < total else None
 
@@ -554,8 +554,8 @@ class Runner:
                     else 130)
             interrupted = Interrupted(
                 f"interrupted during non-transactional {step.direction} {v} "
-                f"({step.migration.name}); the running statement was cancelled and the "
-                "version is dirty", exit_code=code)
+                f"({step.migration.name}); the running statement was cancelled; it is now "
+                "dirty", exit_code=code)
             interrupted.details = details
             raise interrupted from None
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
