@@ -214,12 +214,28 @@ class Runner:
             guards = step.directives.guards
             if not guards:
                 continue
-            self.conn.execute("BEGIN READ ONLY")
+            self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
             try:
-                out[(step.version, step.direction)] = [self._eval_guard(g) for g in guards]
+                out[(step.version, step.direction)] = [self._dry_guard(g) for g in guards]
             finally:
                 self.conn.execute("ROLLBACK")
         return out
+
+    def _timeouts(self) -> str:
+        """The step's timeouts, so a dry run cannot hang behind a lock either."""
+        cfg = self.config
+        return sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}").format(
+            sql.Literal(f"{cfg.lock_timeout_ms}ms"), sql.Literal(f"{cfg.statement_timeout_ms}ms")
+        ).as_string(self.conn)
+
+    def _dry_guard(self, guard: Guard) -> GuardResult:
+        try:
+            return self._eval_guard(guard)
+        except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable) as exc:
+            why = ("another session holds a lock it needs"
+                   if isinstance(exc, pgerrors.LockNotAvailable) else "--statement-timeout")
+            return GuardResult(guard, False, f"an error: {exc.diag.sqlstate} "
+                               f"{exc.diag.message_primary} ({why})")
 
     # ---- executing -----------------------------------------------------------
 
