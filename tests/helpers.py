@@ -246,3 +246,20 @@ def backends_running(dsn: str, needle: str) -> list[int]:
         (needle,),
     )
     return [r[0] for r in rows]
+
+
+def migrate(dsn: str, tree: Path, to: int | None = None, table: str = "schema_migrations") -> None:
+    """Apply pending versions in-process, for a test's setup (the CLI is what is tested)."""
+    from vezamig.config import Config, parse_table
+    from vezamig.db import connect
+    from vezamig.files import discover
+    from vezamig.runner import Runner
+
+    cfg = Config(conninfo=dsn, table=parse_table(table), up_dir=tree / "up", down_dir=tree / "down")
+    conn = connect(dsn)
+    try:
+        runner = Runner(conn, cfg, discover(cfg.up_dir, cfg.down_dir, check_directives=True))
+        with runner.run_lock():
+            runner.execute(runner.plan("up", to))
+    finally:
+        conn.close()

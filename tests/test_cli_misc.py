@@ -15,6 +15,7 @@ from helpers import (
     applied_versions,
     execute,
     history,
+    migrate,
     query,
     run_cli,
     run_cli_on_terminal,
@@ -458,7 +459,7 @@ COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-7]|38;[0-9;]+|9[0-7])m")
 
 def test_a_terminal_gets_colour_unless_no_color_is_asked_for(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, SIMPLE)
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     args = ["status", "-d", dsn, "--dir", str(tree)]
     colour = {"NO_COLOR": None, "TERM": "xterm-256color"}
     r = run_cli_on_terminal(args, "", env=colour)

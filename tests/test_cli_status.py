@@ -12,6 +12,7 @@ from helpers import (
     applied_versions,
     execute,
     history,
+    migrate,
     query,
     run_cli,
     user_tables,
@@ -40,7 +41,7 @@ def every_state(tmp_path: Path, dsn: str) -> Path:
         files[f"up/00{v}_v{v}_up.sql"] = f"CREATE TABLE t{v} ();\n"
         files[f"down/00{v}_v{v}_down.sql"] = f"DROP TABLE t{v};\n"
     tree = write_tree(tmp_path, files)
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     (tree / "up" / "005_v5_up.sql").unlink()
     (tree / "down" / "005_v5_down.sql").unlink()
     (tree / "up" / "002_v2_up.sql").write_text("CREATE TABLE t2 (edited int);\n")
@@ -148,7 +149,7 @@ def test_status_json_on_an_empty_database(tmp_path: Path, dsn: str) -> None:
 
 def test_status_json_names_a_custom_table(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
-    assert vz(dsn, tree, "up", "--table", "ops.migrations").returncode == 0
+    migrate(dsn, tree, table="ops.migrations")
     data = status_json(dsn, tree, "--table", "ops.migrations")
     assert data["table"] == "ops.migrations"
     assert data["current_version"] == 1
@@ -162,7 +163,7 @@ def test_status_exits_0_whatever_the_states(tmp_path: Path, dsn: str) -> None:
 
 def test_status_exit_code_is_0_when_every_version_is_applied(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b_up.sql": "SELECT 1;"})
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     assert vz(dsn, tree, "status", "--exit-code").returncode == 0
     r = vz(dsn, tree, "status", "--exit-code", "--json")
     assert r.returncode == 0, r
@@ -171,7 +172,7 @@ def test_status_exit_code_is_0_when_every_version_is_applied(tmp_path: Path, dsn
 
 def test_status_exit_code_is_3_when_anything_is_pending(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b_up.sql": "SELECT 1;"})
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     r = vz(dsn, tree, "status", "--exit-code")
     assert r.returncode == 3, r
     assert "pending" in r.stdout
@@ -184,7 +185,7 @@ def test_status_exit_code_is_3_for_modified_missing_or_dirty(tmp_path: Path, dsn
     for case in ("modified", "missing", "dirty"):
         tree = write_tree(tmp_path / case, {"up/001_a_up.sql": "SELECT 1;"})
         execute(dsn, "DROP TABLE IF EXISTS schema_migrations, schema_migrations_history")
-        assert vz(dsn, tree, "up").returncode == 0
+        migrate(dsn, tree)
         if case == "modified":
             (tree / "up" / "001_a_up.sql").write_text("SELECT 2;")
         elif case == "missing":
@@ -205,7 +206,7 @@ def test_status_exit_code_is_0_with_no_versions_at_all(tmp_path: Path, dsn: str)
 
 def test_status_writes_no_history(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;", "up/002_b_up.sql": "SELECT 1;"})
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     before = history(dsn)
     assert vz(dsn, tree, "status").returncode == 0
     assert vz(dsn, tree, "status", "--json").returncode == 0

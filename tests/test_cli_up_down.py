@@ -20,6 +20,7 @@ from helpers import (
     backends_running,
     execute,
     history,
+    migrate,
     query,
     run_cli,
     run_cli_on_terminal,
@@ -68,7 +69,7 @@ def test_up_applies_every_pending_version_and_exits_0(tmp_path: Path, dsn: str) 
 
 def test_up_twice_does_nothing_the_second_time(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "up")
     assert r.returncode == 0, r
     assert "nothing to do" in r.stdout
@@ -125,6 +126,8 @@ def test_a_failed_step_shows_postgresqls_detail(tmp_path: Path, dsn: str) -> Non
     assert r.returncode == 1, r
     assert "23505" in r.stderr
     assert "Key (id)=(7) already exists." in r.stderr
+    assert f"{tree / 'up' / '001_t_up.sql'}:2:1: 23505" in r.stderr
+    assert "> 2 | INSERT INTO t VALUES (7), (7);" in r.stderr
     assert not table_exists(dsn, "t")
 
 
@@ -167,7 +170,7 @@ def test_a_refusing_guard_exits_3_naming_file_line_query_and_result(
             "down/001_t_down.sql": f"-- why: keep data\n-- vezamig:guard {guard}\nDROP TABLE t;\n",
         },
     )
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--yes")
     assert r.returncode == 3, r
     assert f"{tree / 'down' / '001_t_down.sql'}:2" in r.stderr
@@ -188,7 +191,7 @@ def test_a_passing_guard_lets_down_run(tmp_path: Path, dsn: str) -> None:
             ),
         },
     )
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--yes")
     assert r.returncode == 0, r
     assert not table_exists(dsn, "t")
@@ -208,7 +211,7 @@ def test_a_guard_that_tries_to_delete_data_is_refused_and_deletes_nothing(
             ),
         },
     )
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--yes")
     assert r.returncode == 3, r
     assert "read-only" in r.stderr
@@ -223,7 +226,7 @@ def test_down_of_irreversible_versions_exits_3_naming_all_of_them(tmp_path: Path
     files["up/002_keep_up.sql"] = "CREATE TABLE keep ();"
     files["up/004_keep_too_up.sql"] = "CREATE TABLE keep_too ();"
     tree = write_tree(tmp_path, files)
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--to", "0", "--yes")
     assert r.returncode == 3, r
     assert "irreversible" in r.stderr
@@ -235,7 +238,7 @@ def test_down_of_irreversible_versions_exits_3_naming_all_of_them(tmp_path: Path
 
 def test_a_modified_applied_file_is_drift_and_refuses_up_and_down(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     (tree / "up" / "001_t1_up.sql").write_text("CREATE TABLE t1 (id bigint);\n")
     r = vz(dsn, tree, "up")
     assert r.returncode == 3, r
@@ -250,7 +253,7 @@ def test_a_modified_applied_file_is_drift_and_refuses_up_and_down(tmp_path: Path
 
 def test_a_crlf_checkout_of_an_applied_file_is_not_drift(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();\nSELECT 1;\n"})
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     (tree / "up" / "001_a_up.sql").write_bytes(b"CREATE TABLE a ();\r\nSELECT 1;\r\n")
     r = vz(dsn, tree, "up")
     assert r.returncode == 0, r
@@ -259,7 +262,7 @@ def test_a_crlf_checkout_of_an_applied_file_is_not_drift(tmp_path: Path, dsn: st
 
 def test_a_dirty_version_refuses_up_and_down(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     execute(dsn, "UPDATE schema_migrations SET dirty = true WHERE version = 1")
     for args in (["up"], ["down", "--yes"]):
         r = vz(dsn, tree, *args)
@@ -272,7 +275,7 @@ def test_a_dirty_version_refuses_up_and_down(tmp_path: Path, dsn: str) -> None:
 
 def test_out_of_order_pending_versions_refuse_up_unless_allowed(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 3))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     write_tree(tree, reversible(2))
     r = vz(dsn, tree, "up")
     assert r.returncode == 3, r
@@ -286,7 +289,7 @@ def test_out_of_order_pending_versions_refuse_up_unless_allowed(tmp_path: Path, 
 
 def test_every_refusal_reason_is_listed_at_once(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2, 4))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     execute(dsn, "UPDATE schema_migrations SET dirty = true WHERE version = 1")
     (tree / "up" / "002_t2_up.sql").write_text("-- edited\nCREATE TABLE t2 (id int);\n")
     write_tree(tree, reversible(3))
@@ -303,7 +306,7 @@ def test_every_refusal_reason_is_listed_at_once(tmp_path: Path, dsn: str) -> Non
 
 def test_down_without_to_rolls_back_only_the_latest_version(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2, 3))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--yes")
     assert r.returncode == 0, r
     assert "2 stays applied" in r.stdout
@@ -316,7 +319,7 @@ def test_down_to_v_rolls_back_every_version_above_it_descending_and_says_v_stays
     tmp_path: Path, dsn: str
 ) -> None:
     tree = write_tree(tmp_path, reversible(983, 984, 985, 986))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--to", "984", "--yes")
     assert r.returncode == 0, r
     assert "984 stays applied" in r.stdout
@@ -326,7 +329,7 @@ def test_down_to_v_rolls_back_every_version_above_it_descending_and_says_v_stays
 
 def test_down_to_0_rolls_back_everything(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--to", "0", "--yes")
     assert r.returncode == 0, r
     assert "nothing stays applied" in r.stdout
@@ -339,7 +342,7 @@ def test_down_to_0_rolls_back_everything(tmp_path: Path, dsn: str) -> None:
 
 def test_down_to_a_version_that_is_not_applied_is_a_usage_error(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2, 3))
-    assert vz(dsn, tree, "up", "--to", "2").returncode == 0
+    migrate(dsn, tree, to=2)
     for v in ("3", "7"):
         r = vz(dsn, tree, "down", "--to", v, "--yes")
         assert r.returncode == 2, r
@@ -357,7 +360,7 @@ def test_down_with_nothing_applied_does_nothing(tmp_path: Path, dsn: str) -> Non
 
 def test_down_without_a_terminal_and_without_yes_is_refused(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--to", "0")
     assert r.returncode == 3, r
     assert "--yes" in r.stderr
@@ -370,7 +373,7 @@ def test_down_without_a_terminal_and_without_yes_is_refused(tmp_path: Path, dsn:
 @pytest.mark.parametrize("answer", ["y", "yes", "YES"])
 def test_down_on_a_terminal_proceeds_on_y_or_yes(tmp_path: Path, dsn: str, answer: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = run_cli_on_terminal(["down", "-d", dsn, "--dir", str(tree)], answer)
     assert r.returncode == 0, r
     assert "[y/N]" in r.stdout
@@ -383,7 +386,7 @@ def test_down_on_a_terminal_declines_on_anything_else(
     tmp_path: Path, dsn: str, answer: str
 ) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = run_cli_on_terminal(["down", "-d", dsn, "--dir", str(tree)], answer)
     assert r.returncode == 3, r
     assert "not confirmed" in r.stdout
@@ -421,7 +424,7 @@ def test_down_dry_run_exits_3_when_a_guard_would_refuse_and_needs_no_confirmatio
     tmp_path: Path, dsn: str
 ) -> None:
     tree = write_tree(tmp_path, DRY)
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--to", "0", "--dry-run")  # no terminal, no --yes
     assert r.returncode == 3, r
     assert "down 2 u" in r.stdout and "down 1 t" in r.stdout
@@ -438,7 +441,7 @@ def test_down_dry_run_exits_3_when_a_guard_would_refuse_and_needs_no_confirmatio
 
 def test_down_dry_run_exits_0_when_the_real_run_would_proceed(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, DRY)
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--dry-run")
     assert r.returncode == 0, r
     assert "1 stays applied" in r.stdout
@@ -450,7 +453,7 @@ def test_dry_run_exits_3_on_a_preflight_refusal(tmp_path: Path, dsn: str) -> Non
     files = reversible(1)
     files["up/002_irr_up.sql"] = "CREATE TABLE irr ();"
     tree = write_tree(tmp_path, files)
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--dry-run")
     assert r.returncode == 3, r
     assert "irreversible" in r.stderr
@@ -472,7 +475,7 @@ def test_a_conflicting_lock_held_elsewhere_exits_4_after_the_retries(
     tmp_path: Path, dsn: str
 ) -> None:
     tree = write_tree(tmp_path, LOCKED)
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     holder = connect(dsn)
     try:
         holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
@@ -591,7 +594,7 @@ def test_ctrl_c_while_waiting_to_retry_a_lock_exits_130_and_records_the_step(
     tmp_path: Path, dsn: str
 ) -> None:
     tree = write_tree(tmp_path, LOCKED)
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     holder = connect(dsn)
     holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
     proc = start_cli(
@@ -618,7 +621,7 @@ def test_ctrl_c_while_waiting_to_retry_a_lock_exits_130_and_records_the_step(
 
 def test_a_lock_released_while_the_step_waits_lets_it_succeed(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, LOCKED)
-    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    migrate(dsn, tree, to=1)
     holder = connect(dsn)
     holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
     proc = start_cli(
@@ -654,7 +657,7 @@ def test_a_failing_down_exits_1_and_leaves_the_version_applied(tmp_path: Path, d
             "down/001_t_down.sql": "DROP TABLE t;\nDROP TABLE not_there;\n",
         },
     )
-    assert vz(dsn, tree, "up").returncode == 0
+    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--yes")
     assert r.returncode == 1, r
     assert f"{tree / 'down' / '001_t_down.sql'}:2:" in r.stderr
@@ -662,3 +665,21 @@ def test_a_failing_down_exits_1_and_leaves_the_version_applied(tmp_path: Path, d
     assert table_exists(dsn, "t")
     assert applied_versions(dsn) == [1]
     assert outcomes(dsn) == [(1, "up", "ok"), (1, "down", "failed")]
+
+
+def test_dry_run_does_not_hang_on_a_guard_that_waits_for_a_lock(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, DRY)
+    migrate(dsn, tree)
+    holder = connect(dsn)
+    try:
+        holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        r = run_cli(
+            ["down", "-d", dsn, "--dir", str(tree), "--to", "0", "--dry-run",
+             "--lock-timeout", "200ms"],
+            timeout=30,
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert r.returncode == 3, r
+    assert "55P03" in r.stdout
+    assert applied_versions(dsn) == [1, 2]

@@ -237,6 +237,9 @@ def test_a_failed_step_reports_postgresqls_detail(make_runner: MakeRunner, dsn: 
     text = str(info.value)
     assert "23505" in text
     assert "detail: Key (id)=(1) already exists." in text
+    # PostgreSQL gives no position for this error: the failing statement is still named.
+    assert f"{runner.migrations[0].up.path}:3:1: 23505" in text
+    assert "> 3 | INSERT INTO t VALUES (1);" in text
     assert not table_exists(dsn, "t")
 
 
