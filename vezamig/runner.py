@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
+from psycopg.pq import ExecStatus
+from psycopg.pq.abc import PGresult
 
 from vezamig.config import Config
 from vezamig.db import Connection, acquire_run_lock, release_run_lock
@@ -134,6 +136,23 @@ def transaction_control_problems(step: Step) -> list[str]:
                 "(each step already runs in its own transaction; use "
                 "`-- vezamig:no-transaction` for statements that cannot)")
     return problems
+
+
+class _CountingCursor(psycopg.Cursor[Any]):
+    """Notes how many statements of a multi-statement message completed before an error.
+
+    psycopg raises on the failing result without saying which one it was; the
+    index names the failing statement when PostgreSQL reports no position. If a
+    psycopg release renames the hook, ``completed`` stays None: the error is
+    still reported, only without its statement.
+    """
+
+    completed: int | None = None
+
+    def _check_results(self, results: list[PGresult]) -> None:
+        self.completed = next(
+            (i for i, r in enumerate(results) if r.status == ExecStatus.FATAL_ERROR), None)
+        super()._check_results(results)
 
 
 class Runner:
@@ -299,20 +318,21 @@ class Runner:
         except psycopg.Error:
             pass
 
-    def _body_parts(self, step: Step) -> list[tuple[int | None, str]]:
-        """(file offset, text) of each statement of the body, sent one by one so that an
-        error without a server position (most run-time errors) still names its statement.
-        A body PostgreSQL's parser rejects is sent whole: the server reports the position.
+    @staticmethod
+    def _failed_offset(step: Step, exc: psycopg.Error, cur: _CountingCursor | None
+                       ) -> int | None:
+        """File offset of the body statement that failed, when the server gave no position
+        (most run-time errors: constraints, missing objects, lock and statement timeouts).
+
+        ``cur.completed`` counts from the start of the message that carried the body: if
+        the body ever shares a message with the prelude, subtract the prelude's statements.
         """
+        if exc.diag.statement_position or cur is None or cur.completed is None:
+            return None
         from vezamig.sqltext import analyze
 
-        f = step.file
-        if not f.header.has_sql:
-            return []
-        parsed = analyze(f.text)
-        if parsed.error is not None or not parsed.statements:
-            return [(None, f.text)]
-        return [(st.start, st.text) for st in parsed.statements]
+        statements = analyze(step.file.text).statements
+        return statements[cur.completed].start if cur.completed < len(statements) else None
 
     def _run_tx(self, step: Step) -> StepResult:
         attempt = 0
@@ -320,7 +340,7 @@ class Runner:
             started_at = datetime.now(UTC)
             t0 = time.monotonic()
             phase = "lock"
-            body_offset: int | None = None
+            body: _CountingCursor | None = None
             try:
                 self.conn.execute(self._prelude(step))
                 phase = "guard"
@@ -338,8 +358,9 @@ class Runner:
                                      f"guard:    {guard.query}",
                                      f"returned: {g.returned} (needs exactly one row: true)"])
                 phase = "body"
-                for body_offset, text in self._body_parts(step):
-                    self.conn.execute(text)
+                if step.file.header.has_sql:
+                    body = _CountingCursor(self.conn)
+                    body.execute(step.file.text)  # one message, however many statements
                 phase = "bookkeeping"
                 duration = _ms_since(t0)
                 tail: list[sql.Composable] = [
@@ -392,12 +413,11 @@ class Runner:
                     "rolled back", exit_code=code) from None
             except psycopg.Error as exc:
                 self._rollback()
-                lines = self._explain(step, exc, phase, offset=body_offset)
-                if (phase == "body" and body_offset is not None
-                        and not exc.diag.statement_position
-                        and not (self.conn.broken or self.conn.closed)):
+                failed_at = self._failed_offset(step, exc, body) if phase == "body" else None
+                lines = self._explain(step, exc, phase, offset=failed_at)
+                if failed_at is not None and not (self.conn.broken or self.conn.closed):
                     # No position from the server: show where the failing statement starts.
-                    lines += excerpt(step.file.text, line_col(step.file.text, body_offset).line)
+                    lines += excerpt(step.file.text, line_col(step.file.text, failed_at).line)
                 self._record_failure(step, "failed", started_at, t0, lines[0])
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed and was "
