@@ -470,3 +470,78 @@ def test_a_terminal_gets_colour_unless_no_color_is_asked_for(tmp_path: Path, dsn
     assert not COLOR.search(r.stdout), repr(r.stdout)
     r = run_cli_on_terminal(args, "", env={"NO_COLOR": "1", "TERM": "xterm-256color"})
     assert not COLOR.search(r.stdout), repr(r.stdout)
+
+
+# ---- step settings and libpq defaults ---------------------------------------------------------
+
+
+SETTINGS = {
+    "up/001_seen_up.sql": (
+        "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout,"
+        " current_setting('statement_timeout') AS statement_timeout,"
+        " current_setting('application_name') AS app;\n"
+    )
+}
+
+
+def test_each_step_runs_with_the_default_timeouts(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, SETTINGS)
+    assert vz(dsn, tree, "up").returncode == 0
+    assert query(dsn, "SELECT lock_timeout, statement_timeout, app FROM seen") == [
+        ("5s", "0", "vezamig up")
+    ]
+    # SET LOCAL: nothing is left behind on the session's defaults.
+    assert query(dsn, "SHOW lock_timeout") == [("0",)]
+
+
+@pytest.mark.parametrize(
+    ("lock", "statement", "expected"),
+    [("2min", "1h", ("2min", "1h")), ("500ms", "10s", ("500ms", "10s")), ("0", "0", ("0", "0"))],
+)
+def test_each_step_runs_with_the_timeouts_it_was_given(
+    tmp_path: Path, dsn: str, lock: str, statement: str, expected: tuple[str, str]
+) -> None:
+    tree = write_tree(tmp_path, SETTINGS)
+    r = vz(dsn, tree, "up", "--lock-timeout", lock, "--statement-timeout", statement)
+    assert r.returncode == 0, r
+    assert query(dsn, "SELECT lock_timeout, statement_timeout FROM seen") == [expected]
+
+
+def test_without_a_url_libpq_environment_variables_are_used(tmp_path: Path, dsn: str) -> None:
+    params = conninfo_to_dict(dsn)
+    env = {
+        "PGHOST": str(params["host"]),
+        "PGPORT": str(params["port"]),
+        "PGUSER": str(params["user"]),
+        "PGDATABASE": str(params["dbname"]),
+    }
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(["up", "--dir", str(tree)], env=env)
+    assert r.returncode == 0, r
+    assert applied_versions(dsn) == [1]
+
+
+def test_a_libpq_service_file_works_too(tmp_path: Path, dsn: str) -> None:
+    params = conninfo_to_dict(dsn)
+    service_file = tmp_path / "pg_service.conf"
+    service_file.write_text(
+        "[vezamig_test]\n"
+        + "".join(f"{k}={params[k]}\n" for k in ("host", "port", "user", "dbname"))
+    )
+    tree = write_tree(tmp_path / "tree", SIMPLE)
+    env = {"PGSERVICEFILE": str(service_file)}
+    r = run_cli(["up", "--dir", str(tree), "-d", "service=vezamig_test"], env=env)
+    assert r.returncode == 0, r
+    r = run_cli(["down", "--dir", str(tree), "--yes"], env={**env, "PGSERVICE": "vezamig_test"})
+    assert r.returncode == 0, r
+    assert [h["direction"] for h in history(dsn)] == ["up", "down"]
+
+
+def test_pgpassword_is_never_shown(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(
+        ["status", "--dir", str(tree), "-d", "host=127.0.0.1 port=1 user=u dbname=db"],
+        env={"PGPASSWORD": "s3cretpw"},
+    )
+    assert r.returncode == 5, r
+    assert "s3cretpw" not in r.output

@@ -24,6 +24,7 @@ from helpers import (
     write_tree,
 )
 
+from vezamig import runner as runner_module
 from vezamig.config import Config
 from vezamig.db import Connection, connect
 from vezamig.errors import (
@@ -41,6 +42,12 @@ from vezamig.files import discover
 from vezamig.runner import NullReporter, Runner, RunResult
 
 MakeRunner = Callable[..., Runner]
+
+
+@pytest.fixture(autouse=True)
+def short_retry_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries after a lock timeout pause 1s, 2s, 4s…; here 50ms, 100ms, 200ms…"""
+    monkeypatch.setattr(runner_module, "_BACKOFF_BASE_S", 0.05)
 
 
 class Recorder(NullReporter):
@@ -293,7 +300,7 @@ def test_a_statement_timeout_fails_the_step_and_rolls_it_back(
     )
     with pytest.raises(StepFailed) as info:
         up(runner)
-    assert "57014" in str(info.value)
+    assert f"{runner.migrations[0].up.path}:2:1: 57014" in str(info.value)
     assert "statement_timeout" in str(info.value)
     assert not table_exists(dsn, "t")
     assert applied_versions(dsn) == []
@@ -741,4 +748,58 @@ def test_a_guard_that_waits_for_a_lock_counts_as_a_lock_timeout_not_a_refusal(
         other.close()
     assert info.value.exit_code == EXIT_LOCKED
     assert not table_exists(dsn, "g")
+    assert [(r["version"], r["outcome"]) for r in history(dsn)] == [(1, "ok"), (2, "failed")]
+
+
+def test_retries_after_a_lock_timeout_pause_longer_each_time(
+    make_runner: MakeRunner, dsn: str
+) -> None:
+    runner = make_runner(LOCKED, reporter=Recorder(), lock_timeout_ms=100, lock_retries=3)
+    up(runner, to=1)
+    other = hold_lock(dsn, "ACCESS SHARE")
+    try:
+        with pytest.raises(LockBusy, match="4 attempt"):
+            up(runner)
+    finally:
+        other.close()
+    messages = runner.reporter.messages  # type: ignore[attr-defined]
+    assert [m.split(" in ")[-1] for m in messages] == ["0.05s", "0.1s", "0.2s"]
+    assert [m.split("retry ")[1].split(" ")[0] for m in messages] == ["1/3", "2/3", "3/3"]
+    assert [(r["version"], r["outcome"]) for r in history(dsn)] == [(1, "ok"), (2, "failed")]
+
+
+def test_zero_lock_retries_gives_up_at_the_first_timeout(make_runner: MakeRunner, dsn: str) -> None:
+    runner = make_runner(LOCKED, reporter=Recorder(), lock_timeout_ms=100, lock_retries=0)
+    up(runner, to=1)
+    other = hold_lock(dsn, "ACCESS SHARE")
+    try:
+        with pytest.raises(LockBusy, match="1 attempt"):
+            up(runner)
+    finally:
+        other.close()
+    assert runner.reporter.messages == []  # type: ignore[attr-defined]
+    assert applied_versions(dsn) == [1]
+
+
+def test_a_body_statement_waiting_for_a_lock_also_times_out_and_retries(
+    make_runner: MakeRunner, dsn: str
+) -> None:
+    """No lock directive: the ALTER TABLE itself waits, and lock_timeout still applies."""
+    runner = make_runner(
+        {
+            "up/001_t_up.sql": "CREATE TABLE tracks (id int);",
+            "up/002_alter_up.sql": "ALTER TABLE tracks ADD COLUMN x int;",
+        },
+        reporter=Recorder(),
+        lock_timeout_ms=100,
+        lock_retries=1,
+    )
+    up(runner, to=1)
+    other = hold_lock(dsn, "ACCESS SHARE")
+    try:
+        with pytest.raises(LockBusy):
+            up(runner)
+    finally:
+        other.close()
+    assert applied_versions(dsn) == [1]
     assert [(r["version"], r["outcome"]) for r in history(dsn)] == [(1, "ok"), (2, "failed")]
