@@ -165,7 +165,8 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
     base: Path = opts.get("dir_") or Path("sql")
     return Config(
         conninfo=opts.get("database_url"),
-        table=parse_table(opts.get("table") or "schema_migrations"),
+        # An explicit `--table ""` is an error, not the default table (another project's?).
+        table=parse_table("schema_migrations" if opts.get("table") is None else opts["table"]),
         up_dir=opts.get("up_dir") or base / "up",
         down_dir=opts.get("down_dir") or base / "down",
         lock_timeout_ms=_int_or(opts.get("lock_timeout"), 5000),
