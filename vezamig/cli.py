@@ -316,12 +316,15 @@ def status(**opts: Any) -> None:
     migrations = load_migrations(cfg, check_directives=False)
     with open_runner(cfg, migrations, None) as runner:
         rows = runner.status()
+        duplicates = runner.duplicates()
         info = describe(runner.conn)
     if opts["as_json"]:
         click.echo(json.dumps(status_json(info, cfg, rows), indent=2))
     else:
         _output(opts).status(info, cfg.table_label, rows)
-    if opts["exit_code"] and any(r.state != "applied" for r in rows):
+    for problem in duplicates:
+        _output(opts).warn(f"warning: {problem}")
+    if opts["exit_code"] and (duplicates or any(r.state != "applied" for r in rows)):
         sys.exit(3)
 
 

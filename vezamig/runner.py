@@ -174,6 +174,20 @@ class Runner:
     def status(self) -> list[StatusRow]:
         return status_rows(self.migrations, self.applied())
 
+    def duplicates(self) -> list[str]:
+        """Versions recorded more than once: only possible by hand (primary key dropped),
+        and hidden by applied()'s one-row-per-version view, so they are looked for here."""
+        if not self.applied():
+            return []
+        table = self.tracker.table
+        rows = self.conn.execute(sql.SQL(
+            "SELECT version, min(name), count(*) FROM {} GROUP BY version HAVING count(*) > 1"
+            " ORDER BY version").format(table)).fetchall()
+        return [f"version {v} ({name}) is recorded {n} times in {self.config.table_label}, "
+                "which vezamig never does (was it edited by hand?); delete the extra row(s), "
+                f"then restore the key: ALTER TABLE {table.as_string(self.conn)} "
+                "ADD PRIMARY KEY (version)" for v, name, n in rows]
+
     @contextmanager
     def run_lock(self) -> Iterator[None]:
         acquire_run_lock(self.conn, self.config.table, self.config.lock_wait_ms,
@@ -190,6 +204,7 @@ class Runner:
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()
         plan = plan_up(rows, to, allow_out_of_order) if direction == "up" else plan_down(rows, to)
+        plan.refusals.extend(self.duplicates())
         problems = [p for step in plan.steps for p in transaction_control_problems(step)]
         if problems:
             raise LayoutError(f"{direction}: {len(problems)} transaction control statement(s) "
