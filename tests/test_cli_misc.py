@@ -123,11 +123,13 @@ def test_an_unknown_option_is_a_usage_error() -> None:
         ["--table", "a.b.c"],
     ],
 )
-def test_bad_option_values_are_usage_errors(tmp_path: Path, dsn: str, args: list[str]) -> None:
+def test_bad_option_values_are_usage_errors_before_any_connection(
+    tmp_path: Path, args: list[str]
+) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();"})
-    r = vz(dsn, tree, "up", *args)
+    # Port 1 refuses connections: exit 2, not 5, proves nothing was even tried.
+    r = run_cli(["up", "-d", "host=127.0.0.1 port=1", "--dir", str(tree), *args])
     assert r.returncode == 2, r
-    assert user_tables(dsn) == []
 
 
 # ---- folders ----------------------------------------------------------------------------------
