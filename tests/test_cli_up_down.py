@@ -683,3 +683,27 @@ def test_dry_run_does_not_hang_on_a_guard_that_waits_for_a_lock(tmp_path: Path, 
     assert r.returncode == 3, r
     assert "55P03" in r.stdout
     assert applied_versions(dsn) == [1, 2]
+
+
+def test_a_second_run_waits_for_the_run_lock_and_proceeds_once_it_is_free(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    holder = connect(dsn, application="deploy-bot")
+    try:
+        acquire_run_lock(holder, ("schema_migrations",), 0)
+        proc = start_cli(["up", "-d", dsn, "--dir", str(tree), "--lock-wait", "60s"])
+        try:
+            said = read_until(proc, "waiting up to 60s")
+            assert f"pid {holder.info.backend_pid}" in said
+            assert not table_exists(dsn, "t1")
+            release_run_lock(holder, ("schema_migrations",))
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    finally:
+        holder.close()
+    assert code == 0
+    assert applied_versions(dsn) == [1]
