@@ -45,9 +45,12 @@ class Output:
         err = stderr or sys.stderr
         self.rich = out.isatty()
         self.quiet = quiet
-        self.out = Console(file=out, no_color=not color, highlight=False,
+        # No colour means no escape codes at all (bold and dim too), as NO_COLOR asks.
+        system = "auto" if color else None
+        self.out = Console(file=out, no_color=not color, highlight=False, color_system=system,
                            soft_wrap=not self.rich, emoji=False)
-        self.err = Console(file=err, no_color=not color, highlight=False, soft_wrap=True,
+        self.err = Console(file=err, no_color=not color, highlight=False, color_system=system,
+                           soft_wrap=True,
                            emoji=False)
 
     # ---- plain lines ------------------------------------------------------------
