@@ -437,11 +437,6 @@ def test_a_lost_connection_leaves_the_version_dirty_and_says_so(dsn: str, tmp_pa
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runner.plan keeps the OLDEST history message of a dirty version (its dict "
-    "comprehension runs over rows newest first, so older rows overwrite newer ones)",
-)
 def test_the_refusal_quotes_the_latest_progress_of_a_version_that_failed_twice(
     dsn: str, tmp_path: Path
 ) -> None:

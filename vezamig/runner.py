@@ -212,8 +212,10 @@ class Runner:
         dirty = [r.version for r in rows if r.state == "dirty"]
         if dirty:
             # Say what the interrupted step left behind, from its history row.
-            last = {h.version: h.message for h in self.tracker.history_rows(limit=200)
-                    if h.version in dirty and h.message}
+            last: dict[int, str] = {}
+            for h in self.tracker.history_rows(limit=200):  # newest first: keep the first seen
+                if h.version in dirty and h.message:
+                    last.setdefault(h.version, h.message)
             for i, reason in enumerate(plan.refusals):
                 for v in dirty:
                     if reason.startswith(f"version {v} ") and v in last:
