@@ -377,7 +377,7 @@ def verify(**opts: Any) -> None:
     cfg = build_config(opts)
     out = _output(opts)
     report = verify_tree(cfg.up_dir, cfg.down_dir)
-    for w in report.warnings:
+    for w in report.warnings if opts["strict"] or not opts["quiet"] else []:
         out.warn(("error: " if opts["strict"] else "warning: ") + w)
     problems = report.problems + (report.warnings if opts["strict"] else [])
     if problems:
