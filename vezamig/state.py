@@ -154,7 +154,8 @@ class Tracker:
             return
         stmts: list[sql.Composable] = []
         if self.schema:
-            stmts.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            stmts.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(self.schema)))
         stmts.append(sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             "version bigint PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
