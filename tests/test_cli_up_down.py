@@ -707,3 +707,60 @@ def test_a_second_run_waits_for_the_run_lock_and_proceeds_once_it_is_free(
         holder.close()
     assert code == 0
     assert applied_versions(dsn) == [1]
+
+
+def test_down_quiet_on_a_terminal_still_shows_the_plan_it_asks_about(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2))
+    migrate(dsn, tree)
+    r = run_cli_on_terminal(["down", "--quiet", "-d", dsn, "--dir", str(tree)], "y")
+    assert r.returncode == 0, r
+    assert "1 stays applied" in r.stdout
+    assert applied_versions(dsn) == [1]
+
+
+def test_ctrl_c_at_the_confirmation_prompt_is_an_interruption_not_a_no(
+    tmp_path: Path, dsn: str
+) -> None:
+    import pty
+    import sys
+
+    from helpers import cli_env
+
+    tree = write_tree(tmp_path, reversible(1, 2))
+    migrate(dsn, tree)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vezamig", "down", "-d", dsn, "--dir", str(tree)],
+        stdin=follower, stdout=follower, stderr=follower, env=cli_env(), close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"[y/N]" not in seen and time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.1)[0]:
+                seen += os.read(leader, 4096)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+        os.close(leader)
+    assert applied_versions(dsn) == [1, 2]
+    assert len(history(dsn)) == 2
+
+
+def test_schema_qualified_and_bare_table_names_share_one_run_lock(
+    tmp_path: Path, dsn: str
+) -> None:
+    import psycopg
+
+    from vezamig.errors import LockBusy
+
+    with psycopg.connect(dsn, autocommit=True) as holder, psycopg.connect(
+        dsn, autocommit=True
+    ) as other:
+        acquire_run_lock(holder, ("schema_migrations",), 0)
+        with pytest.raises(LockBusy):
+            acquire_run_lock(other, ("public", "schema_migrations"), 0)

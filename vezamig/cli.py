@@ -280,7 +280,8 @@ def down(**opts: Any) -> None:
             if not plan.steps:
                 out.summary([], "down", plan.current)
                 return
-            out.plan(plan)
+            # Whoever is asked to confirm sees the plan, even with --quiet.
+            out.plan(plan, force=not opts["yes"] and sys.stdin.isatty())
             confirm(opts["yes"], "Roll back these versions?")
             result = runner.execute(plan)
             out.summary(result.results, "down", plan.stays or 0)
@@ -293,11 +294,10 @@ def confirm(yes: bool, question: str) -> None:
     if not sys.stdin.isatty():
         raise Refused("no confirmation: stdin is not a terminal; pass --yes to proceed "
                       "without asking")
-    try:
-        answer = click.prompt(f"{question} [y/N]", default="", show_default=False,
-                              err=True)
-    except click.Abort:
-        answer = ""
+    # Read the line ourselves: click.prompt turns Ctrl-C into a plain "no" (exit 3),
+    # an operator's Ctrl-C must stay an interruption (exit 130).
+    click.echo(f"{question} [y/N] ", err=True, nl=False)
+    answer = sys.stdin.readline()
     if answer.strip().lower() not in ("y", "yes"):
         raise Refused("not confirmed; nothing was changed")
 

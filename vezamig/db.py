@@ -117,9 +117,15 @@ def tool_version() -> str:
     return __version__
 
 
+def _table_key(table: tuple[str, ...]) -> sql.Composable:
+    """``t`` and ``public.t`` must take the same lock: qualify with the session's schema."""
+    if len(table) == 2:
+        return sql.Literal(".".join(table))
+    return sql.SQL("coalesce(current_schema(), '') || {}").format(sql.Literal("." + table[0]))
+
+
 def _lock_key(table: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL("{}::int, hashtext({})").format(
-        sql.Literal(_LOCK_CLASS), sql.Literal(".".join(table)))
+    return sql.SQL("{}::int, hashtext({})").format(sql.Literal(_LOCK_CLASS), _table_key(table))
 
 
 def lock_holder(conn: Connection, table: tuple[str, ...]) -> str:
@@ -131,7 +137,7 @@ def lock_holder(conn: Connection, table: tuple[str, ...]) -> str:
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = {}::int"
             " AND l.objid::int = hashtext({}) AND l.objsubid = 2 LIMIT 1"
-        ).format(sql.Literal(_LOCK_CLASS), sql.Literal(".".join(table)))
+        ).format(sql.Literal(_LOCK_CLASS), _table_key(table))
     ).fetchone()
     if row is None:
         return "another session (it has just released the lock or is not visible to you)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -46,7 +46,7 @@ class Output:
         self.rich = out.isatty()
         self.quiet = quiet
         # No colour means no escape codes at all (bold and dim too), as NO_COLOR asks.
-        system = "auto" if color else None
+        system: Literal["auto"] | None = "auto" if color else None
         self.out = Console(file=out, no_color=not color, highlight=False, color_system=system,
                            soft_wrap=not self.rich, emoji=False)
         self.err = Console(file=err, no_color=not color, highlight=False, color_system=system,
@@ -105,7 +105,14 @@ class Output:
     # ---- plan ---------------------------------------------------------------------
 
     def plan(self, plan: Plan, guards: dict[tuple[int, str], list[GuardResult]] | None = None,
-             *, dry_run: bool = False) -> None:
+             *, dry_run: bool = False, force: bool = False) -> None:
+        if force and self.quiet:
+            self.quiet = False
+            try:
+                self.plan(plan, guards, dry_run=dry_run)
+            finally:
+                self.quiet = True
+            return
         title = "dry run: " if dry_run else ""
         if not plan.steps:
             self.line(f"{title}nothing to " + ("apply" if plan.direction == "up" else "roll back"))

@@ -502,9 +502,16 @@ class Runner:
                          "`vezamig verify` checks every file without a database"]) from None
         guards = step.directives.guards
         if guards:
-            self.conn.execute("BEGIN READ ONLY")
+            self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
             try:
                 results = [self._eval_guard(g) for g in guards]
+            except pgerrors.LockNotAvailable as exc:
+                self._rollback()
+                raise LockBusy(
+                    f"{step.direction} {step.version} ({step.migration.name}): a guard hit the "
+                    f"lock timeout ({exc.diag.message_primary}); nothing was changed",
+                    details=["another session holds a lock the guard needs; retry later or "
+                             "raise --lock-timeout"]) from None
             finally:
                 self._rollback()
             for g in results:
