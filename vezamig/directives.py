@@ -130,8 +130,9 @@ def _check_guard_query(query: str) -> str | None:
     try:
         stmts = parse_sql(query)
     except ParseError as exc:
-        offset = exc.args[1] if len(exc.args) > 1 else 0
-        pos = line_col(query, max(0, int(offset)))
+        offset = exc.args[1] if len(exc.args) > 1 else None
+        # No location means "at end of input" (e.g. `-- vezamig:guard (`).
+        pos = line_col(query, len(query) if offset is None else max(0, int(offset)))
         return f"query is not valid SQL ({exc.args[0]} at column {pos.column}): {query}"
     if len(stmts) != 1:
         return f"must be exactly one query, found {len(stmts)}: {query}"
