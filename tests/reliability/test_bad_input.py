@@ -1,0 +1,370 @@
+"""Bad input: fuzzed names, directives and headers; huge, empty, odd-encoded files.
+
+The property throughout: vezamig never crashes with a traceback; a problem in
+the folder is exit 2 and names the file; a guard can never be switched off by
+the shape of the file around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .support import (
+    history,
+    invoke,
+    query,
+    recorded,
+    run_cli,
+    table_exists,
+    write_tree,
+)
+
+pytestmark = pytest.mark.reliability
+
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture
+def victim(dsn: str) -> str:
+    """A table no migration in this module may touch."""
+    query(dsn, "CREATE TABLE victim (id int); INSERT INTO victim VALUES (42)")
+    return dsn
+
+
+def victim_intact(dsn: str) -> bool:
+    return table_exists(dsn, "victim") and query(dsn, "SELECT id FROM victim") == [(42,)]
+
+
+def fresh_tree(files: dict[str, str | bytes]) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="vezamig-fuzz-") as tmp:
+        yield write_tree(Path(tmp) / "sql", files)
+
+
+# ---- fuzzed file names ----------------------------------------------------------------
+
+NAME_CHARS = st.sampled_from(list("0123456789abcXYZ_.- ;'\"\\[]*?$(){}#%&~=+,@!é中🙂"))
+VERSIONS = st.one_of(
+    st.just(""),
+    st.integers(0, 10**25).map(str),
+    st.from_regex(r"0{0,3}[0-9]{1,4}_", fullmatch=True),
+)
+SUFFIXES = st.sampled_from(["_up.sql", "_down.sql", ".sql", ".SQL", ".sql.orig", "", "_up.sql "])
+FILE_NAMES = st.builds(
+    lambda v, s, x: v + s + x, VERSIONS, st.text(NAME_CHARS, max_size=25), SUFFIXES
+).filter(lambda n: n not in ("", ".", "..") and len(n.encode()) <= 200)
+
+
+@FUZZ
+@given(name=FILE_NAMES, folder=st.sampled_from(["up", "down"]))
+def test_any_file_name_is_accepted_or_is_exit_2_naming_the_file(
+    dsn: str, name: str, folder: str
+) -> None:
+    for base in fresh_tree({"up/1_base_up.sql": "SELECT 1;\n", f"{folder}/{name}": "SELECT 1;\n"}):
+        checked = invoke(["verify", "--dir", str(base)])
+        planned = invoke(["up", "--dry-run", "-d", dsn, "--dir", str(base)])
+        for result in (checked, planned):
+            assert result.returncode in (0, 2), result
+            if result.returncode == 2:
+                assert name in result.stderr, result
+        assert (checked.returncode == 2) == (planned.returncode == 2), (checked, planned)
+
+
+def test_a_file_name_that_is_not_utf8_is_exit_2_naming_the_file(dsn: str, tree: Path) -> None:
+    write_tree(tree, {"up/1_base_up.sql": "SELECT 1;\n"})
+    (tree / "up").joinpath(b"2_caf\xe9_up.sql".decode("utf-8", "surrogateescape")).write_text(
+        "SELECT 1;\n"
+    )
+    for command in (["verify"], ["status", "-d", dsn], ["up", "-d", dsn]):
+        result = run_cli([*command, "--dir", str(tree)])
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.output
+        assert "2_caf" in result.stderr and "_up.sql" in result.stderr
+    assert recorded(dsn) == []
+
+
+# ---- fuzzed directive lines -------------------------------------------------------------
+
+DIRECTIVE_NAMES = st.one_of(
+    st.sampled_from(["guard", "lock", "no-transaction", "gaurd", "Guard", "", "lock:", "guard;"]),
+    st.text(st.sampled_from(list("abglockuardn-:;_ ")), max_size=12),
+)
+ARGS = st.one_of(
+    st.sampled_from(
+        [
+            "SELECT true",
+            "SELECT false",
+            "SELECT NULL",
+            "SELECT 1",
+            "SELECT true, false",
+            "SELECT true UNION ALL SELECT true",
+            "SELECT * FROM victim",
+            "victim",
+            "victim, b.c",
+            '"x""y"',
+            "x; DROP TABLE victim; --",
+            "SELECT 1; DROP TABLE victim",
+            "DELETE FROM victim",
+            "DROP TABLE victim",
+            "victim IN SHARE MODE",
+            "victim NOWAIT",
+            "",
+            "(",
+            "'",
+            "$$",
+            "*/",
+            '\\"; DROP TABLE x; --',
+            "SELECT true FROM nosuch",
+            "VALUES (true)",
+        ]
+    ),
+    st.text(st.sampled_from(list("abc xyz_01;'\"()*/-$,.=\\é")), max_size=40),
+)
+DIRECTIVES = st.builds(
+    lambda block, name, args: (
+        f"/* vezamig:{name} {args} */" if block else f"-- vezamig:{name} {args}"
+    ),
+    st.booleans(),
+    DIRECTIVE_NAMES,
+    ARGS,
+)
+
+
+@FUZZ
+@given(header=st.lists(DIRECTIVES, min_size=1, max_size=4), trailing=st.booleans())
+def test_any_directive_line_is_accepted_or_is_exit_2_naming_the_file(
+    victim: str, header: list[str], trailing: bool
+) -> None:
+    text = "\n".join(header) + "\nSELECT 1;\n" + (header[0] + "\n" if trailing else "")
+    for base in fresh_tree({"up/001_fuzzed_up.sql": text}):
+        path = str(base / "up" / "001_fuzzed_up.sql")
+        checked = invoke(["verify", "--dir", str(base)])
+        planned = invoke(["up", "--dry-run", "-d", victim, "--dir", str(base)])
+        assert checked.returncode in (0, 2), checked
+        assert planned.returncode in (0, 2, 3), planned
+        for result in (checked, planned):
+            if result.returncode == 2:
+                assert path in result.stderr, result
+        if planned.returncode == 2:
+            assert checked.returncode == 2, (checked, planned)
+    assert victim_intact(victim)
+    assert recorded(victim) == []
+
+
+# ---- fuzzed headers ---------------------------------------------------------------------
+
+HEADER_PIECES = st.sampled_from(
+    [
+        "-- a plain comment",
+        "--",
+        "",
+        "   ",
+        "\t",
+        "/* block */",
+        "/* nested /* inner */ still */",
+        "/*\n multi\n line\n*/",
+        "-- vezamig:guard SELECT true",
+        "/* vezamig:guard SELECT true */",
+        "/* vezamig:guard\n   SELECT true */",
+        "--vezamig:guard SELECT true",
+        "-- vezamig:",
+        "-- vezamig:no-transaction",
+        "/* vezamig:lock victim */",
+        "-- VEZAMIG:guard SELECT false",
+        "SELECT 1;",
+        "'a string -- not a comment';",
+        "$$ unterminated dollar",
+        "/* unterminated",
+        "E'\\'';",
+        "-- é中🙂",
+        "/* -- vezamig:guard SELECT false */",
+    ]
+)
+
+
+@FUZZ
+@given(pieces=st.lists(HEADER_PIECES, max_size=6), crlf=st.booleans(), bom=st.booleans())
+def test_any_header_is_accepted_or_is_exit_2_naming_the_file(
+    victim: str, pieces: list[str], crlf: bool, bom: bool
+) -> None:
+    text = "\n".join([*pieces, "SELECT 1;", ""])
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    for base in fresh_tree({"up/001_fuzzed_up.sql": data}):
+        path = str(base / "up" / "001_fuzzed_up.sql")
+        checked = invoke(["verify", "--dir", str(base)])
+        planned = invoke(["up", "--dry-run", "-d", victim, "--dir", str(base)])
+        assert checked.returncode in (0, 2), checked
+        assert planned.returncode in (0, 2, 3), planned
+        for result in (checked, planned):
+            if result.returncode == 2:
+                assert path in result.stderr, result
+    assert victim_intact(victim)
+
+
+COMPLETE_COMMENTS = st.sampled_from(
+    [
+        "-- a plain comment",
+        "--",
+        "",
+        "   ",
+        "\t",
+        "/* block */",
+        "/* nested /* inner */ */",
+        "/*\n multi\n line\n*/",
+        "-- vezamig:guard SELECT true",
+        "/* vezamig:guard SELECT true */",
+        "-- é中🙂",
+        "/* vezamig:lock victim */",
+    ]
+)
+
+
+@FUZZ
+@given(
+    before=st.lists(COMPLETE_COMMENTS, max_size=4),
+    after=st.lists(COMPLETE_COMMENTS, max_size=4),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    guard=st.sampled_from(
+        [
+            "-- vezamig:guard SELECT false",
+            "/* vezamig:guard SELECT false */",
+            "/*vezamig:guard\nSELECT false\n*/",
+        ]
+    ),
+)
+def test_no_header_shape_switches_a_guard_off(
+    victim: str, before: list[str], after: list[str], newline: str, bom: bool, guard: str
+) -> None:
+    text = "\n".join([*before, guard, *after, "DROP TABLE victim;", ""])
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.replace("\n", newline).encode()
+    for base in fresh_tree({"up/001_guarded_up.sql": data}):
+        result = invoke(["up", "-d", victim, "--dir", str(base)])
+        assert result.returncode == 3, result
+        assert "refused by its guard" in result.stderr
+    assert victim_intact(victim)
+    assert recorded(victim) == []
+
+
+# ---- odd files -------------------------------------------------------------------------
+
+
+def test_a_10_mb_file_applies_in_one_transaction_with_its_checksum(dsn: str, tree: Path) -> None:
+    chunk = "é" + "abcdefghij" * 5000  # 50 KB, not only ASCII
+    text = "CREATE TABLE big (id int, pad text);\n" + "".join(
+        f"INSERT INTO big VALUES ({i}, '{chunk}');\n" for i in range(200)
+    )
+    data = text.encode()
+    assert len(data) >= 10_000_000
+    write_tree(tree, {"up/001_big_up.sql": data})
+
+    result = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+
+    assert result.returncode == 0, result
+    assert query(dsn, "SELECT count(*), min(length(pad)) FROM big") == [(200, 50_001)]
+    assert query(dsn, "SELECT checksum FROM schema_migrations") == [
+        (hashlib.sha256(data).hexdigest(),)
+    ]
+
+
+def test_a_10_mb_file_that_fails_at_its_end_names_the_line_and_changes_nothing(
+    dsn: str, tree: Path
+) -> None:
+    chunk = "x" * 50_000
+    text = (
+        "CREATE TABLE big (id int, pad text);\n"
+        + "".join(f"INSERT INTO big VALUES ({i}, '{chunk}');\n" for i in range(200))
+        + "SELECT 1/0;\n"
+    )
+    write_tree(tree, {"up/001_big_up.sql": text})
+
+    result = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+
+    assert result.returncode == 1, result
+    assert "001_big_up.sql:202" in result.stderr
+    assert "22012" in result.stderr  # division_by_zero
+    assert len(result.output) < 1_000_000  # the offending lines, not the whole file
+    assert recorded(dsn) == [] and not table_exists(dsn, "big")
+
+
+def test_a_file_that_is_not_utf8_is_exit_2_naming_file_and_line(dsn: str, tree: Path) -> None:
+    write_tree(tree, {"up/001_latin1_up.sql": "-- ok\nSELECT 'caf\xe9';\n".encode("latin-1")})
+    for command in (["verify"], ["status", "-d", dsn], ["up", "-d", dsn]):
+        result = run_cli([*command, "--dir", str(tree)])
+        assert result.returncode == 2, result
+        assert "001_latin1_up.sql:2: not valid UTF-8" in result.stderr
+    assert recorded(dsn) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "-- only a comment\n/* and a block */\n", "\n\n  \n"],
+    ids=["empty", "only comments", "only blank lines"],
+)
+def test_a_file_without_sql_is_recorded_as_applied_and_rolled_back_without_running_anything(
+    dsn: str, tree: Path, content: str
+) -> None:
+    write_tree(tree, {"up/001_nothing_up.sql": content, "down/001_nothing_down.sql": content})
+    applied = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    assert applied.returncode == 0, applied
+    assert recorded(dsn) == [(1, False)]
+    assert run_cli(["verify", "--dir", str(tree)]).returncode == 0
+    rolled_back = run_cli(["down", "-d", dsn, "--dir", str(tree), "--yes"])
+    assert rolled_back.returncode == 0, rolled_back
+    assert recorded(dsn) == []
+    assert [(h["direction"], h["outcome"]) for h in history(dsn)] == [("up", "ok"), ("down", "ok")]
+
+
+def test_a_bom_neither_breaks_the_sql_nor_hides_a_guard(victim: str, tree: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    write_tree(
+        tree,
+        {
+            "up/001_bom_up.sql": bom + b"CREATE TABLE with_bom (id int);\n",
+            "up/002_guarded_up.sql": bom + b"-- vezamig:guard SELECT false\nDROP TABLE victim;\n",
+        },
+    )
+    result = run_cli(["up", "-d", victim, "--dir", str(tree)])
+    assert result.returncode == 3, result
+    assert "002_guarded_up.sql:1" in result.stderr
+    assert recorded(victim) == [(1, False)]
+    assert table_exists(victim, "with_bom") and victim_intact(victim)
+
+
+def test_crlf_files_apply_and_their_checksum_equals_the_lf_version(victim: str, tree: Path) -> None:
+    lf = (
+        "-- vezamig:guard SELECT count(*) = 1 FROM victim\n"
+        "CREATE TABLE crlf_t (id int);\n"
+        "INSERT INTO crlf_t VALUES (1);\n"
+    )
+    write_tree(
+        tree,
+        {
+            "up/001_crlf_up.sql": lf.replace("\n", "\r\n"),
+            "down/001_crlf_down.sql": "DROP TABLE crlf_t;\r\n",
+        },
+    )
+    result = run_cli(["up", "-d", victim, "--dir", str(tree)])
+    assert result.returncode == 0, result
+    assert query(victim, "SELECT checksum FROM schema_migrations") == [
+        (hashlib.sha256(lf.encode()).hexdigest(),)
+    ]
+
+    # The same file checked out with LF endings is the same migration, not drift.
+    write_tree(tree, {"up/001_crlf_up.sql": lf})
+    status = run_cli(["status", "-d", victim, "--dir", str(tree), "--exit-code"])
+    assert status.returncode == 0, status
+    assert "modified" not in status.stdout
+    down = run_cli(["down", "-d", victim, "--dir", str(tree), "--yes"])
+    assert down.returncode == 0, down
+    assert not table_exists(victim, "crlf_t") and victim_intact(victim)

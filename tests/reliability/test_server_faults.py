@@ -1,0 +1,136 @@
+"""Faults on the server side: the session is terminated, the server restarts or is down.
+
+The session server is shared by every test, so restarts happen on a private
+cluster started for the test (unix socket only, run as the server's OS user).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vezamig.cluster import ThrowawayCluster
+
+from .support import (
+    SLEEP_SQL,
+    active_backends,
+    history,
+    query,
+    run_cli,
+    set_sleep,
+    start_cli,
+    table_exists,
+    versions,
+    wait_for,
+    write_tree,
+)
+
+pytestmark = pytest.mark.reliability
+
+SLEEPING = "pg_sleep(seconds)"
+
+
+def three_step_tree(tree: Path) -> Path:
+    return write_tree(
+        tree,
+        {
+            "up/001_first_up.sql": "CREATE TABLE first_t (id int);\n",
+            "up/002_slow_up.sql": "CREATE TABLE slow_t (id int);\nINSERT INTO slow_t VALUES (2);\n"
+            + SLEEP_SQL,
+            "up/003_last_up.sql": "CREATE TABLE last_t (id int);\n",
+        },
+    )
+
+
+def test_a_session_terminated_by_the_server_mid_step_fails_clearly_and_changes_nothing(
+    dsn: str, tree: Path
+) -> None:
+    set_sleep(dsn, 600)
+    three_step_tree(tree)
+    run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, SLEEPING)), what="step 2 to be running")
+    [pid] = active_backends(dsn, SLEEPING)
+
+    assert query(dsn, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    result = run.wait(timeout=30)
+
+    assert result.returncode == 1, result
+    assert "up 2 (slow) failed and was rolled back" in result.stderr
+    assert "connection lost during the step" in result.stderr
+    assert "Traceback" not in result.output
+    assert versions(dsn) == [1]
+    assert not table_exists(dsn, "slow_t") and not table_exists(dsn, "last_t")
+
+    set_sleep(dsn, 0)
+    rerun = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    assert rerun.returncode == 0, rerun
+    assert versions(dsn) == [1, 2, 3]
+    assert query(dsn, "SELECT id FROM slow_t") == [(2,)]
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok"), (3, "ok")]
+
+
+def pg_ctl(cluster: ThrowawayCluster, *args: str) -> None:
+    """Run pg_ctl on the private cluster as the OS user that owns it (as cluster.py does)."""
+    argv = [str(cluster.bindir / "pg_ctl"), *args, "-D", str(cluster.datadir)]
+    if cluster.os_user is not None:
+        assert shutil.which("runuser"), "as root the cluster is driven through runuser"
+        argv = ["runuser", "-u", cluster.os_user, "--", *argv]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    subprocess.run(argv, check=True, capture_output=True, env=env, cwd=cluster.tmpdir, timeout=120)
+
+
+@pytest.fixture
+def private_cluster(pg_bindir: Path) -> Iterator[ThrowawayCluster]:
+    with ThrowawayCluster(pg_bindir) as cluster:
+        yield cluster
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_a_server_restart_mid_run_fails_the_step_and_the_next_run_continues(
+    private_cluster: ThrowawayCluster, tree: Path, mode: str
+) -> None:
+    dsn = private_cluster.conninfo()
+    set_sleep(dsn, 600)
+    three_step_tree(tree)
+    run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, SLEEPING)), what="step 2 to be running")
+
+    # fast: sessions are told to terminate; immediate: a crash, with recovery on start.
+    pg_ctl(private_cluster, "restart", "-w", "-m", mode, "-l", str(private_cluster.logfile))
+    result = run.wait(timeout=60)
+
+    assert result.returncode == 1, result
+    assert "up 2 (slow) failed and was rolled back" in result.stderr
+    assert "connection lost during the step" in result.stderr
+    assert "Traceback" not in result.output
+    assert versions(dsn) == [1]
+    assert table_exists(dsn, "first_t")
+    assert not table_exists(dsn, "slow_t") and not table_exists(dsn, "last_t")
+
+    set_sleep(dsn, 0)
+    rerun = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    assert rerun.returncode == 0, rerun
+    assert "applied 2 version(s)" in rerun.stdout
+    assert versions(dsn) == [1, 2, 3]
+
+
+def test_a_server_that_is_down_is_exit_5_and_changes_nothing(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    dsn = private_cluster.conninfo()
+    three_step_tree(tree)
+    pg_ctl(private_cluster, "stop", "-w", "-m", "fast")
+    try:
+        for command in (["up"], ["status"], ["down", "--yes"]):
+            result = run_cli([*command, "-d", dsn, "--dir", str(tree)])
+            assert result.returncode == 5, result
+            assert result.stderr.startswith("error: cannot connect to the database"), result
+            assert "Traceback" not in result.output
+    finally:
+        pg_ctl(private_cluster, "start", "-w", "-l", str(private_cluster.logfile))
+    assert versions(dsn) == []

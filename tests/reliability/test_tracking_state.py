@@ -1,0 +1,151 @@
+"""The tracking table edited by hand into a state vezamig would never write.
+
+``status`` must report it (exit 0, or 3 with ``--exit-code``), and ``up`` and
+``down`` must refuse with an explanation, changing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .support import history, invoke, query, recorded, table_exists, write_tree
+
+pytestmark = pytest.mark.reliability
+
+FILES = {
+    "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+    "down/001_a_down.sql": "DROP TABLE a;\n",
+    "up/002_b_up.sql": "CREATE TABLE b (id int);\n",
+    "down/002_b_down.sql": "DROP TABLE b;\n",
+}
+
+
+@pytest.fixture
+def applied(dsn: str, tree: Path) -> str:
+    """Versions 1 and 2 applied by vezamig itself."""
+    write_tree(tree, FILES)
+    result = invoke(["up", "-d", dsn, "--dir", str(tree)])
+    assert result.returncode == 0, result
+    return dsn
+
+
+def snapshot(dsn: str) -> tuple[object, ...]:
+    """Everything a refused run must leave as it was."""
+    return (
+        query(dsn, "SELECT * FROM schema_migrations ORDER BY version, applied_at"),
+        len(history(dsn)),
+        table_exists(dsn, "a"),
+        table_exists(dsn, "b"),
+    )
+
+
+def states(dsn: str, tree: Path) -> dict[int, list[str]]:
+    result = invoke(["status", "--json", "-d", dsn, "--dir", str(tree)])
+    assert result.returncode == 0, result
+    out: dict[int, list[str]] = {}
+    for m in json.loads(result.stdout)["migrations"]:
+        out.setdefault(m["version"], []).append(m["state"])
+    return out
+
+
+def refuses(dsn: str, tree: Path, *reasons: str) -> None:
+    before = snapshot(dsn)
+    for command in (["up"], ["down", "--yes"], ["down", "--to", "0", "--yes"]):
+        result = invoke([*command, "-d", dsn, "--dir", str(tree)])
+        assert result.returncode == 3, result
+        assert "Traceback" not in result.output
+        for reason in reasons:
+            assert reason in result.stderr, result
+    assert snapshot(dsn) == before
+
+
+def test_a_recorded_version_higher_than_every_file_is_missing_and_blocks_up_and_down(
+    applied: str, tree: Path
+) -> None:
+    query(
+        applied,
+        "INSERT INTO schema_migrations (version, name, checksum, applied_by,"
+        " duration_ms) VALUES (99, 'ghost', 'x', 'by hand', 0)",
+    )
+    write_tree(tree, {"up/003_c_up.sql": "CREATE TABLE c (id int);\n"})
+
+    assert states(applied, tree) == {
+        1: ["applied"],
+        2: ["applied"],
+        3: ["out-of-order"],
+        99: ["missing"],
+    }
+    status = invoke(["status", "-d", applied, "--dir", str(tree), "--exit-code"])
+    assert status.returncode == 3, status
+    assert "ghost" in status.stdout and "missing" in status.stdout
+    refuses(
+        applied,
+        tree,
+        "version 99 (ghost) is missing: applied in the database but no up file has that version",
+    )
+    assert not table_exists(applied, "c")
+
+
+@pytest.mark.parametrize("version", [0, -5])
+def test_a_recorded_version_no_file_can_have_is_reported_and_refused(
+    applied: str, tree: Path, version: int
+) -> None:
+    query(
+        applied,
+        "INSERT INTO schema_migrations (version, name, checksum, applied_by,"
+        " duration_ms) VALUES (%s, 'impossible', 'x', 'by hand', 0)",
+        (version,),
+    )
+    assert states(applied, tree)[version] == ["missing"]
+    refuses(applied, tree, f"version {version} (impossible) is missing")
+
+
+def test_a_version_recorded_twice_is_reported_and_blocks_up_and_down(
+    applied: str, tree: Path
+) -> None:
+    # Only possible by hand: drop the primary key, then insert a second row.
+    query(applied, "ALTER TABLE schema_migrations DROP CONSTRAINT schema_migrations_pkey")
+    query(
+        applied, "INSERT INTO schema_migrations SELECT * FROM schema_migrations WHERE version = 2"
+    )
+    write_tree(tree, {"up/003_c_up.sql": "CREATE TABLE c (id int);\n"})
+
+    status = invoke(["status", "-d", applied, "--dir", str(tree)])
+    assert "version 2" in status.output and "2 times" in status.output, status
+    refuses(
+        applied,
+        tree,
+        "version 2 (b) is recorded 2 times in schema_migrations",
+        "ADD PRIMARY KEY (version)",
+    )
+    assert recorded(applied) == [(1, False), (2, False), (2, False)]
+    assert not table_exists(applied, "c")
+
+
+def test_a_dirty_row_written_by_hand_without_history_is_refused_with_the_repair_commands(
+    applied: str, tree: Path
+) -> None:
+    query(applied, "UPDATE schema_migrations SET dirty = true WHERE version = 1")
+    assert states(applied, tree)[1] == ["dirty"]
+    refuses(
+        applied,
+        tree,
+        "version 1 (a) is dirty",
+        "vezamig repair --applied 1",
+        "vezamig repair --rolled-back 1",
+    )
+
+
+def test_a_missing_history_table_is_reported_and_nothing_is_recreated(
+    applied: str, tree: Path
+) -> None:
+    query(applied, "DROP TABLE schema_migrations_history")
+    for command in (["status"], ["up"], ["down", "--yes"]):
+        result = invoke([*command, "-d", applied, "--dir", str(tree)])
+        assert result.returncode == 2, result
+        assert "schema_migrations_history is missing while its companion exists" in result.stderr
+    assert not table_exists(applied, "schema_migrations_history")
+    assert recorded(applied) == [(1, False), (2, False)]
