@@ -338,6 +338,7 @@ class Bench:
         self.results: dict[str, dict[str, Series]] = {}
         self.revision = revision()
         self.applied: dict[int, tuple[Path, str]] = {}
+        self.load: list[float] = []  # 1-minute load average, sampled as the run goes
 
     def record(self, scenario: str, contender: str, sample: Sample) -> None:
         self.results.setdefault(scenario, {}).setdefault(contender, Series()).samples.append(
@@ -359,6 +360,7 @@ class Bench:
                 "-d", self.server.conninfo(dbname), "-f", str(script)]
 
     def log(self, text: str) -> None:
+        self.load.append(os.getloadavg()[0])
         print(text, flush=True)
 
     # -- phases ------------------------------------------------------------------------
@@ -528,6 +530,16 @@ def targets(small: int, large: int, verify: str) -> list[Target]:
     return t
 
 
+def busy_warning(load: list[float]) -> list[str]:
+    cpus = os.cpu_count() or 1
+    if max(load) <= cpus:
+        return []
+    return [f"- **Warning: the machine was busy** (load average up to {max(load):.1f} on {cpus} "
+            "CPUs): other processes competed for the CPUs and the disk, so wall times and "
+            "ratios are noisy; the client CPU column is steadier. Rerun on a quiet machine "
+            "before drawing conclusions."]
+
+
 def revision() -> str:
     """The commit measured, and whether vezamig/ had uncommitted changes."""
     try:
@@ -569,6 +581,13 @@ def machine(settings: dict[str, str]) -> list[str]:
     ]
 
 
+def paired(bench: Bench, scenario: str) -> str:
+    mine = bench.series(scenario, VZ).samples
+    base = bench.series(scenario, PSQL).samples
+    ratios = sorted(m.seconds / b.seconds for m, b in zip(mine, base, strict=True))
+    return ", ".join(f"{r:.2f}×" for r in ratios) + f" (median {statistics.median(ratios):.2f}×)"
+
+
 def report(bench: Bench, settings: dict[str, str], started: dt.datetime, elapsed: float,
            plan: Plan, load: list[float]) -> str:
     small, large = plan.sizes
@@ -581,8 +600,10 @@ def report(bench: Bench, settings: dict[str, str], started: dt.datetime, elapsed
         f"in {elapsed / 60:.1f} min, on commit {bench.revision}.",
         "",
         *machine(settings),
-        f"- Load average (1 min) at start / end: {load[0]:.2f} / {load[-1]:.2f} "
-        f"(other work on the machine adds noise; contenders alternate so it hits each alike)",
+        *busy_warning(load),
+        f"- Load average (1 min) at start / end / highest: {load[0]:.2f} / {load[-1]:.2f} / "
+        f"{max(load):.2f} (other work on the machine adds noise; contenders alternate so it "
+        "hits each alike)",
         f"- vezamig run as `{' '.join(Path(a).name for a in bench.vz)}` (the console script),"
         " stdout to a file (not a terminal), DATABASE_URL and VEZAMIG_DIR set; every Python"
         " contender with bytecode cached (PYTHONPYCACHEPREFIX, warmed up) and without"
@@ -611,12 +632,18 @@ def report(bench: Bench, settings: dict[str, str], started: dt.datetime, elapsed
     lines.append(f"| peak memory (max RSS), apply {large} | {rss:.0f} MB | psql floor | "
                  f"{bench.series(f'apply {large}', PSQL).rss_mb:.0f} MB | – | ≤ 80 MB | "
                  f"{'yes' if rss <= 80 else '**no**'} | |")
-    lines += ["", "Per migration, apply from empty (median / N):", ""]
+    lines += ["", "Per migration, apply from empty (median / N), and the ratio of each "
+              "repetition's vezamig run to the floor run next to it (less sensitive to load "
+              "that changes during the benchmark):", ""]
     for n in (small, large):
         vz = bench.series(f"apply {n}", VZ).median / n * 1000
         fl = bench.series(f"apply {n}", PSQL).median / n * 1000
-        lines.append(f"- N={n}: vezamig {vz:.2f} ms, psql floor {fl:.2f} ms "
-                     f"(+{vz - fl:.2f} ms per migration)")
+        lines.append(f"- apply N={n}: vezamig {vz:.2f} ms, psql floor {fl:.2f} ms "
+                     f"({vz - fl:+.2f} ms per migration); paired ratios "
+                     f"{paired(bench, f'apply {n}')}")
+    for n in (small, large):
+        lines.append(f"- roll back {ROLLBACK} of N={n}: paired ratios "
+                     f"{paired(bench, f'rollback {ROLLBACK} of {n}')}")
     lines += ["", "Every contender: wall time in seconds; the client process's own CPU time "
               "(user + system, median; excludes the server) and peak RSS:", "",
               "| scenario | contender | runs | median | min | max | client CPU | max RSS |",
@@ -693,7 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             load.append(os.getloadavg()[0])
         finally:
             server.close()
-    text = report(bench, settings, started, time.monotonic() - t0, plan, load)
+    text = report(bench, settings, started, time.monotonic() - t0, plan,
+                  [load[0], *bench.load, load[-1]])
     print()
     print(text)
     if out is not None:
