@@ -184,12 +184,12 @@ def load_migrations(cfg: Config, *, check_directives: bool) -> list[Migration]:
 
 
 @contextmanager
-def open_runner(cfg: Config, migrations: list[Migration], out: Output | None
-                ) -> Iterator[Runner]:
+def open_runner(cfg: Config, migrations: list[Migration], out: Output | None,
+                *, writing: bool = True) -> Iterator[Runner]:
     from vezamig.db import connect
     from vezamig.runner import Runner
 
-    conn: Connection = connect(cfg.conninfo, cfg.application)
+    conn: Connection = connect(cfg.conninfo, cfg.application, writing=writing)
     try:
         runner = Runner(conn, cfg, migrations, reporter=out)
         runner.tracker.check()
@@ -314,7 +314,7 @@ def status(**opts: Any) -> None:
 
     cfg = build_config(opts, "vezamig status")
     migrations = load_migrations(cfg, check_directives=False)
-    with open_runner(cfg, migrations, None) as runner:
+    with open_runner(cfg, migrations, None, writing=False) as runner:
         rows = runner.status()
         duplicates = runner.duplicates()
         info = describe(runner.conn)
@@ -473,7 +473,7 @@ def repair(**opts: Any) -> None:
 def history(**opts: Any) -> None:
     """The audit log, newest first. Read-only."""
     cfg = build_config(opts, "vezamig history")
-    with open_runner(cfg, [], None) as runner:
+    with open_runner(cfg, [], None, writing=False) as runner:
         rows = runner.tracker.history_rows(opts["limit"])
     if opts["as_json"]:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2))

@@ -62,8 +62,13 @@ def os_identity() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
-def connect(conninfo: str | None, application: str = "vezamig") -> Connection:
-    """Autocommit connection: every step opens its own transaction explicitly."""
+def connect(conninfo: str | None, application: str = "vezamig", *, writing: bool = True
+            ) -> Connection:
+    """Autocommit connection: every step opens its own transaction explicitly.
+
+    ``writing``: set up what a run that changes the database needs; read-only
+    commands (status, history) skip it and its round trip.
+    """
     conninfo = conninfo or ""
     try:
         params = conninfo_to_dict(conninfo)
@@ -79,16 +84,23 @@ def connect(conninfo: str | None, application: str = "vezamig") -> Connection:
             "cannot connect to the database: " + redact(str(exc).strip(), conninfo),
             details=["check -d/--database-url (or DATABASE_URL, PGHOST, PGDATABASE, ~/.pgpass)"],
         ) from None
-    if conn.info.server_version >= 140000:
-        # If vezamig is killed (SIGKILL, OOM) mid-statement, the server otherwise keeps
-        # running the statement, holding its locks and our run lock, until it next
-        # writes to the dead socket. PG14+ can poll for it; some platforms cannot.
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("SET client_connection_check_interval = '1s'")
-    # A step we report as applied must survive a server crash: with synchronous_commit
-    # off, the crash could silently undo it (and its record). Other values are kept.
-    conn.execute("SELECT set_config('synchronous_commit', 'on', false)"
-                 " WHERE current_setting('synchronous_commit') = 'off'")
+    if writing:
+        # Both settings go in one message: every round trip counts in a CI reset.
+        # - If vezamig is killed (SIGKILL, OOM) mid-statement, the server otherwise keeps
+        #   running the statement, holding its locks and our run lock, until it next
+        #   writes to the dead socket. PG14+ can poll for it.
+        # - A step we report as applied must survive a server crash: with
+        #   synchronous_commit off the crash could silently undo it (and its record).
+        #   Other values are kept.
+        check = ("SET client_connection_check_interval = '1s'; "
+                 if conn.info.server_version >= 140000 else "")
+        try:
+            conn.execute(check + "SELECT set_config('synchronous_commit', 'on', false)"
+                         " WHERE current_setting('synchronous_commit') = 'off'")
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
+            # a platform that cannot poll sockets: keep the durability setting anyway
+            conn.execute("SELECT set_config('synchronous_commit', 'on', false)"
+                         " WHERE current_setting('synchronous_commit') = 'off'")
     return conn
 
 

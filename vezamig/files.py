@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vezamig.directives import Directives, ParsedHeader, parse_directives
+from vezamig.directives import PREFIX, Directives, ParsedHeader, parse_directives
 from vezamig.errors import LayoutError
 
 _UP_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+?)(?:_up)?\.sql$")
@@ -31,9 +31,14 @@ class SqlFile:
 
     @property
     def header(self) -> ParsedHeader:
-        # Parsed on demand: `status` needs checksums but not directives.
+        # Parsed on demand: `status` needs checksums but not directives. A file that
+        # never mentions `vezamig:` has no directive, misplaced or not, so the lexer
+        # pass is skipped (most files; an empty body is then a harmless empty query).
         if self._header is None:
-            self._header = parse_directives(self.text, str(self.path))
+            if PREFIX in self.text:
+                self._header = parse_directives(self.text, str(self.path))
+            else:
+                self._header = ParsedHeader(Directives())
         return self._header
 
     @property
