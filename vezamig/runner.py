@@ -177,18 +177,12 @@ class Runner:
         return status_rows(self.migrations, self.applied())
 
     def duplicates(self) -> list[str]:
-        """Versions recorded more than once: only possible by hand (primary key dropped),
-        and hidden by applied()'s one-row-per-version view, so they are looked for here."""
-        if not self.applied():
-            return []
-        table = self.tracker.table
-        rows = self.conn.execute(sql.SQL(
-            "SELECT version, min(name), count(*) FROM {} GROUP BY version HAVING count(*) > 1"
-            " ORDER BY version").format(table)).fetchall()
+        """Versions recorded more than once, as found by the last ``applied()`` read."""
+        table = self.tracker.table.as_string(self.conn)
         return [f"version {v} ({name}) is recorded {n} times in {self.config.table_label}, "
                 "which vezamig never does (was it edited by hand?); delete the extra row(s), "
-                f"then restore the key: ALTER TABLE {table.as_string(self.conn)} "
-                "ADD PRIMARY KEY (version)" for v, name, n in rows]
+                f"then restore the key: ALTER TABLE {table} ADD PRIMARY KEY (version)"
+                for v, (name, n) in sorted(self.tracker.duplicated.items())]
 
     @contextmanager
     def run_lock(self) -> Iterator[None]:

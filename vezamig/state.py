@@ -91,6 +91,7 @@ class Tracker:
         self.history_label = ".".join(config.history_table)
         self.schema = config.table[0] if len(config.table) == 2 else None
         self._exists: bool | None = None
+        self.duplicated: dict[int, tuple[str, int]] = {}  # version -> (name, rows), see applied()
         os_user, host = os_identity()
         self.os_user, self.host = os_user, host
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
@@ -186,11 +187,14 @@ class Tracker:
             return {}
         rows = self.conn.execute(
             sql.SQL(
-                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty"
-                " FROM {} ORDER BY version"
+                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty,"
+                " count(*) OVER (PARTITION BY version) FROM {} ORDER BY version"
             ).format(self.table)
         ).fetchall()
-        return {r[0]: AppliedRow(*r) for r in rows}
+        # A version recorded twice is only possible by hand (primary key dropped); the
+        # count rides along so spotting it costs no extra query.
+        self.duplicated = {r[0]: (r[1], r[7]) for r in rows if r[7] > 1}
+        return {r[0]: AppliedRow(*r[:7]) for r in rows}
 
     def history_rows(self, limit: int | None = None) -> list[HistoryRow]:
         if not self._exists:  # absent may have changed: another run may have created them
