@@ -357,3 +357,12 @@ def test_a_syntax_error_message_quotes_the_original_non_ascii_text() -> None:
     assert lexer is not None
     assert lexer.message == 'unterminated quoted string at or near "\'ünterminated\n"'
     assert (lexer.line, lexer.column) == (2, 8)
+
+
+def test_excerpt_keeps_a_window_of_a_huge_line_around_the_error_column() -> None:
+    text = "SELECT 1;\n" + "x" * 5000 + "BAD" + "y" * 5000 + "\nSELECT 2;\n"
+    lines = excerpt(text, 2, column=5001)
+    assert all(len(line) < 200 for line in lines)
+    marked = next(line for line in lines if line.startswith(">"))
+    caret = next(line for line in lines if line.rstrip().endswith("^"))
+    assert marked[caret.index("^")] == "B"

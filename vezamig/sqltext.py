@@ -118,6 +118,9 @@ class LineIndex:
         return len(self._starts)
 
 
+_EXCERPT_WIDTH = 160
+
+
 def excerpt(text: str, line: int, context: int = 2, *, column: int | None = None) -> list[str]:
     """Numbered lines around ``line``, the bad one marked with ``>``.
 
@@ -139,6 +142,14 @@ def excerpt(text: str, line: int, context: int = 2, *, column: int | None = None
     out: list[str] = []
     for n in range(first, stop + 1):
         row = index.line_text(n)
+        if len(row) > _EXCERPT_WIDTH:
+            # A generated 50 KB line must not turn an error into 100 KB of output:
+            # keep a window around the column (or the start).
+            start = max(0, (column or 1) - 1 - _EXCERPT_WIDTH // 2) if n == line else 0
+            shown = row[start:start + _EXCERPT_WIDTH]
+            if n == line and column is not None:
+                column -= start - (1 if start else 0)
+            row = ("…" if start else "") + shown + "…"
         out.append(f"{'>' if n == line else ' '} {n:>{width}} | {row}".rstrip())
         if n == line and column is not None:
             # Keep tabs so the caret lines up under the same character.
