@@ -275,7 +275,6 @@ def test_status_and_an_up_with_nothing_pending_cost_the_same_for_3_and_13_versio
     assert counts["up"][0] == counts["up"][1]
 
 
-@pytest.mark.xfail(strict=True, reason=TODAY)
 def test_a_plain_step_is_one_round_trip_however_many_statements_its_body_has(
         vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
     for statements in (2, 12):
@@ -288,7 +287,6 @@ def test_a_plain_step_is_one_round_trip_however_many_statements_its_body_has(
                                   f"statements:\n{listing(long)}"
 
 
-@pytest.mark.xfail(strict=True, reason=TODAY)
 def test_rolling_back_a_plain_step_is_one_round_trip(
         vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
     folder, dsn = write_migrations(tmp_path / "sql", 13), make_database()
@@ -299,7 +297,6 @@ def test_rolling_back_a_plain_step_is_one_round_trip(
     assert steps <= PER_STEP, f"{steps} round trips per step:\n{listing(ten)}"
 
 
-@pytest.mark.xfail(strict=True, reason=TODAY)
 def test_a_run_costs_a_few_round_trips_besides_its_steps(
         vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
     short = vezamig(["up"], make_database(), write_migrations(tmp_path / "short", 3))
@@ -308,7 +305,6 @@ def test_a_run_costs_a_few_round_trips_besides_its_steps(
     assert overhead <= RUN_OVERHEAD, f"{overhead} besides the steps:\n{listing(short)}"
 
 
-@pytest.mark.xfail(strict=True, reason=TODAY)
 def test_status_and_an_up_with_nothing_pending_are_a_few_round_trips(
         vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
     folder, dsn = write_migrations(tmp_path / "sql", 5), make_database()
@@ -319,7 +315,6 @@ def test_status_and_an_up_with_nothing_pending_are_a_few_round_trips(
     assert len(noop) <= NOOP_UP, f"up with nothing pending:\n{listing(noop)}"
 
 
-@pytest.mark.xfail(strict=True, reason=TODAY)
 def test_each_guard_adds_at_most_two_round_trips_to_its_step(
         vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
     plain = vezamig(["up"], make_database(), write_migrations(tmp_path / "plain", 4))

@@ -191,9 +191,9 @@ def open_runner(cfg: Config, migrations: list[Migration], out: Output | None,
 
     conn: Connection = connect(cfg.conninfo, cfg.application, writing=writing)
     try:
-        runner = Runner(conn, cfg, migrations, reporter=out)
-        runner.tracker.check()
-        yield runner
+        # The tracking table's shape is checked by the first read (under the run lock
+        # for commands that write): a foreign table is refused before anything changes.
+        yield Runner(conn, cfg, migrations, reporter=out)
     finally:
         conn.close()
 
@@ -233,7 +233,7 @@ def up(**opts: Any) -> None:
         if opts["dry_run"]:
             _dry_run(runner, out, "up", opts["to"], opts["allow_out_of_order"])
             return
-        with runner.run_lock():
+        with runner.run_lock(release=False):
             plan = runner.plan("up", opts["to"], opts["allow_out_of_order"])
             if plan.refusals:
                 raise Refused("up refused; nothing was changed", details=plan.refusals)
@@ -273,7 +273,7 @@ def down(**opts: Any) -> None:
         if opts["dry_run"]:
             _dry_run(runner, out, "down", opts["to"])
             return
-        with runner.run_lock():
+        with runner.run_lock(release=False):
             plan = runner.plan("down", opts["to"])
             if plan.refusals:
                 raise Refused("down refused; nothing was rolled back", details=plan.refusals)
@@ -420,7 +420,7 @@ def baseline(**opts: Any) -> None:
     cfg = build_config(opts, "vezamig baseline")
     out = _output(opts)
     migrations = load_migrations(cfg, check_directives=False)
-    with open_runner(cfg, migrations, out) as runner, runner.run_lock():
+    with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_baseline(runner, opts["version"])
         out.line(f"baseline: record {len(changes)} version(s) up to {opts['version']} as "
                  "applied without running them", style="bold")
@@ -452,7 +452,7 @@ def repair(**opts: Any) -> None:
     cfg = build_config(opts, "vezamig repair")
     out = _output(opts)
     migrations = load_migrations(cfg, check_directives=False)
-    with open_runner(cfg, migrations, out) as runner, runner.run_lock():
+    with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_repair(runner, runner.status(), checksums=opts["checksums"],
                               applied=opts["applied"], rolled_back=opts["rolled_back"])
         out.line("repair: change the tracking table only (the schema is not touched):",

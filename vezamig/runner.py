@@ -42,6 +42,11 @@ _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
 # Transaction control that would end the step's transaction before its bookkeeping
 # (savepoints are fine: they stay inside it).
+_GUARD_OPEN = "SAVEPOINT vezamig_guard; SET LOCAL transaction_read_only = on"
+_GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_guard"
+# The step's duration, measured by the server up to the bookkeeping statement: the
+# start of the step's last message (statement_timestamp) to now (clock_timestamp).
+_SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
 _TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare)\b", re.I)
 _ENDS_TRANSACTION = frozenset({
     "TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
@@ -185,13 +190,15 @@ class Runner:
                 for v, (name, n) in sorted(self.tracker.duplicated.items())]
 
     @contextmanager
-    def run_lock(self) -> Iterator[None]:
+    def run_lock(self, *, release: bool = True) -> Iterator[None]:
+        """``release=False`` when the connection closes right after: the session's end
+        frees the lock, and the unlock would be one more round trip."""
         acquire_run_lock(self.conn, self.config.table, self.config.lock_wait_ms,
                          self.reporter.info)
         try:
             yield
         finally:
-            if not self.conn.closed:
+            if release and not self.conn.closed:
                 try:
                     release_run_lock(self.conn, self.config.table)
                 except psycopg.Error:
@@ -222,7 +229,17 @@ class Runner:
 
     def _eval_guard(self, guard: Guard) -> GuardResult:
         """Run one guard in a read-only savepoint that is always rolled back."""
-        self.conn.execute("SAVEPOINT vezamig_guard; SET LOCAL transaction_read_only = on")
+        self.conn.execute(_GUARD_OPEN)
+        try:
+            result = self._guard_query(guard)
+        except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable):
+            self.conn.execute("ROLLBACK TO SAVEPOINT vezamig_guard")
+            raise
+        self.conn.execute(_GUARD_CLOSE)
+        return result
+
+    def _guard_query(self, guard: Guard) -> GuardResult:
+        """The guard's verdict; the caller has opened the read-only savepoint and rolls it back."""
         try:
             cur = self.conn.execute(guard.query, binary=True)  # extended protocol: one statement
             rows = cur.fetchmany(2) if cur.description is not None else []
@@ -230,13 +247,11 @@ class Runner:
             passed = len(rows) == 1 and len(rows[0]) >= 1 and rows[0][0] is True
         except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable):
             # statement_timeout fails the step; lock_timeout retries it: not a guard verdict.
-            self.conn.execute("ROLLBACK TO SAVEPOINT vezamig_guard")
             raise
         except psycopg.Error as exc:
             diag = exc.diag
             returned = f"an error: {diag.sqlstate} {diag.message_primary or exc}"
             passed = False
-        self.conn.execute("ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_guard")
         return GuardResult(guard, passed, returned)
 
     def evaluate_guards(self, plan: Plan) -> dict[tuple[int, str], list[GuardResult]]:
@@ -307,7 +322,8 @@ class Runner:
                 sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
         return sql.SQL("; ").join(parts).as_string(self.conn)
 
-    def _history(self, step: Step, outcome: str, started_at: datetime, duration_ms: int,
+    def _history(self, step: Step, outcome: str, started_at: datetime,
+                 duration_ms: int | sql.Composable,
                  message: str | None = None) -> sql.Composed:
         return self.tracker.history_sql(
             version=step.version, name=step.migration.name, direction=step.direction,
@@ -332,20 +348,33 @@ class Runner:
             pass
 
     @staticmethod
-    def _failed_offset(step: Step, exc: psycopg.Error, cur: _CountingCursor | None
-                       ) -> int | None:
-        """File offset of the body statement that failed, when the server gave no position
-        (most run-time errors: constraints, missing objects, lock and statement timeouts).
+    def _locate(step: Step, exc: psycopg.Error, cur: _CountingCursor | None, body_start: int,
+                n_prefix: int) -> tuple[str, int | None]:
+        """Which part of the step's message failed: (phase, offset for _explain).
 
-        ``cur.completed`` counts from the start of the message that carried the body: if
-        the body ever shares a message with the prelude, subtract the prelude's statements.
+        With a server position the offset is relative, so that _explain's
+        ``offset + position - 1`` lands in the file; without one, the count of
+        statements that completed names the statement (found by the parser, on
+        this failure path only).
         """
-        if exc.diag.statement_position or cur is None or cur.completed is None:
-            return None
+        pos = exc.diag.statement_position
+        text = step.file.text
+        if pos:
+            in_body = int(pos) - 1 - body_start
+            if 0 <= in_body <= len(text):
+                return "body", -body_start
+            return ("lock" if in_body < 0 else "bookkeeping"), None
+        done = cur.completed if cur is not None else None
+        if done is None:
+            return "bookkeeping", None
+        if done < n_prefix:
+            return "lock", None
         from vezamig.sqltext import analyze
 
-        statements = analyze(step.file.text).statements
-        return statements[cur.completed].start if cur.completed < len(statements) else None
+        statements = analyze(text).statements
+        if done - n_prefix < len(statements):
+            return "body", statements[done - n_prefix].start
+        return "bookkeeping", None
 
     def _run_tx(self, step: Step) -> StepResult:
         attempt = 0
@@ -354,11 +383,18 @@ class Runner:
             t0 = time.monotonic()
             phase = "lock"
             body: _CountingCursor | None = None
+            body_start = n_prefix = 0
             try:
-                self.conn.execute(self._prelude(step))
-                phase = "guard"
-                for guard in step.directives.guards:
-                    g = self._eval_guard(guard)
+                # Round trips: one message for a plain step (prelude, body, bookkeeping,
+                # COMMIT); each guard adds its query and the message that opens its
+                # savepoint (SPEC §3 order: locks → guards → body → bookkeeping).
+                prefix, n_prefix = self._prelude(step), 3 + bool(step.directives.lock_tables)
+                guards = step.directives.guards
+                for i, guard in enumerate(guards):
+                    phase = "lock" if i == 0 else "guard"
+                    self.conn.execute(prefix + "; " + _GUARD_OPEN)
+                    phase = "guard"
+                    g = self._guard_query(guard)
                     if not g.passed:
                         self._rollback()
                         msg = (f"guard at {step.file.path}:{guard.line} returned {g.returned}: "
@@ -370,12 +406,10 @@ class Runner:
                             details=[f"file:     {step.file.path}:{guard.line}",
                                      f"guard:    {guard.query}",
                                      f"returned: {g.returned} (needs exactly one row: true)"])
-                phase = "body"
-                if step.file.header.has_sql:
-                    body = _CountingCursor(self.conn)
-                    body.execute(step.file.text)  # one message, however many statements
-                phase = "bookkeeping"
-                duration = _ms_since(t0)
+                    prefix, n_prefix = _GUARD_CLOSE, 2
+                phase = "step"
+                so_far = sql.SQL("{} + ").format(sql.Literal(_ms_since(t0))) if guards else sql.SQL("")
+                duration = sql.Composed([so_far, _SERVER_MS])
                 tail: list[sql.Composable] = [
                     self.tracker.record_sql(step.version, step.migration.name,
                                             step.migration.checksum, duration)
@@ -383,9 +417,14 @@ class Runner:
                     self._history(step, "ok", started_at, duration),
                     sql.SQL("COMMIT"),
                 ]
-                self.conn.execute(sql.SQL("; ").join(tail).as_string(self.conn))
+                body_start = len(prefix) + 2
+                # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
+                message = (prefix + ";\n" + step.file.text + "\n;"
+                           + sql.SQL("; ").join(tail).as_string(self.conn))
+                body = _CountingCursor(self.conn)
+                body.execute(message)
                 return StepResult(step.version, step.migration.name, step.direction, "ok",
-                                  duration)
+                                  _ms_since(t0))
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
                 attempt += 1
@@ -426,7 +465,9 @@ class Runner:
                     "rolled back", exit_code=code) from None
             except psycopg.Error as exc:
                 self._rollback()
-                failed_at = self._failed_offset(step, exc, body) if phase == "body" else None
+                failed_at: int | None = None
+                if phase == "step":
+                    phase, failed_at = self._locate(step, exc, body, body_start, n_prefix)
                 lines = self._explain(step, exc, phase, offset=failed_at)
                 if failed_at is not None and not (self.conn.broken or self.conn.closed):
                     # No position from the server: show where the failing statement starts.

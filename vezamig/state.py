@@ -76,6 +76,11 @@ class HistoryRow:
         return d
 
 
+def _value(v: object) -> sql.Composable:
+    """A literal, or an SQL expression computed by the server (a step's duration)."""
+    return v if isinstance(v, sql.Composable) else sql.Literal(v)
+
+
 def ident(parts: tuple[str, ...]) -> sql.Identifier:
     return sql.Identifier(*parts)
 
@@ -149,10 +154,12 @@ class Tracker:
 
     def ensure(self) -> None:
         """Create both tables on first write (inside the caller's run lock)."""
-        if not self._exists:  # absent may have changed: another run may have created them
+        if self._exists is None:
             self.check()
         if self._exists:
             return
+        # Absent when last checked; CREATE … IF NOT EXISTS covers a creation since then
+        # (callers hold the run lock, and check again under it before planning).
         stmts: list[sql.Composable] = []
         if self.schema:
             stmts.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -211,13 +218,13 @@ class Tracker:
 
     # --- statements composed client-side, so a step can send them in one message ---
 
-    def record_sql(self, version: int, name: str, checksum: str, duration_ms: int,
-                   dirty: bool = False) -> sql.Composed:
+    def record_sql(self, version: int, name: str, checksum: str,
+                   duration_ms: int | sql.Composable, dirty: bool = False) -> sql.Composed:
         return sql.SQL(
             "INSERT INTO {} (version, name, checksum, applied_at, applied_by, duration_ms, dirty)"
             " VALUES ({}, {}, {}, now(), {}, {}, {})"
         ).format(self.table, sql.Literal(version), sql.Literal(name), sql.Literal(checksum),
-                 sql.Literal(self.applied_by), sql.Literal(duration_ms), sql.Literal(dirty))
+                 sql.Literal(self.applied_by), _value(duration_ms), sql.Literal(dirty))
 
     def clean_sql(self, version: int, duration_ms: int) -> sql.Composed:
         return sql.SQL(
@@ -245,7 +252,7 @@ class Tracker:
         outcome: str,
         checksum: str | None,
         started_at: datetime,
-        duration_ms: int | None,
+        duration_ms: int | sql.Composable | None,
         message: str | None = None,
     ) -> sql.Composed:
         return sql.SQL(
@@ -254,9 +261,9 @@ class Tracker:
             " VALUES ({}, {}, {}, {}, {}, {}, {}, current_user, {}, {}, {}, {})"
         ).format(
             self.history,
-            *(sql.Literal(v) for v in (version, name, direction, outcome, checksum, started_at,
-                                       duration_ms, self.os_user, self.host, tool_version(),
-                                       message)),
+            *(_value(v) for v in (version, name, direction, outcome, checksum, started_at,
+                                  duration_ms, self.os_user, self.host, tool_version(),
+                                  message)),
         )
 
     def write_history(self, **kwargs: Any) -> None:
