@@ -337,6 +337,21 @@ class Runner:
             except psycopg.Error:
                 pass
 
+    def _refused(self, step: Step, g: GuardResult, started_at: datetime, t0: float
+                 ) -> GuardRefused:
+        """Record a guard's refusal (after the rollback) and describe it: file, line, query,
+        what it returned."""
+        f = step.file
+        self._record_failure(step, "refused", started_at, t0,
+                             f"guard at {f.path}:{g.guard.line} returned {g.returned}: "
+                             f"{g.guard.query}")
+        return GuardRefused(
+            f"{step.direction} {step.version} ({step.migration.name}) refused by its guard; "
+            "nothing of this step was changed",
+            details=[f"file:     {f.path}:{g.guard.line}",
+                     f"guard:    {g.guard.query}",
+                     f"returned: {g.returned} (needs exactly one row: true)"])
+
     def _record_failure(self, step: Step, outcome: str, started_at: datetime, t0: float,
                         message: str) -> None:
         if self.conn.closed or self.conn.broken:
@@ -397,15 +412,7 @@ class Runner:
                     g = self._guard_query(guard)
                     if not g.passed:
                         self._rollback()
-                        msg = (f"guard at {step.file.path}:{guard.line} returned {g.returned}: "
-                               f"{guard.query}")
-                        self._record_failure(step, "refused", started_at, t0, msg)
-                        raise GuardRefused(
-                            f"{step.direction} {step.version} ({step.migration.name}) refused "
-                            "by its guard; nothing of this step was changed",
-                            details=[f"file:     {step.file.path}:{guard.line}",
-                                     f"guard:    {guard.query}",
-                                     f"returned: {g.returned} (needs exactly one row: true)"])
+                        raise self._refused(step, g, started_at, t0)
                     prefix, n_prefix = _GUARD_CLOSE, 2
                 phase = "step"
                 so_far = sql.SQL("{} + ").format(sql.Literal(_ms_since(t0))) if guards else sql.SQL("")
@@ -553,15 +560,7 @@ class Runner:
                 self._rollback()
             for g in results:
                 if not g.passed:
-                    msg = (f"guard at {f.path}:{g.guard.line} returned {g.returned}: "
-                           f"{g.guard.query}")
-                    self._record_failure(step, "refused", started_at, t0, msg)
-                    raise GuardRefused(
-                        f"{step.direction} {step.version} ({step.migration.name}) refused by "
-                        "its guard; nothing was changed",
-                        details=[f"file:     {f.path}:{g.guard.line}",
-                                 f"guard:    {g.guard.query}",
-                                 f"returned: {g.returned} (needs exactly one row: true)"])
+                    raise self._refused(step, g, started_at, t0)
         total = len(statements)
         first = (self.tracker.record_sql(step.version, step.migration.name,
                                          step.migration.checksum, 0, dirty=True)
