@@ -7,6 +7,7 @@ fixes a broken tree in one pass instead of one error per run.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,8 @@ def checksum_of(data: bytes) -> str:
 
 def read_sql(path: Path) -> tuple[SqlFile | None, str | None]:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         return None, f"{path}: cannot read ({exc.strerror})"
     try:
@@ -95,13 +97,16 @@ def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str]
     found: dict[int, tuple[str, Path]] = {}
     if not folder.is_dir():
         return found
-    for path in sorted(folder.iterdir()):
-        if not path.name.endswith(".sql") or not path.is_file():
-            continue
-        is_down = path.name.endswith("_down.sql")
+    # scandir's entries know their type without a stat per file; names sort as
+    # strings (cheaper than Path objects), and a Path is made only for .sql files.
+    with os.scandir(folder) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".sql") and e.is_file())
+    for name in names:
+        path = folder / name
+        is_down = name.endswith("_down.sql")
         if shared and is_down != (kind == "down"):
             continue
-        m = pattern.match(path.name)
+        m = pattern.match(name)
         if kind == "up" and is_down:
             problems.append(
                 f"{path}: a down file in the up folder; move it to the down folder"
