@@ -8,6 +8,7 @@ show up under the call that waited):
 * ``vezamig up`` from empty (apply N),
 * ``vezamig status`` with all N applied,
 * ``vezamig up`` with nothing pending,
+* ``vezamig down`` of the last 100 versions,
 * ``vezamig --help``.
 
 Each report goes to OUT/<scenario>.txt, with the process's wall, user and
@@ -37,16 +38,34 @@ from run import (
 from vezamig.cluster import ThrowawayCluster, raise_on_sigterm
 
 
-def profiled(python: str, out: Path, name: str, args: list[str], env: dict[str, str],
-             cwd: Path) -> str:
+def profiled(
+    python: str, out: Path, name: str, args: list[str], env: dict[str, str], cwd: Path
+) -> str:
     import subprocess
 
     report = out / f"{name}.txt"
-    argv = [python, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(report),
-            "-m", "vezamig", *args]
+    argv = [
+        python,
+        "-m",
+        "pyinstrument",
+        "-r",
+        "text",
+        "--show-all",
+        "-o",
+        str(report),
+        "-m",
+        "vezamig",
+        *args,
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -55,8 +74,10 @@ def profiled(python: str, out: Path, name: str, args: list[str], env: dict[str, 
         proc.stderr.close()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{err}")
-    line = (f"{name}: wall {wall:.3f} s, user {usage.ru_utime:.3f} s, "
-            f"sys {usage.ru_stime:.3f} s (under the profiler)")
+    line = (
+        f"{name}: wall {wall:.3f} s, user {usage.ru_utime:.3f} s, "
+        f"sys {usage.ru_stime:.3f} s (under the profiler)"
+    )
     with report.open("a", encoding="utf-8") as f:
         f.write(f"\n{line}\n")
     return line
@@ -64,28 +85,47 @@ def profiled(python: str, out: Path, name: str, args: list[str], env: dict[str, 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter with vezamig and pyinstrument importable")
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter with vezamig and pyinstrument importable",
+    )
     p.add_argument("--n", type=int, default=2000, help="number of migrations (default 2000)")
-    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vezamig-profile",
-                   help="folder for the reports")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "vezamig-profile",
+        help="folder for the reports",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    with raise_on_sigterm(), tempfile.TemporaryDirectory(prefix="vezamig-prof-") as tmp, \
-            ThrowawayCluster(settings=DURABLE_SETTINGS) as cluster:
+    with (
+        raise_on_sigterm(),
+        tempfile.TemporaryDirectory(prefix="vezamig-prof-") as tmp,
+        ThrowawayCluster(settings=DURABLE_SETTINGS) as cluster,
+    ):
         work = Path(tmp)
         corpus = work / "corpus"
         write_corpus(corpus, generate(args.n))
         server = Server(cluster)
         try:
             db = server.fresh_db("profile")
-            env = {**base_env(), "DATABASE_URL": server.conninfo(db),
-                   "VEZAMIG_DIR": str(corpus), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+            env = {
+                **base_env(),
+                "DATABASE_URL": server.conninfo(db),
+                "VEZAMIG_DIR": str(corpus),
+                "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+            }
             # Warm the bytecode cache first, so start-up is profiled as after an install.
             profiled(args.python, args.out, "warm-up", ["--help"], env, work)
             server.checkpoint()
-            for name, cli in ((f"up-{args.n}", ["up"]), (f"status-{args.n}", ["status"]),
-                              (f"noop-up-{args.n}", ["up"]), ("help", ["--help"])):
+            for name, cli in (
+                (f"up-{args.n}", ["up"]),
+                (f"status-{args.n}", ["status"]),
+                (f"noop-up-{args.n}", ["up"]),
+                (f"down-100-of-{args.n}", ["down", "--to", str(max(0, args.n - 100)), "--yes"]),
+                ("help", ["--help"]),
+            ):
                 print(profiled(args.python, args.out, name, cli, env, work), flush=True)
         finally:
             server.close()

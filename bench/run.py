@@ -63,8 +63,15 @@ PGLAST = "python: pglast parse of every file"
 
 # Environment that would make a run depend on the caller's shell.
 _ISOLATE_PREFIXES = ("PG", "VEZAMIG_")
-_ISOLATE = {"DATABASE_URL", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "PYTHONDONTWRITEBYTECODE",
-            "PYTHONUNBUFFERED", "PYTHONPYCACHEPREFIX"}
+_ISOLATE = {
+    "DATABASE_URL",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "COLUMNS",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PYTHONPYCACHEPREFIX",
+}
 
 
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
@@ -122,20 +129,23 @@ def secs(value: float) -> str:
     return f"{value * 1000:.1f} ms"
 
 
-def timed(argv: Sequence[str], env: dict[str, str], cwd: Path,
-          ok: Sequence[int] = (0,)) -> Sample:
+def timed(argv: Sequence[str], env: dict[str, str], cwd: Path, ok: Sequence[int] = (0,)) -> Sample:
     """Wall time and peak RSS of one process.
 
     Peak RSS comes from GNU time when installed: a child forked straight from
     this Python process inherits its memory high-water mark across exec, so
     wait4's ru_maxrss would report at least the benchmark's own size.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r", suffix=".rss") as rss,
+    ):
         wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv] if GNU_TIME else list(argv)
         t0 = time.perf_counter()
-        proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            wrapped, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -174,16 +184,19 @@ def generate(n: int) -> list[Generated]:
         table = f"bench_t{v:0{width}d}"
         inserts = "".join(
             f"INSERT INTO {table} (name, amount) VALUES ('row {i} of {v}', {i * v});\n"
-            for i in range(1, ROWS_PER_MIGRATION + 1))
-        up = (f"-- Migration {v}: {table}, an index and {ROWS_PER_MIGRATION} rows.\n"
-              f"CREATE TABLE {table} (\n"
-              "    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
-              "    name text NOT NULL,\n"
-              "    amount integer NOT NULL,\n"
-              "    created_at timestamptz NOT NULL DEFAULT now()\n"
-              ");\n"
-              f"CREATE INDEX {table}_name_idx ON {table} (name);\n"
-              f"{inserts}")
+            for i in range(1, ROWS_PER_MIGRATION + 1)
+        )
+        up = (
+            f"-- Migration {v}: {table}, an index and {ROWS_PER_MIGRATION} rows.\n"
+            f"CREATE TABLE {table} (\n"
+            "    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+            "    name text NOT NULL,\n"
+            "    amount integer NOT NULL,\n"
+            "    created_at timestamptz NOT NULL DEFAULT now()\n"
+            ");\n"
+            f"CREATE INDEX {table}_name_idx ON {table} (name);\n"
+            f"{inserts}"
+        )
         down = f"-- Roll back {v}.\nDROP TABLE {table};\n"
         out.append(Generated(v, f"create_{table}", up, down))
     return out
@@ -207,20 +220,23 @@ def floor_apply_script(migrations: Sequence[Generated], create_table: bool) -> s
             f"CREATE TABLE {FLOOR_TABLE} (version bigint PRIMARY KEY, name text NOT NULL,"
             " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
             " applied_by text NOT NULL, duration_ms integer NOT NULL,"
-            " dirty boolean NOT NULL DEFAULT false);\n")
+            " dirty boolean NOT NULL DEFAULT false);\n"
+        )
     for m in migrations:
         parts.append(
             f"BEGIN;\n{m.up}"
             f"INSERT INTO {FLOOR_TABLE} (version, name, checksum, applied_by, duration_ms)"
             f" VALUES ({m.version}, '{m.name}', '{m.checksum}', current_user, 0);\n"
-            "COMMIT;\n")
+            "COMMIT;\n"
+        )
     return "".join(parts)
 
 
 def floor_rollback_script(migrations: Sequence[Generated]) -> str:
     return "".join(
         f"BEGIN;\n{m.down}DELETE FROM {FLOOR_TABLE} WHERE version = {m.version};\nCOMMIT;\n"
-        for m in sorted(migrations, key=lambda m: m.version, reverse=True))
+        for m in sorted(migrations, key=lambda m: m.version, reverse=True)
+    )
 
 
 # ---- the server -----------------------------------------------------------------------
@@ -246,13 +262,15 @@ class Server:
 
     def fresh_db(self, name: str) -> str:
         self.drop_db(name)
-        self.admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-            sql.Identifier(name)))
+        self.admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+        )
         return name
 
     def drop_db(self, name: str) -> None:
-        self.admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        self.admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
     def checkpoint(self) -> None:
         """Start each timed write from a clean slate, for every contender alike."""
@@ -260,14 +278,22 @@ class Server:
 
     def count(self, dbname: str, table: str) -> int:
         with psycopg.connect(self.conninfo(dbname), autocommit=True) as conn:
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                sql.Identifier(table))).fetchone()
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            ).fetchone()
         assert row is not None
         return int(row[0])
 
     def settings(self) -> dict[str, str]:
-        names = ("server_version", "fsync", "synchronous_commit", "full_page_writes",
-                 "wal_sync_method", "shared_buffers", "max_wal_size")
+        names = (
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "wal_sync_method",
+            "shared_buffers",
+            "max_wal_size",
+        )
         out: dict[str, str] = {}
         for name in names:
             row = self.admin.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
@@ -300,25 +326,34 @@ def base_env() -> dict[str, str]:
     of output into a write(2); a user's shell has neither. The bytecode goes to
     a private cache instead of the source tree.
     """
-    env = {k: v for k, v in os.environ.items()
-           if k not in _ISOLATE and not k.startswith(_ISOLATE_PREFIXES)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _ISOLATE and not k.startswith(_ISOLATE_PREFIXES)
+    }
     if PYCACHE is not None:
         env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return env
 
 
-STATUS_SELECT = ("SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty"
-                 " FROM schema_migrations ORDER BY version")
-PY_FLOOR = ("import os, psycopg\n"
-            "conn = psycopg.connect(os.environ['DATABASE_URL'])\n"
-            f"conn.execute({STATUS_SELECT!r}).fetchall()\n"
-            "conn.close()\n")
-PGLAST_FLOOR = ("import pathlib, sys, pglast\n"
-                "for p in sorted(pathlib.Path(sys.argv[1]).glob('*/*.sql')):\n"
-                "    try:\n"
-                "        pglast.parse_sql(p.read_text(encoding='utf-8'))\n"
-                "    except pglast.parser.ParseError:\n"
-                "        pass\n")
+STATUS_SELECT = (
+    "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty"
+    " FROM schema_migrations ORDER BY version"
+)
+PY_FLOOR = (
+    "import os, psycopg\n"
+    "conn = psycopg.connect(os.environ['DATABASE_URL'])\n"
+    f"conn.execute({STATUS_SELECT!r}).fetchall()\n"
+    "conn.close()\n"
+)
+PGLAST_FLOOR = (
+    "import pathlib, sys, pglast\n"
+    "for p in sorted(pathlib.Path(sys.argv[1]).glob('*/*.sql')):\n"
+    "    try:\n"
+    "        pglast.parse_sql(p.read_text(encoding='utf-8'))\n"
+    "    except pglast.parser.ParseError:\n"
+    "        pass\n"
+)
 
 
 @dataclass
@@ -327,6 +362,10 @@ class Plan:
     reps_slow: int
     reps_fast: int
     reps_startup: int
+
+    def slow_reps(self, n: int) -> int:
+        """Short runs are noisier and cheap: the smaller size gets more repetitions."""
+        return self.reps_slow if n >= max(self.sizes) else 2 * self.reps_slow + 1
 
 
 class Bench:
@@ -339,10 +378,10 @@ class Bench:
         self.revision = revision()
         self.applied: dict[int, tuple[Path, str]] = {}
         self.load: list[float] = []  # 1-minute load average, sampled as the run goes
+        self.databases: list[str] = []  # dropped by cleanup(), after every timed write
 
     def record(self, scenario: str, contender: str, sample: Sample) -> None:
-        self.results.setdefault(scenario, {}).setdefault(contender, Series()).samples.append(
-            sample)
+        self.results.setdefault(scenario, {}).setdefault(contender, Series()).samples.append(sample)
 
     def series(self, scenario: str, contender: str) -> Series:
         return self.results[scenario][contender]
@@ -356,8 +395,17 @@ class Bench:
         return env
 
     def psql_file(self, dbname: str, script: Path) -> list[str]:
-        return [self.server.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                "-d", self.server.conninfo(dbname), "-f", str(script)]
+        return [
+            self.server.psql,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            self.server.conninfo(dbname),
+            "-f",
+            str(script),
+        ]
 
     def log(self, text: str) -> None:
         self.load.append(os.getloadavg()[0])
@@ -395,18 +443,16 @@ class Bench:
 
         vz_db, floor_db = self._apply(n, corpus, apply_sql)
         self._rollback(n, corpus, vz_db, floor_db, rollback_sql, reapply_sql)
-        self.server.drop_db(floor_db)
         self.applied[n] = (corpus, vz_db)  # all applied again: read by reads()
 
     def _apply(self, n: int, corpus: Path, apply_sql: Path) -> tuple[str, str]:
         scenario = f"apply {n}"
         kept: dict[str, str] = {}
-        for rep in range(self.plan.reps_slow):
+        for rep in range(self.plan.slow_reps(n)):
             order = [VZ, PSQL] if rep % 2 == 0 else [PSQL, VZ]
             for who in order:
                 db = self.server.fresh_db(f"bench_{n}_{'vz' if who == VZ else 'floor'}_{rep}")
-                if who in kept:
-                    self.server.drop_db(kept[who])
+                self.databases.append(db)
                 kept[who] = db
                 self.server.checkpoint()
                 if who == VZ:
@@ -418,9 +464,11 @@ class Bench:
                 if self.server.count(db, table) != n:
                     raise BenchError(f"{who} did not record {n} versions in {db}")
                 self.record(scenario, who, s)
-                self.log(f"  {scenario:<22} {who:<24} {secs(s.seconds):>10}  "
-                         f"({s.seconds / n * 1000:.2f} ms/migration, CPU {s.cpu_seconds:.2f} s, "
-                         f"{s.max_rss_mb:.0f} MB)")
+                self.log(
+                    f"  {scenario:<22} {who:<24} {secs(s.seconds):>10}  "
+                    f"({s.seconds / n * 1000:.2f} ms/migration, CPU {s.cpu_seconds:.2f} s, "
+                    f"{s.max_rss_mb:.0f} MB)"
+                )
         return kept[VZ], kept[PSQL]
 
     def reads(self) -> None:
@@ -433,9 +481,22 @@ class Bench:
                 (f"status {n}", VZ, [*self.vz, "status"], env),
                 (f"up no-op {n}", VZ, [*self.vz, "up"], env),
                 (f"reads {n}", PY, [sys.executable, "-c", PY_FLOOR], env),
-                (f"reads {n}", PSQL_SELECT, [self.server.psql, "-X", "-q", "-A", "-t", "-d",
-                                             self.server.conninfo(db), "-c", STATUS_SELECT],
-                 env),
+                (
+                    f"reads {n}",
+                    PSQL_SELECT,
+                    [
+                        self.server.psql,
+                        "-X",
+                        "-q",
+                        "-A",
+                        "-t",
+                        "-d",
+                        self.server.conninfo(db),
+                        "-c",
+                        STATUS_SELECT,
+                    ],
+                    env,
+                ),
             ]
         for rep in range(self.plan.reps_fast):
             k = rep % len(commands)
@@ -443,31 +504,44 @@ class Bench:
                 self.record(scenario, who, timed(argv, env, self.work))
         for scenario, who, _, _ in commands:
             s = self.series(scenario, who)
-            self.log(f"  {scenario:<22} {who:<24} {s.cell():>10}  (CPU {s.cpu:.3f} s, "
-                     f"{s.rss_mb:.0f} MB)")
-        for _, db in self.applied.values():
-            self.server.drop_db(db)
+            self.log(
+                f"  {scenario:<22} {who:<24} {s.cell():>10}  (CPU {s.cpu:.3f} s, {s.rss_mb:.0f} MB)"
+            )
 
-    def _rollback(self, n: int, corpus: Path, vz_db: str, floor_db: str,
-                  rollback_sql: Path, reapply_sql: Path) -> None:
+    def cleanup(self) -> None:
+        """Drop the databases only now: dropping one between timed runs (files unlinked,
+        and this disk is mounted with `discard`) made the next runs' times far more erratic."""
+        for db in self.databases:
+            self.server.drop_db(db)
+        self.databases.clear()
+
+    def _rollback(
+        self, n: int, corpus: Path, vz_db: str, floor_db: str, rollback_sql: Path, reapply_sql: Path
+    ) -> None:
         scenario = f"rollback {ROLLBACK} of {n}"
-        for rep in range(self.plan.reps_slow):
+        for rep in range(self.plan.slow_reps(n)):
             order = [VZ, PSQL] if rep % 2 == 0 else [PSQL, VZ]
             for who in order:
                 self.server.checkpoint()
                 if who == VZ:
-                    s = timed([*self.vz, "down", "--to", str(n - ROLLBACK), "--yes"],
-                              self.env(vz_db, corpus), self.work)
+                    s = timed(
+                        [*self.vz, "down", "--to", str(n - ROLLBACK), "--yes"],
+                        self.env(vz_db, corpus),
+                        self.work,
+                    )
                     left = self.server.count(vz_db, "schema_migrations")
                 else:
                     s = timed(self.psql_file(floor_db, rollback_sql), base_env(), self.work)
                     left = self.server.count(floor_db, FLOOR_TABLE)
                 if left != n - ROLLBACK:
-                    raise BenchError(f"{who}: {left} versions left after rolling back "
-                                     f"{ROLLBACK} of {n}")
+                    raise BenchError(
+                        f"{who}: {left} versions left after rolling back {ROLLBACK} of {n}"
+                    )
                 self.record(scenario, who, s)
-                self.log(f"  {scenario:<22} {who:<24} {secs(s.seconds):>10}  "
-                         f"(CPU {s.cpu_seconds:.2f} s, {s.max_rss_mb:.0f} MB)")
+                self.log(
+                    f"  {scenario:<22} {who:<24} {secs(s.seconds):>10}  "
+                    f"(CPU {s.cpu_seconds:.2f} s, {s.max_rss_mb:.0f} MB)"
+                )
             # Untimed: bring both databases back to "all applied".
             timed([*self.vz, "up"], self.env(vz_db, corpus), self.work)
             timed(self.psql_file(floor_db, reapply_sql), base_env(), self.work)
@@ -478,10 +552,20 @@ class Bench:
         commands: list[tuple[str, str, list[str], dict[str, str], tuple[int, ...]]] = [
             ("--help", VZ, [*self.vz, "--help"], base_env(), (0,)),
             ("--help", CLICK, [sys.executable, "-c", "import click"], base_env(), (0,)),
-            (f"verify ({files} files)", VZ, [*self.vz, "verify", "--dir", str(PROJECT_SQL)],
-             base_env(), (0, 2)),
-            (f"verify ({files} files)", PGLAST,
-             [sys.executable, "-c", PGLAST_FLOOR, str(PROJECT_SQL)], base_env(), (0,)),
+            (
+                f"verify ({files} files)",
+                VZ,
+                [*self.vz, "verify", "--dir", str(PROJECT_SQL)],
+                base_env(),
+                (0, 2),
+            ),
+            (
+                f"verify ({files} files)",
+                PGLAST,
+                [sys.executable, "-c", PGLAST_FLOOR, str(PROJECT_SQL)],
+                base_env(),
+                (0,),
+            ),
         ]
         for rep in range(self.plan.reps_startup):
             k = rep % len(commands)
@@ -489,8 +573,9 @@ class Bench:
                 self.record(scenario, who, timed(argv, env, ROOT, ok))
         for scenario, who, *_ in commands:
             s = self.series(scenario, who)
-            self.log(f"  {scenario:<22} {who:<34} {s.cell():>10}  (CPU {s.cpu:.3f} s, "
-                     f"{s.rss_mb:.0f} MB)")
+            self.log(
+                f"  {scenario:<22} {who:<34} {s.cell():>10}  (CPU {s.cpu:.3f} s, {s.rss_mb:.0f} MB)"
+            )
 
 
 # ---- the report -------------------------------------------------------------------------
@@ -509,45 +594,118 @@ class Target:
 def targets(small: int, large: int, verify: str) -> list[Target]:
     t: list[Target] = []
     for n in (small, large):
-        t.append(Target(f"apply {n} from empty", (f"apply {n}", VZ), (f"apply {n}", PSQL),
-                        "psql floor", 1.10, "≤ 1.10×"))
+        t.append(
+            Target(
+                f"apply {n} from empty",
+                (f"apply {n}", VZ),
+                (f"apply {n}", PSQL),
+                "psql floor",
+                1.10,
+                "≤ 1.10×",
+            )
+        )
     for n in (small, large):
-        t.append(Target(f"roll back the last {ROLLBACK} (N={n})", (f"rollback {ROLLBACK} of {n}",
-                        VZ), (f"rollback {ROLLBACK} of {n}", PSQL), "psql floor", 1.5, "≤ 1.5×"))
+        t.append(
+            Target(
+                f"roll back the last {ROLLBACK} (N={n})",
+                (f"rollback {ROLLBACK} of {n}", VZ),
+                (f"rollback {ROLLBACK} of {n}", PSQL),
+                "psql floor",
+                1.5,
+                "≤ 1.5×",
+            )
+        )
     for what, key in (("`status`", "status"), ("no-op `up`", "up no-op")):
-        t.append(Target(f"{what}, N={small}", (f"{key} {small}", VZ), (f"reads {small}", PY),
-                        "Python floor", 1.3, "≤ 1.3×"))
-        t.append(Target(f"{what}, N={large} vs N={small}", (f"{key} {large}", VZ),
-                        (f"{key} {small}", VZ), f"vezamig at N={small}", 1.15, "≤ 1.15×"))
-        t.append(Target(f"{what}, N={large}", (f"{key} {large}", VZ), (f"reads {large}", PY),
-                        "Python floor", 1.3, "(info)"))
-        t.append(Target(f"{what}, N={small}", (f"{key} {small}", VZ),
-                        (f"reads {small}", PSQL_SELECT), "psql, one SELECT", 0, "(info)"))
-    t.append(Target("`vezamig --help`", ("--help", VZ), ("--help", CLICK),
-                    "`python -c 'import click'`", 1.5, "≤ 1.5×"))
-    t.append(Target(f"`vezamig verify` on sql/ ({verify})", (f"verify ({verify})", VZ),
-                    (f"verify ({verify})", PGLAST), "pglast parse of every file", 0, "(info)"))
+        t.append(
+            Target(
+                f"{what}, N={small}",
+                (f"{key} {small}", VZ),
+                (f"reads {small}", PY),
+                "Python floor",
+                1.3,
+                "≤ 1.3×",
+            )
+        )
+        t.append(
+            Target(
+                f"{what}, N={large} vs N={small}",
+                (f"{key} {large}", VZ),
+                (f"{key} {small}", VZ),
+                f"vezamig at N={small}",
+                1.15,
+                "≤ 1.15×",
+            )
+        )
+        t.append(
+            Target(
+                f"{what}, N={large}",
+                (f"{key} {large}", VZ),
+                (f"reads {large}", PY),
+                "Python floor",
+                1.3,
+                "(info)",
+            )
+        )
+        t.append(
+            Target(
+                f"{what}, N={small}",
+                (f"{key} {small}", VZ),
+                (f"reads {small}", PSQL_SELECT),
+                "psql, one SELECT",
+                0,
+                "(info)",
+            )
+        )
+    t.append(
+        Target(
+            "`vezamig --help`",
+            ("--help", VZ),
+            ("--help", CLICK),
+            "`python -c 'import click'`",
+            1.5,
+            "≤ 1.5×",
+        )
+    )
+    t.append(
+        Target(
+            f"`vezamig verify` on sql/ ({verify})",
+            (f"verify ({verify})", VZ),
+            (f"verify ({verify})", PGLAST),
+            "pglast parse of every file",
+            0,
+            "(info)",
+        )
+    )
     return t
 
 
 def busy_warning(load: list[float]) -> list[str]:
     cpus = os.cpu_count() or 1
-    if max(load) <= cpus:
+    if max(load) <= cpus + 1:  # the benchmark itself keeps about one CPU busy
         return []
-    return [f"- **Warning: the machine was busy** (load average up to {max(load):.1f} on {cpus} "
-            "CPUs): other processes competed for the CPUs and the disk, so wall times and "
-            "ratios are noisy; the client CPU column is steadier. Rerun on a quiet machine "
-            "before drawing conclusions."]
+    return [
+        f"- **Warning: the machine was busy** (load average up to {max(load):.1f} on {cpus} "
+        "CPUs): other processes competed for the CPUs and the disk, so wall times and "
+        "ratios are noisy; the client CPU column is steadier. Rerun on a quiet machine "
+        "before drawing conclusions."
+    ]
 
 
 def revision() -> str:
     """The commit measured, and whether vezamig/ had uncommitted changes."""
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "vezamig"], capture_output=True, text=True,
-                               check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "vezamig"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head} (with uncommitted changes in vezamig/)" if dirty else head
@@ -588,11 +746,20 @@ def paired(bench: Bench, scenario: str) -> str:
     return ", ".join(f"{r:.2f}×" for r in ratios) + f" (median {statistics.median(ratios):.2f}×)"
 
 
-def report(bench: Bench, settings: dict[str, str], started: dt.datetime, elapsed: float,
-           plan: Plan, load: list[float]) -> str:
+def report(
+    bench: Bench,
+    settings: dict[str, str],
+    started: dt.datetime,
+    elapsed: float,
+    plan: Plan,
+    load: list[float],
+) -> str:
     small, large = plan.sizes
-    verify = next(k for k in bench.results if k.startswith("verify (")).removeprefix(
-        "verify (").removesuffix(")")
+    verify = (
+        next(k for k in bench.results if k.startswith("verify ("))
+        .removeprefix("verify (")
+        .removesuffix(")")
+    )
     lines = [
         "# vezamig benchmark (issue 7)",
         "",
@@ -611,7 +778,8 @@ def report(bench: Bench, settings: dict[str, str], started: dt.datetime, elapsed
         + ("GNU time." if GNU_TIME else "wait4 (includes the benchmark's own size)."),
         f"- Migrations: N generated files, each `CREATE TABLE`, `CREATE INDEX` and "
         f"{ROWS_PER_MIGRATION} `INSERT`s; down = `DROP TABLE`.",
-        f"- Repetitions, alternating contenders: {plan.reps_slow} (apply, rollback; a fresh "
+        f"- Repetitions, alternating contenders: {plan.slow_reps(small)} at N={small} and "
+        f"{plan.slow_reps(large)} at N={large} (apply, rollback; a fresh "
         f"database from template0 and a CHECKPOINT before each), {plan.reps_fast} (status, "
         f"no-op up), {plan.reps_startup} (--help, verify). Cells: median [min–max] of wall "
         "time; ratio = vezamig median / floor median; client CPU = median user + system time "
@@ -625,33 +793,51 @@ def report(bench: Bench, settings: dict[str, str], started: dt.datetime, elapsed
         base = bench.series(*t.base)
         ratio = mine.median / base.median
         met = "–" if t.limit_label == "(info)" else "yes" if ratio <= t.limit else "**no**"
-        lines.append(f"| {t.label} | {mine.cell()} | {t.base_label} | {base.cell()} | "
-                     f"{ratio:.2f}× | {t.limit_label} | {met} | "
-                     f"{mine.cpu:.3f} s / {base.cpu:.3f} s |")
+        lines.append(
+            f"| {t.label} | {mine.cell()} | {t.base_label} | {base.cell()} | "
+            f"{ratio:.2f}× | {t.limit_label} | {met} | "
+            f"{mine.cpu:.3f} s / {base.cpu:.3f} s |"
+        )
     rss = bench.series(f"apply {large}", VZ).rss_mb
-    lines.append(f"| peak memory (max RSS), apply {large} | {rss:.0f} MB | psql floor | "
-                 f"{bench.series(f'apply {large}', PSQL).rss_mb:.0f} MB | – | ≤ 80 MB | "
-                 f"{'yes' if rss <= 80 else '**no**'} | |")
-    lines += ["", "Per migration, apply from empty (median / N), and the ratio of each "
-              "repetition's vezamig run to the floor run next to it (less sensitive to load "
-              "that changes during the benchmark):", ""]
+    lines.append(
+        f"| peak memory (max RSS), apply {large} | {rss:.0f} MB | psql floor | "
+        f"{bench.series(f'apply {large}', PSQL).rss_mb:.0f} MB | – | ≤ 80 MB | "
+        f"{'yes' if rss <= 80 else '**no**'} | |"
+    )
+    lines += [
+        "",
+        "Per migration, apply from empty (median / N), and the ratio of each "
+        "repetition's vezamig run to the floor run next to it (less sensitive to load "
+        "that changes during the benchmark):",
+        "",
+    ]
     for n in (small, large):
         vz = bench.series(f"apply {n}", VZ).median / n * 1000
         fl = bench.series(f"apply {n}", PSQL).median / n * 1000
-        lines.append(f"- apply N={n}: vezamig {vz:.2f} ms, psql floor {fl:.2f} ms "
-                     f"({vz - fl:+.2f} ms per migration); paired ratios "
-                     f"{paired(bench, f'apply {n}')}")
+        lines.append(
+            f"- apply N={n}: vezamig {vz:.2f} ms, psql floor {fl:.2f} ms "
+            f"({vz - fl:+.2f} ms per migration); paired ratios "
+            f"{paired(bench, f'apply {n}')}"
+        )
     for n in (small, large):
-        lines.append(f"- roll back {ROLLBACK} of N={n}: paired ratios "
-                     f"{paired(bench, f'rollback {ROLLBACK} of {n}')}")
-    lines += ["", "Every contender: wall time in seconds; the client process's own CPU time "
-              "(user + system, median; excludes the server) and peak RSS:", "",
-              "| scenario | contender | runs | median | min | max | client CPU | max RSS |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"- roll back {ROLLBACK} of N={n}: paired ratios "
+            f"{paired(bench, f'rollback {ROLLBACK} of {n}')}"
+        )
+    lines += [
+        "",
+        "Every contender: wall time in seconds; the client process's own CPU time "
+        "(user + system, median; excludes the server) and peak RSS:",
+        "",
+        "| scenario | contender | runs | median | min | max | client CPU | max RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for scenario, by in bench.results.items():
         for who, s in by.items():
-            lines.append(f"| {scenario} | {who} | {len(s.samples)} | {s.median:.4f} | "
-                         f"{s.low:.4f} | {s.high:.4f} | {s.cpu:.3f} | {s.rss_mb:.0f} MB |")
+            lines.append(
+                f"| {scenario} | {who} | {len(s.samples)} | {s.median:.4f} | "
+                f"{s.low:.4f} | {s.high:.4f} | {s.cpu:.3f} | {s.rss_mb:.0f} MB |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -669,24 +855,42 @@ def workdir() -> Iterator[Path]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true",
-                   help="N = 100 and 400, one repetition of the slow scenarios; prints only")
-    p.add_argument("--sizes", type=int, nargs=2, metavar=("SMALL", "LARGE"),
-                   help="the two history lengths (default 500 2000)")
-    p.add_argument("--reps", type=int, help="repetitions of apply and rollback (default 3)")
-    p.add_argument("--out", type=Path,
-                   help=f"markdown output (default {RESULTS.relative_to(ROOT)}; "
-                        "none with --quick)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="N = 100 and 400, one repetition of the slow scenarios; prints only",
+    )
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        help="the two history lengths (default 500 2000)",
+    )
+    p.add_argument(
+        "--reps",
+        type=int,
+        help="repetitions of apply and rollback at the larger size (default 5; "
+        "the smaller size gets 2 × REPS + 1)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"markdown output (default {RESULTS.relative_to(ROOT)}; none with --quick)",
+    )
     p.add_argument("--pg-bin", metavar="DIR", help="PostgreSQL server binaries")
-    p.add_argument("--no-fsync", action="store_true",
-                   help="diagnosis only: fsync and synchronous_commit off, so the ratios show "
-                        "client-side overhead instead of disk waits; prints only")
+    p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="diagnosis only: fsync and synchronous_commit off, so the ratios show "
+        "client-side overhead instead of disk waits; prints only",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = Plan((100, 400), 1, 3, 5) if args.quick else Plan((500, 2000), 3, 15, 20)
+    plan = Plan((100, 400), 1, 3, 5) if args.quick else Plan((500, 2000), 5, 15, 20)
     if args.sizes:
         plan.sizes = tuple(args.sizes)
     if args.reps:
@@ -697,17 +901,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings_in = dict(FAST_SETTINGS) if args.no_fsync else DURABLE_SETTINGS
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
-    with raise_on_sigterm(), workdir() as work, \
-            ThrowawayCluster(args.pg_bin, settings=settings_in) as cluster:
+    with (
+        raise_on_sigterm(),
+        workdir() as work,
+        ThrowawayCluster(args.pg_bin, settings=settings_in) as cluster,
+    ):
         global PYCACHE
         PYCACHE = work / "pycache"
         load = [os.getloadavg()[0]]
         server = Server(cluster)
         try:
             settings = server.settings()
-            print(f"PostgreSQL {settings['server_version']} in {cluster.host}: fsync="
-                  f"{settings['fsync']}, synchronous_commit={settings['synchronous_commit']}",
-                  flush=True)
+            print(
+                f"PostgreSQL {settings['server_version']} in {cluster.host}: fsync="
+                f"{settings['fsync']}, synchronous_commit={settings['synchronous_commit']}",
+                flush=True,
+            )
             bench = Bench(server, work, plan)
             bench.warm_up()
             for n in plan.sizes:
@@ -715,13 +924,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench.size(n)
             print("status and no-op up, every size alternating", flush=True)
             bench.reads()
+            bench.cleanup()
             print("start-up", flush=True)
             bench.startup()
             load.append(os.getloadavg()[0])
         finally:
             server.close()
-    text = report(bench, settings, started, time.monotonic() - t0, plan,
-                  [load[0], *bench.load, load[-1]])
+    text = report(
+        bench, settings, started, time.monotonic() - t0, plan, [load[0], *bench.load, load[-1]]
+    )
     print()
     print(text)
     if out is not None:

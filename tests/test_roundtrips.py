@@ -26,9 +26,7 @@ from typing import Any
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-# The budget of issue 7 (upper bounds; fewer is always fine). Tests of a bound the code does
-# not meet yet are marked xfail(strict): they start failing the day it is met, so the mark
-# gets removed and the bound guards against regressions from then on.
+# The budget of issue 7 (upper bounds; fewer is always fine).
 #: A plain transactional step (no guard, no lock), however many statements its body has:
 #: BEGIN … body … bookkeeping … COMMIT in one simple-query message.
 PER_STEP = 1
@@ -42,8 +40,6 @@ RUN_OVERHEAD = 4
 STATUS = 2
 #: `up` with nothing pending: the same, plus the run lock and its release.
 NOOP_UP = 4
-
-TODAY = "issue 7 budget not met yet (see /work/notes/bench.md); remove this mark when it is"
 
 _STARTUP_CODES_THEN_STARTUP = (80877103, 80877104)  # SSLRequest, GSSENCRequest
 
@@ -191,13 +187,17 @@ def write_migrations(base: Path, count: int, *, statements: int = 3, guards: int
     header = "".join(f"-- vezamig:guard SELECT {i} > 0\n" for i in range(1, guards + 1))
     for v in range(1, count + 1):
         t = f"t{v:03d}"
-        body = [f"CREATE TABLE {t} (id int PRIMARY KEY, name text);",
-                f"CREATE INDEX {t}_name ON {t} (name);"]
+        body = [
+            f"CREATE TABLE {t} (id int PRIMARY KEY, name text);",
+            f"CREATE INDEX {t}_name ON {t} (name);",
+        ]
         body += [f"INSERT INTO {t} VALUES ({i}, 'row {i}');" for i in range(1, statements - 1)]
         (base / "up" / f"{v:03d}_create_{t}_up.sql").write_text(
-            f"-- create {t}\n{header}" + "\n".join(body) + "\n", encoding="utf-8")
+            f"-- create {t}\n{header}" + "\n".join(body) + "\n", encoding="utf-8"
+        )
         (base / "down" / f"{v:03d}_create_{t}_down.sql").write_text(
-            f"-- drop {t}\n{header}DROP TABLE {t};\n", encoding="utf-8")
+            f"-- drop {t}\n{header}DROP TABLE {t};\n", encoding="utf-8"
+        )
     return base
 
 
@@ -257,14 +257,16 @@ def per_step(short: list[str], long: list[str], extra_steps: int) -> int:
 
 
 def test_round_trips_grow_with_the_steps_run_and_not_with_the_history_length(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     short = vezamig(["up"], make_database(), write_migrations(tmp_path / "short", 3))
     long = vezamig(["up"], make_database(), write_migrations(tmp_path / "long", 13))
     assert per_step(short, long, 10) >= 1
 
 
 def test_status_and_an_up_with_nothing_pending_cost_the_same_for_3_and_13_versions(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     counts: dict[str, list[int]] = {"status": [], "up": []}
     for n in (3, 13):
         folder, dsn = write_migrations(tmp_path / f"n{n}", n), make_database()
@@ -276,19 +278,28 @@ def test_status_and_an_up_with_nothing_pending_cost_the_same_for_3_and_13_versio
 
 
 def test_a_plain_step_is_one_round_trip_however_many_statements_its_body_has(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     for statements in (2, 12):
-        short = vezamig(["up"], make_database(),
-                        write_migrations(tmp_path / f"s{statements}", 2, statements=statements))
-        long = vezamig(["up"], make_database(),
-                       write_migrations(tmp_path / f"l{statements}", 5, statements=statements))
+        short = vezamig(
+            ["up"],
+            make_database(),
+            write_migrations(tmp_path / f"s{statements}", 2, statements=statements),
+        )
+        long = vezamig(
+            ["up"],
+            make_database(),
+            write_migrations(tmp_path / f"l{statements}", 5, statements=statements),
+        )
         steps = per_step(short, long, 3)
-        assert steps <= PER_STEP, f"{steps} round trips per step of {statements} " \
-                                  f"statements:\n{listing(long)}"
+        assert steps <= PER_STEP, (
+            f"{steps} round trips per step of {statements} statements:\n{listing(long)}"
+        )
 
 
 def test_rolling_back_a_plain_step_is_one_round_trip(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     folder, dsn = write_migrations(tmp_path / "sql", 13), make_database()
     vezamig(["up"], dsn, folder)
     one = vezamig(["down", "--to", "12", "--yes"], dsn, folder)
@@ -298,7 +309,8 @@ def test_rolling_back_a_plain_step_is_one_round_trip(
 
 
 def test_a_run_costs_a_few_round_trips_besides_its_steps(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     short = vezamig(["up"], make_database(), write_migrations(tmp_path / "short", 3))
     long = vezamig(["up"], make_database(), write_migrations(tmp_path / "long", 13))
     overhead = len(short) - 3 * per_step(short, long, 10)
@@ -306,7 +318,8 @@ def test_a_run_costs_a_few_round_trips_besides_its_steps(
 
 
 def test_status_and_an_up_with_nothing_pending_are_a_few_round_trips(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     folder, dsn = write_migrations(tmp_path / "sql", 5), make_database()
     vezamig(["up"], dsn, folder)
     status = vezamig(["status"], dsn, folder)
@@ -316,9 +329,9 @@ def test_status_and_an_up_with_nothing_pending_are_a_few_round_trips(
 
 
 def test_each_guard_adds_at_most_two_round_trips_to_its_step(
-        vezamig: Run, make_database: Callable[[], str], tmp_path: Path) -> None:
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
     plain = vezamig(["up"], make_database(), write_migrations(tmp_path / "plain", 4))
-    guarded = vezamig(["up"], make_database(),
-                      write_migrations(tmp_path / "guarded", 4, guards=2))
+    guarded = vezamig(["up"], make_database(), write_migrations(tmp_path / "guarded", 4, guards=2))
     per_guard = (len(guarded) - len(plain)) / 8
     assert 0 < per_guard <= PER_GUARD, f"{per_guard} per guard:\n{listing(guarded)}"
