@@ -733,7 +733,11 @@ def test_ctrl_c_at_the_confirmation_prompt_is_an_interruption_not_a_no(
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "vezamig", "down", "-d", dsn, "--dir", str(tree)],
-        stdin=follower, stdout=follower, stderr=follower, env=cli_env(), close_fds=True,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=cli_env(),
+        close_fds=True,
     )
     os.close(follower)
     seen = b""
@@ -751,16 +755,15 @@ def test_ctrl_c_at_the_confirmation_prompt_is_an_interruption_not_a_no(
     assert len(history(dsn)) == 2
 
 
-def test_schema_qualified_and_bare_table_names_share_one_run_lock(
-    tmp_path: Path, dsn: str
-) -> None:
+def test_schema_qualified_and_bare_table_names_share_one_run_lock(tmp_path: Path, dsn: str) -> None:
     import psycopg
 
     from vezamig.errors import LockBusy
 
-    with psycopg.connect(dsn, autocommit=True) as holder, psycopg.connect(
-        dsn, autocommit=True
-    ) as other:
+    with (
+        psycopg.connect(dsn, autocommit=True) as holder,
+        psycopg.connect(dsn, autocommit=True) as other,
+    ):
         acquire_run_lock(holder, ("schema_migrations",), 0)
         with pytest.raises(LockBusy):
             acquire_run_lock(other, ("public", "schema_migrations"), 0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pytest
 from helpers import (
     CliResult,
     applied_versions,

@@ -46,8 +46,7 @@ def _no_color(flag: bool) -> bool:
 def _output(opts: dict[str, Any]) -> Output:
     from vezamig.output import Output
 
-    return Output(color=not _no_color(opts.get("no_color", False)),
-                  quiet=opts.get("quiet", False))
+    return Output(color=not _no_color(opts.get("no_color", False)), quiet=opts.get("quiet", False))
 
 
 def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
@@ -94,12 +93,15 @@ def _database_error(exc: Exception) -> VezamigError:
 
     text = str(exc).strip()
     if isinstance(exc, psycopg.OperationalError):
-        return ConnectError(f"lost the database connection: {text}",
-                            details=["no step was in progress; run the command again"])
+        return ConnectError(
+            f"lost the database connection: {text}",
+            details=["no step was in progress; run the command again"],
+        )
     return StepFailed(f"database error: {text}")
 
 
 # ---- shared options -----------------------------------------------------------------
+
 
 def _duration(option: str) -> Callable[[click.Context, click.Parameter, Any], int | None]:
     def convert(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
@@ -116,41 +118,86 @@ def _duration(option: str) -> Callable[[click.Context, click.Parameter, Any], in
 
 
 def file_options(fn: F) -> F:
-    for opt in reversed([
-        click.option("--dir", "dir_", envvar="VEZAMIG_DIR", default="sql", show_default=True,
-                     type=click.Path(path_type=Path), help="Folder holding up/ and down/."),
-        click.option("--up-dir", envvar="VEZAMIG_UP_DIR", type=click.Path(path_type=Path),
-                     help="Up folder (default DIR/up)."),
-        click.option("--down-dir", envvar="VEZAMIG_DOWN_DIR", type=click.Path(path_type=Path),
-                     help="Down folder (default DIR/down)."),
-        click.option("--no-color", is_flag=True, help="No colours (also NO_COLOR)."),
-        click.option("--quiet", "-q", is_flag=True, help="Only errors and refusals."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--dir",
+                "dir_",
+                envvar="VEZAMIG_DIR",
+                default="sql",
+                show_default=True,
+                type=click.Path(path_type=Path),
+                help="Folder holding up/ and down/.",
+            ),
+            click.option(
+                "--up-dir",
+                envvar="VEZAMIG_UP_DIR",
+                type=click.Path(path_type=Path),
+                help="Up folder (default DIR/up).",
+            ),
+            click.option(
+                "--down-dir",
+                envvar="VEZAMIG_DOWN_DIR",
+                type=click.Path(path_type=Path),
+                help="Down folder (default DIR/down).",
+            ),
+            click.option("--no-color", is_flag=True, help="No colours (also NO_COLOR)."),
+            click.option("--quiet", "-q", is_flag=True, help="Only errors and refusals."),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
 
 def db_options(fn: F) -> F:
     fn = file_options(fn)
-    for opt in reversed([
-        click.option("--database-url", "-d", envvar="DATABASE_URL", metavar="URL",
-                     help="postgresql://… or key=value conninfo (env DATABASE_URL); "
-                          "default: libpq's PGHOST, PGDATABASE, ~/.pgpass, services."),
-        click.option("--table", envvar="VEZAMIG_TABLE", default="schema_migrations",
-                     show_default=True, help="Tracking table, may be schema.table."),
-        click.option("--lock-timeout", default="5s", show_default=True,
-                     callback=_duration("--lock-timeout"),
-                     help="PostgreSQL lock_timeout for each step (0 = none)."),
-        click.option("--lock-retries", default=3, show_default=True,
-                     type=click.IntRange(min=0),
-                     help="Retries of a step that hit the lock timeout."),
-        click.option("--statement-timeout", default="0", show_default="none",
-                     callback=_duration("--statement-timeout"),
-                     help="PostgreSQL statement_timeout for each step."),
-        click.option("--lock-wait", default="60s", show_default=True,
-                     callback=_duration("--lock-wait"),
-                     help="How long to wait for another vezamig run."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--database-url",
+                "-d",
+                envvar="DATABASE_URL",
+                metavar="URL",
+                help="postgresql://… or key=value conninfo (env DATABASE_URL); "
+                "default: libpq's PGHOST, PGDATABASE, ~/.pgpass, services.",
+            ),
+            click.option(
+                "--table",
+                envvar="VEZAMIG_TABLE",
+                default="schema_migrations",
+                show_default=True,
+                help="Tracking table, may be schema.table.",
+            ),
+            click.option(
+                "--lock-timeout",
+                default="5s",
+                show_default=True,
+                callback=_duration("--lock-timeout"),
+                help="PostgreSQL lock_timeout for each step (0 = none).",
+            ),
+            click.option(
+                "--lock-retries",
+                default=3,
+                show_default=True,
+                type=click.IntRange(min=0),
+                help="Retries of a step that hit the lock timeout.",
+            ),
+            click.option(
+                "--statement-timeout",
+                default="0",
+                show_default="none",
+                callback=_duration("--statement-timeout"),
+                help="PostgreSQL statement_timeout for each step.",
+            ),
+            click.option(
+                "--lock-wait",
+                default="60s",
+                show_default=True,
+                callback=_duration("--lock-wait"),
+                help="How long to wait for another vezamig run.",
+            ),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
@@ -184,8 +231,9 @@ def load_migrations(cfg: Config, *, check_directives: bool) -> list[Migration]:
 
 
 @contextmanager
-def open_runner(cfg: Config, migrations: list[Migration], out: Output | None,
-                *, writing: bool = True) -> Iterator[Runner]:
+def open_runner(
+    cfg: Config, migrations: list[Migration], out: Output | None, *, writing: bool = True
+) -> Iterator[Runner]:
     from vezamig.db import connect
     from vezamig.runner import Runner
 
@@ -205,6 +253,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 # ---- commands -------------------------------------------------------------------------
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="vezamig")
 def cli() -> None:
@@ -218,11 +267,19 @@ def cli() -> None:
 
 @cli.command()
 @db_options
-@click.option("--to", "to", type=click.IntRange(min=0), metavar="V",
-              help="Apply pending versions up to and including V.")
+@click.option(
+    "--to",
+    "to",
+    type=click.IntRange(min=0),
+    metavar="V",
+    help="Apply pending versions up to and including V.",
+)
 @click.option("--dry-run", is_flag=True, help="Show the plan and guard results; change nothing.")
-@click.option("--allow-out-of-order", is_flag=True,
-              help="Also apply pending versions below the highest applied one.")
+@click.option(
+    "--allow-out-of-order",
+    is_flag=True,
+    help="Also apply pending versions below the highest applied one.",
+)
 @handle_errors
 def up(**opts: Any) -> None:
     """Apply pending migrations, ascending, one transaction each."""
@@ -242,16 +299,18 @@ def up(**opts: Any) -> None:
             out.summary(result.results, "up", current)
 
 
-def _dry_run(runner: Runner, out: Output, direction: str, to: int | None,
-             allow_out_of_order: bool = False) -> None:
+def _dry_run(
+    runner: Runner, out: Output, direction: str, to: int | None, allow_out_of_order: bool = False
+) -> None:
     plan = runner.plan(direction, to, allow_out_of_order)
     guards = runner.evaluate_guards(plan) if not plan.refusals else {}
     out.plan(plan, guards, dry_run=True)
     failing = [g for results in guards.values() for g in results if not g.passed]
     reasons = list(plan.refusals)
     for g in failing:
-        reasons.append(f"guard (line {g.guard.line}) would refuse now: {g.guard.query} "
-                       f"returned {g.returned}")
+        reasons.append(
+            f"guard (line {g.guard.line}) would refuse now: {g.guard.query} returned {g.returned}"
+        )
     if reasons:
         raise Refused(f"dry run: the real `{direction}` would be refused now", details=reasons)
     out.line("dry run: nothing was changed")
@@ -259,8 +318,13 @@ def _dry_run(runner: Runner, out: Output, direction: str, to: int | None,
 
 @cli.command()
 @db_options
-@click.option("--to", "to", type=click.IntRange(min=0), metavar="V",
-              help="Roll back every applied version above V (V stays applied; 0 = all).")
+@click.option(
+    "--to",
+    "to",
+    type=click.IntRange(min=0),
+    metavar="V",
+    help="Roll back every applied version above V (V stays applied; 0 = all).",
+)
 @click.option("--dry-run", is_flag=True, help="Show the plan and guard results; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
@@ -292,8 +356,9 @@ def confirm(yes: bool, question: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise Refused("no confirmation: stdin is not a terminal; pass --yes to proceed "
-                      "without asking")
+        raise Refused(
+            "no confirmation: stdin is not a terminal; pass --yes to proceed without asking"
+        )
     # Read the line ourselves: click.prompt turns Ctrl-C into a plain "no" (exit 3),
     # an operator's Ctrl-C must stay an interruption (exit 130).
     click.echo(f"{question} [y/N] ", err=True, nl=False)
@@ -305,8 +370,7 @@ def confirm(yes: bool, question: str) -> None:
 @cli.command()
 @db_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--exit-code", is_flag=True,
-              help="Exit 3 unless every version is applied.")
+@click.option("--exit-code", is_flag=True, help="Exit 3 unless every version is applied.")
 @handle_errors
 def status(**opts: Any) -> None:
     """Every version known from files or database, with its state. Read-only."""
@@ -333,20 +397,26 @@ def status_json(info: Any, cfg: Config, rows: list[Any]) -> dict[str, Any]:
     migrations = []
     for r in rows:
         a = r.applied
-        migrations.append({
-            "version": r.version,
-            "name": r.name,
-            "state": r.state,
-            "reversible": r.reversible,
-            "applied_at": a.applied_at.isoformat() if a else None,
-            "applied_by": a.applied_by if a else None,
-            "duration_ms": a.duration_ms if a else None,
-            "checksum": r.migration.checksum if r.migration else (a.checksum if a else None),
-            "applied_checksum": a.checksum if a else None,
-        })
+        migrations.append(
+            {
+                "version": r.version,
+                "name": r.name,
+                "state": r.state,
+                "reversible": r.reversible,
+                "applied_at": a.applied_at.isoformat() if a else None,
+                "applied_by": a.applied_by if a else None,
+                "duration_ms": a.duration_ms if a else None,
+                "checksum": r.migration.checksum if r.migration else (a.checksum if a else None),
+                "applied_checksum": a.checksum if a else None,
+            }
+        )
     return {
-        "database": {"host": info.host, "port": info.port, "dbname": info.dbname,
-                     "user": info.user},
+        "database": {
+            "host": info.host,
+            "port": info.port,
+            "dbname": info.dbname,
+            "user": info.user,
+        },
         "table": cfg.table_label,
         "current_version": current,
         "pending": sum(1 for r in rows if r.state in ("pending", "out-of-order")),
@@ -365,6 +435,7 @@ def main() -> None:
 
 # ---- operations (SPEC §5 [ops]) ---------------------------------------------------------
 
+
 @cli.command()
 @file_options
 @click.option("--strict", is_flag=True, help="Treat lint warnings as errors (exit 2).")
@@ -381,10 +452,15 @@ def verify(**opts: Any) -> None:
         out.warn(("error: " if opts["strict"] else "warning: ") + w)
     problems = report.problems + (report.warnings if opts["strict"] else [])
     if problems:
-        raise LayoutError(f"verify: {len(problems)} problem(s) in {report.files} file(s)",
-                          details=report.problems + (
-                              [f"{len(report.warnings)} lint finding(s) above (--strict)"]
-                              if opts["strict"] and report.warnings else []))
+        raise LayoutError(
+            f"verify: {len(problems)} problem(s) in {report.files} file(s)",
+            details=report.problems
+            + (
+                [f"{len(report.warnings)} lint finding(s) above (--strict)"]
+                if opts["strict"] and report.warnings
+                else []
+            ),
+        )
     suffix = f", {len(report.warnings)} warning(s)" if report.warnings else ""
     out.line(f"verified {report.files} file(s): no problems{suffix}")
 
@@ -410,8 +486,14 @@ def new(**opts: Any) -> None:
 
 @cli.command()
 @db_options
-@click.option("--version", "version", type=click.IntRange(min=1), required=True, metavar="V",
-              help="Record every up file up to V as applied, without running it.")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    required=True,
+    metavar="V",
+    help="Record every up file up to V as applied, without running it.",
+)
 @handle_errors
 def baseline(**opts: Any) -> None:
     """Adopt an existing database: record versions up to V as applied without running them."""
@@ -422,24 +504,37 @@ def baseline(**opts: Any) -> None:
     migrations = load_migrations(cfg, check_directives=False)
     with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_baseline(runner, opts["version"])
-        out.line(f"baseline: record {len(changes)} version(s) up to {opts['version']} as "
-                 "applied without running them", style="bold")
+        out.line(
+            f"baseline: record {len(changes)} version(s) up to {opts['version']} as "
+            "applied without running them",
+            style="bold",
+        )
         for c in changes[:5]:
             out.line(f"  {c}")
         if len(changes) > 5:
             out.line(f"  … {len(changes) - 5} more, up to {changes[-1].version}")
         apply_baseline(runner, changes)
-        out.line(f"recorded {len(changes)} version(s); current version {changes[-1].version}",
-                 style="bold green")
+        out.line(
+            f"recorded {len(changes)} version(s); current version {changes[-1].version}",
+            style="bold green",
+        )
 
 
 @cli.command()
 @db_options
 @click.option("--checksums", is_flag=True, help="Re-record checksums of modified versions.")
-@click.option("--applied", type=click.IntRange(min=1), metavar="V",
-              help="A dirty version is in fact applied: mark it clean.")
-@click.option("--rolled-back", type=click.IntRange(min=1), metavar="V",
-              help="A dirty version is in fact not applied: remove its record.")
+@click.option(
+    "--applied",
+    type=click.IntRange(min=1),
+    metavar="V",
+    help="A dirty version is in fact applied: mark it clean.",
+)
+@click.option(
+    "--rolled-back",
+    type=click.IntRange(min=1),
+    metavar="V",
+    help="A dirty version is in fact not applied: remove its record.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
 def repair(**opts: Any) -> None:
@@ -453,15 +548,25 @@ def repair(**opts: Any) -> None:
     out = _output(opts)
     migrations = load_migrations(cfg, check_directives=False)
     with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
-        changes = plan_repair(runner, runner.status(), checksums=opts["checksums"],
-                              applied=opts["applied"], rolled_back=opts["rolled_back"])
-        out.line("repair: change the tracking table only (the schema is not touched):",
-                 style="bold")
+        changes = plan_repair(
+            runner,
+            runner.status(),
+            checksums=opts["checksums"],
+            applied=opts["applied"],
+            rolled_back=opts["rolled_back"],
+        )
+        out.line(
+            "repair: change the tracking table only (the schema is not touched):", style="bold"
+        )
         for c in changes:
             out.line(f"  {c}")
         confirm(opts["yes"], "Record this repair?")
-        apply_repair(runner, changes, checksums=opts["checksums"],
-                     rolled_back=opts["rolled_back"] is not None)
+        apply_repair(
+            runner,
+            changes,
+            checksums=opts["checksums"],
+            rolled_back=opts["rolled_back"] is not None,
+        )
         out.line(f"repaired {len(changes)} version(s)", style="bold green")
 
 
@@ -483,12 +588,20 @@ def history(**opts: Any) -> None:
 
 @cli.command()
 @db_options
-@click.option("--from", "first", type=click.IntRange(min=1), metavar="V",
-              help="Check versions from V on (lower ones are only applied).")
-@click.option("--to", "last", type=click.IntRange(min=1), metavar="V",
-              help="Stop after version V.")
-@click.option("--pg-bin", metavar="DIR", help="PostgreSQL server binaries for the throwaway "
-              "cluster (default: PATH, pg_config --bindir, /usr/lib/postgresql/*/bin).")
+@click.option(
+    "--from",
+    "first",
+    type=click.IntRange(min=1),
+    metavar="V",
+    help="Check versions from V on (lower ones are only applied).",
+)
+@click.option("--to", "last", type=click.IntRange(min=1), metavar="V", help="Stop after version V.")
+@click.option(
+    "--pg-bin",
+    metavar="DIR",
+    help="PostgreSQL server binaries for the throwaway "
+    "cluster (default: PATH, pg_config --bindir, /usr/lib/postgresql/*/bin).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @handle_errors
 def roundtrip(**opts: Any) -> None:
@@ -516,8 +629,13 @@ def roundtrip(**opts: Any) -> None:
         try:
             require_empty(conn)
             report = run_roundtrip(
-                conn, cfg, migrations, first=opts["first"], last=opts["last"],
-                progress=None if opts["as_json"] else out.roundtrip_progress)
+                conn,
+                cfg,
+                migrations,
+                first=opts["first"],
+                last=opts["last"],
+                progress=None if opts["as_json"] else out.roundtrip_progress,
+            )
         finally:
             conn.close()
     if opts["as_json"]:

@@ -6,7 +6,6 @@ touch a database (``--help``, ``verify``, ``new``) start without it.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import os
 import re
@@ -31,7 +30,8 @@ _LOCK_CLASS = 0x767A6D67  # fits a signed int4
 # Linear time: a scheme starts only at a word boundary and nothing backtracks, so an
 # error quoting a 50 KB line of SQL is redacted in microseconds, not minutes.
 _URL_PASSWORD_RE = re.compile(
-    r"(?P<pre>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^:/@\s]*+:)(?P<pw>[^@/\s]*+)(?=@)", re.I)
+    r"(?P<pre>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^:/@\s]*+:)(?P<pw>[^@/\s]*+)(?=@)", re.I
+)
 _KV_PASSWORD_RE = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 
@@ -62,8 +62,9 @@ def os_identity() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
-def connect(conninfo: str | None, application: str = "vezamig", *, writing: bool = True
-            ) -> Connection:
+def connect(
+    conninfo: str | None, application: str = "vezamig", *, writing: bool = True
+) -> Connection:
     """Autocommit connection: every step opens its own transaction explicitly.
 
     ``writing``: set up what a run that changes the database needs; read-only
@@ -92,15 +93,22 @@ def connect(conninfo: str | None, application: str = "vezamig", *, writing: bool
         # - A step we report as applied must survive a server crash: with
         #   synchronous_commit off the crash could silently undo it (and its record).
         #   Other values are kept.
-        check = ("SET client_connection_check_interval = '1s'; "
-                 if conn.info.server_version >= 140000 else "")
+        check = (
+            "SET client_connection_check_interval = '1s'; "
+            if conn.info.server_version >= 140000
+            else ""
+        )
         try:
-            conn.execute(check + "SELECT set_config('synchronous_commit', 'on', false)"
-                         " WHERE current_setting('synchronous_commit') = 'off'")
+            conn.execute(
+                check + "SELECT set_config('synchronous_commit', 'on', false)"
+                " WHERE current_setting('synchronous_commit') = 'off'"
+            )
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
             # a platform that cannot poll sockets: keep the durability setting anyway
-            conn.execute("SELECT set_config('synchronous_commit', 'on', false)"
-                         " WHERE current_setting('synchronous_commit') = 'off'")
+            conn.execute(
+                "SELECT set_config('synchronous_commit', 'on', false)"
+                " WHERE current_setting('synchronous_commit') = 'off'"
+            )
     return conn
 
 
@@ -154,7 +162,10 @@ def lock_holder(conn: Connection, table: tuple[str, ...]) -> str:
     if row is None:
         return "another session (it has just released the lock or is not visible to you)"
     pid, app, client, user, since = row
-    return f"pid {pid}, application {app or '?'}, user {user}, client {client}, connected since {since}"
+    return (
+        f"pid {pid}, application {app or '?'}, user {user}, client {client}, "
+        f"connected since {since}"
+    )
 
 
 def acquire_run_lock(

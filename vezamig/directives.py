@@ -77,8 +77,10 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         where = f"{label}:{comment.line}"
         if name == "guard":
             if not args:
-                problems.append(f"{where}: `vezamig:guard` needs a query, e.g. "
-                                "`-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)`")
+                problems.append(
+                    f"{where}: `vezamig:guard` needs a query, e.g. "
+                    "`-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)`"
+                )
                 continue
             problem = _check_guard_query(args)
             if problem:
@@ -112,12 +114,12 @@ def _is_directive(comment: Comment) -> bool:
 
 
 def _name(comment: Comment) -> str:
-    rest = comment.text.strip()[len(PREFIX):]
+    rest = comment.text.strip()[len(PREFIX) :]
     return rest.split(None, 1)[0] if rest and not rest[0].isspace() else ""
 
 
 def _args(comment: Comment) -> str:
-    rest = comment.text.strip()[len(PREFIX):]
+    rest = comment.text.strip()[len(PREFIX) :]
     parts = rest.split(None, 1)
     return parts[1].strip() if len(parts) == 2 and rest and not rest[0].isspace() else ""
 

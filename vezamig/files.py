@@ -91,8 +91,9 @@ def read_sql(path: Path) -> tuple[SqlFile | None, str | None]:
     return SqlFile(path, text.replace("\r\n", "\n"), checksum_of(data)), None
 
 
-def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str],
-          shared: bool = False) -> dict[int, tuple[str, Path]]:
+def _scan(
+    folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str], shared: bool = False
+) -> dict[int, tuple[str, Path]]:
     """``shared``: up and down files live in one folder, each scan takes its own kind."""
     found: dict[int, tuple[str, Path]] = {}
     if not folder.is_dir():
@@ -108,9 +109,7 @@ def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str]
             continue
         m = pattern.match(name)
         if kind == "up" and is_down:
-            problems.append(
-                f"{path}: a down file in the up folder; move it to the down folder"
-            )
+            problems.append(f"{path}: a down file in the up folder; move it to the down folder")
             continue
         if not m:
             example = "NNN_name_up.sql" if kind == "up" else "NNN_name_down.sql"
@@ -122,12 +121,13 @@ def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str]
             continue
         version = int(m["version"])
         if version == 0:
-            problems.append(f"{path}: version 0 is reserved for \"nothing applied\"; "
-                            "start at 1")
+            problems.append(f'{path}: version 0 is reserved for "nothing applied"; start at 1')
             continue
         if version > _MAX_VERSION:
-            problems.append(f"{path}: version {version} is larger than the tracking table's "
-                            f"bigint allows ({_MAX_VERSION}); use a shorter number")
+            problems.append(
+                f"{path}: version {version} is larger than the tracking table's "
+                f"bigint allows ({_MAX_VERSION}); use a shorter number"
+            )
             continue
         if version in found:
             problems.append(
@@ -139,14 +139,14 @@ def _scan(folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str]
     return found
 
 
-def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False
-             ) -> list[Migration]:
+def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False) -> list[Migration]:
     """Return migrations ascending by version, or raise LayoutError listing every problem."""
     if not up_dir.is_dir():
         raise LayoutError(
             f"migration folder {up_dir} does not exist",
-            details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, "
-                     "or set VEZAMIG_DIR"],
+            details=[
+                "pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, or set VEZAMIG_DIR"
+            ],
         )
     migrations, problems = collect(up_dir, down_dir)
     if check_directives:

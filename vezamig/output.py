@@ -48,8 +48,9 @@ class _Rich:
         # No colour means no escape codes at all (bold and dim too), as NO_COLOR asks.
         system: Literal["auto"] | None = "auto" if color else None
         self.file = file
-        self.console: Console = Console(file=file, no_color=not color, highlight=False,
-                                        color_system=system, emoji=False)
+        self.console: Console = Console(
+            file=file, no_color=not color, highlight=False, color_system=system, emoji=False
+        )
 
     def write(self, *parts: Part | str, end: str = "\n") -> None:
         from rich.text import Text
@@ -60,8 +61,14 @@ class _Rich:
 def _stream(file: TextIO, color: bool) -> _Plain | _Rich:
     return _Rich(file, color) if file.isatty() else _Plain(file)
 
-RESULT_STYLE = {"pass": "green", "fail": "bold red", "irreversible": "cyan",
-                "skipped": "dim", "not run": "dim"}
+
+RESULT_STYLE = {
+    "pass": "green",
+    "fail": "bold red",
+    "irreversible": "cyan",
+    "skipped": "dim",
+    "not run": "dim",
+}
 STATE_STYLE = {
     "applied": "green",
     "pending": "yellow",
@@ -75,8 +82,14 @@ STATE_STYLE = {
 class Output:
     """Human output to stdout, errors to stderr; also a runner Reporter."""
 
-    def __init__(self, *, color: bool = True, quiet: bool = False,
-                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        color: bool = True,
+        quiet: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
         out = stdout or sys.stdout
         err = stderr or sys.stderr
         self.rich = out.isatty()
@@ -107,8 +120,9 @@ class Output:
     def status(self, info: DatabaseInfo, table: str, rows: Sequence[StatusRow]) -> None:
         current = max((r.version for r in rows if r.applied is not None), default=0)
         pending = sum(1 for r in rows if r.state in ("pending", "out-of-order"))
-        self.line(f"database {info} · table {table} · current version {current} · "
-                  f"{pending} pending")
+        self.line(
+            f"database {info} · table {table} · current version {current} · {pending} pending"
+        )
         if not rows:
             self.line("no migrations found and none recorded")
             return
@@ -121,24 +135,36 @@ class Output:
                 t.add_column(col, justify="right" if col in ("version", "ms") else "left")
             for r in rows:
                 a = r.applied
-                t.add_row(str(r.version), r.name, Text(r.state, style=STATE_STYLE[r.state]),
-                          "yes" if r.reversible else "no",
-                          a.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if a else "",
-                          str(a.duration_ms) if a else "")
+                t.add_row(
+                    str(r.version),
+                    r.name,
+                    Text(r.state, style=STATE_STYLE[r.state]),
+                    "yes" if r.reversible else "no",
+                    a.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if a else "",
+                    str(a.duration_ms) if a else "",
+                )
             self.out.console.print(t)
         else:
             width = max(len(r.name) for r in rows)
             for r in rows:
                 a = r.applied
                 applied = a.applied_at.isoformat(timespec="seconds") if a else "-"
-                self.out.write(f"{r.version:>6}  {r.name:<{width}}  {r.state:<12}  "
-                               f"{'reversible' if r.reversible else 'irreversible':<12}  "
-                               f"{applied}")
+                self.out.write(
+                    f"{r.version:>6}  {r.name:<{width}}  {r.state:<12}  "
+                    f"{'reversible' if r.reversible else 'irreversible':<12}  "
+                    f"{applied}"
+                )
 
     # ---- plan ---------------------------------------------------------------------
 
-    def plan(self, plan: Plan, guards: dict[tuple[int, str], list[GuardResult]] | None = None,
-             *, dry_run: bool = False, force: bool = False) -> None:
+    def plan(
+        self,
+        plan: Plan,
+        guards: dict[tuple[int, str], list[GuardResult]] | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> None:
         if force and self.quiet:
             self.quiet = False
             try:
@@ -151,21 +177,31 @@ class Output:
             self.line(f"{title}nothing to " + ("apply" if plan.direction == "up" else "roll back"))
             return
         if plan.direction == "down":
-            stays = ("nothing stays applied (every version is rolled back)" if plan.stays == 0
-                     else f"{plan.stays} stays applied")
-            self.line(f"{title}roll back {len(plan.steps)} version(s), from {plan.current}; "
-                      f"{stays}", style="bold")
+            stays = (
+                "nothing stays applied (every version is rolled back)"
+                if plan.stays == 0
+                else f"{plan.stays} stays applied"
+            )
+            self.line(
+                f"{title}roll back {len(plan.steps)} version(s), from {plan.current}; {stays}",
+                style="bold",
+            )
         else:
             target = f" up to {plan.target}" if plan.target is not None else ""
-            self.line(f"{title}apply {len(plan.steps)} pending version(s){target}; current "
-                      f"version {plan.current}", style="bold")
+            self.line(
+                f"{title}apply {len(plan.steps)} pending version(s){target}; current "
+                f"version {plan.current}",
+                style="bold",
+            )
         for step in plan.steps:
             self._plan_step(step, (guards or {}).get((step.version, step.direction)))
 
     def _plan_step(self, step: Step, results: list[GuardResult] | None) -> None:
         d = step.directives
-        self.line(f"  {step.direction:<4} {step.version} {step.migration.name}  "
-                  f"[{step.mode}]  {step.file.path}")
+        self.line(
+            f"  {step.direction:<4} {step.version} {step.migration.name}  "
+            f"[{step.mode}]  {step.file.path}"
+        )
         for lock in d.locks:
             names = ", ".join(".".join(t) for t in lock.tables)
             self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
@@ -182,16 +218,19 @@ class Output:
 
     def step_started(self, step: Step) -> None:
         if not self.quiet and self.rich:
-            self.out.write((f"  {step.direction:<4} {step.version} {step.migration.name} …",
-                            "dim"), end="\r")
+            self.out.write(
+                (f"  {step.direction:<4} {step.version} {step.migration.name} …", "dim"), end="\r"
+            )
 
     def step_finished(self, result: StepResult) -> None:
         if self.quiet:
             return
         mark = "✓" if self.rich else "ok"
-        self.out.write((f"  {mark} ", "green"),
-                       f"{result.direction:<4} {result.version} {result.name}  ",
-                       (f"{result.duration_ms} ms", "dim"))
+        self.out.write(
+            (f"  {mark} ", "green"),
+            f"{result.direction:<4} {result.version} {result.name}  ",
+            (f"{result.duration_ms} ms", "dim"),
+        )
 
     def summary(self, results: Sequence[StepResult], direction: str, current: int) -> None:
         if not results:
@@ -199,8 +238,10 @@ class Output:
             return
         total = sum(r.duration_ms for r in results)
         verb = "applied" if direction == "up" else "rolled back"
-        self.line(f"{verb} {len(results)} version(s) in {total} ms; current version {current}",
-                  style="bold green")
+        self.line(
+            f"{verb} {len(results)} version(s) in {total} ms; current version {current}",
+            style="bold green",
+        )
 
     # ---- history ------------------------------------------------------------------
 
@@ -213,16 +254,31 @@ class Output:
             from rich.text import Text
 
             t = Table(show_edge=False, header_style="bold")
-            for col in ("id", "when", "version", "name", "direction", "outcome", "ms", "who",
-                        "message"):
+            for col in (
+                "id",
+                "when",
+                "version",
+                "name",
+                "direction",
+                "outcome",
+                "ms",
+                "who",
+                "message",
+            ):
                 t.add_column(col, overflow="fold")
             for r in rows:
                 style = {"ok": "green", "failed": "red", "refused": "yellow"}[r.outcome]
-                t.add_row(str(r.id), r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                          str(r.version if r.version is not None else ""), r.name or "",
-                          r.direction, Text(r.outcome, style=style),
-                          str(r.duration_ms if r.duration_ms is not None else ""),
-                          f"{r.db_user} ({r.os_user}@{r.host})", r.message or "")
+                t.add_row(
+                    str(r.id),
+                    r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    str(r.version if r.version is not None else ""),
+                    r.name or "",
+                    r.direction,
+                    Text(r.outcome, style=style),
+                    str(r.duration_ms if r.duration_ms is not None else ""),
+                    f"{r.db_user} ({r.os_user}@{r.host})",
+                    r.message or "",
+                )
             self.out.console.print(t)
         else:
             for r in rows:
@@ -230,15 +286,19 @@ class Output:
                 self.out.file.write(
                     f"{r.id}\t{r.started_at.isoformat(timespec='seconds')}\t{r.version}\t"
                     f"{r.name}\t{r.direction}\t{r.outcome}\t{r.duration_ms}\t{r.db_user}\t"
-                    f"{r.os_user}@{r.host}\t{r.message or ''}\n")
+                    f"{r.os_user}@{r.host}\t{r.message or ''}\n"
+                )
 
     # ---- roundtrip ------------------------------------------------------------------
 
     def roundtrip_progress(self, v: VersionReport) -> None:
         if self.quiet:
             return
-        self.out.write((f"  {v.result:<12}", RESULT_STYLE.get(v.result, "")),
-                       f" {v.version} {v.name}  ", (f"{v.duration_ms} ms", "dim"))
+        self.out.write(
+            (f"  {v.result:<12}", RESULT_STYLE.get(v.result, "")),
+            f" {v.version} {v.name}  ",
+            (f"{v.duration_ms} ms", "dim"),
+        )
         for p in v.problems:
             self.out.write(("      " + p, "red"))
 
@@ -251,13 +311,20 @@ class Output:
             for col in ("version", "name", "result", "ms"):
                 t.add_column(col, justify="right" if col in ("version", "ms") else "left")
             for v in report.versions:
-                t.add_row(str(v.version), v.name,
-                          Text(v.result, style=RESULT_STYLE.get(v.result, "")),
-                          str(v.duration_ms))
+                t.add_row(
+                    str(v.version),
+                    v.name,
+                    Text(v.result, style=RESULT_STYLE.get(v.result, "")),
+                    str(v.duration_ms),
+                )
             self.out.console.print(t)
         style = "bold green" if report.ok else "bold red"
-        extra = "".join(f", {report.count(r)} {r}" for r in ("skipped", "not run")
-                        if report.count(r))
-        self.line(f"roundtrip: {report.count('pass')} passed, {report.count('fail')} failed, "
-                  f"{report.count('irreversible')} irreversible (applied, not reversible)"
-                  f"{extra}", style=style)
+        extra = "".join(
+            f", {report.count(r)} {r}" for r in ("skipped", "not run") if report.count(r)
+        )
+        self.line(
+            f"roundtrip: {report.count('pass')} passed, {report.count('fail')} failed, "
+            f"{report.count('irreversible')} irreversible (applied, not reversible)"
+            f"{extra}",
+            style=style,
+        )

@@ -141,20 +141,19 @@ def plan_down(rows: list[StatusRow], to: int | None) -> Plan:
             f"--to {to}: version {to} is not applied; give 0 (roll back everything) or an "
             "applied version (see `vezamig status`)"
         )
-    if to is None:
-        chosen = applied[-1:]  # the latest applied version
-    else:
-        chosen = [r for r in applied if r.version > to]
+    # Without --to: only the latest applied version.
+    chosen = applied[-1:] if to is None else [r for r in applied if r.version > to]
     chosen = sorted(chosen, key=lambda r: r.version, reverse=True)
     refusals = _drift_refusals(rows)
     irreversible = [r for r in chosen if r.migration is None or not r.migration.reversible]
     if irreversible:
         listed = ", ".join(f"{r.version} ({r.name})" for r in irreversible)
-        refusals.append(
-            f"irreversible: no down file for {listed}; nothing was rolled back"
-        )
-    steps = [Step(r.migration, "down") for r in chosen
-             if r.migration is not None and r.migration.reversible]
+        refusals.append(f"irreversible: no down file for {listed}; nothing was rolled back")
+    steps = [
+        Step(r.migration, "down")
+        for r in chosen
+        if r.migration is not None and r.migration.reversible
+    ]
     chosen_versions = {r.version for r in chosen}
     remaining = [r.version for r in applied if r.version not in chosen_versions]
     stays = max(remaining, default=0)

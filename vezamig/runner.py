@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -48,10 +48,17 @@ _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_g
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
 _TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare)\b", re.I)
-_ENDS_TRANSACTION = frozenset({
-    "TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
-    "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED",
-})
+_ENDS_TRANSACTION = frozenset(
+    {
+        "TRANS_STMT_BEGIN",
+        "TRANS_STMT_START",
+        "TRANS_STMT_COMMIT",
+        "TRANS_STMT_ROLLBACK",
+        "TRANS_STMT_PREPARE",
+        "TRANS_STMT_COMMIT_PREPARED",
+        "TRANS_STMT_ROLLBACK_PREPARED",
+    }
+)
 
 
 class Reporter(Protocol):
@@ -91,7 +98,9 @@ class StepResult:
     message: str = ""
 
     def __str__(self) -> str:
-        return f"{self.direction} {self.version} {self.name}: {self.outcome} ({self.duration_ms} ms)"
+        return (
+            f"{self.direction} {self.version} {self.name}: {self.outcome} ({self.duration_ms} ms)"
+        )
 
 
 @dataclass
@@ -134,14 +143,18 @@ def transaction_control_problems(step: Step) -> list[str]:
     problems: list[str] = []
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt
-        if (isinstance(stmt, ast.TransactionStmt) and stmt.kind is not None
-                and TransactionStmtKind(stmt.kind).name in _ENDS_TRANSACTION):
+        if (
+            isinstance(stmt, ast.TransactionStmt)
+            and stmt.kind is not None
+            and TransactionStmtKind(stmt.kind).name in _ENDS_TRANSACTION
+        ):
             words = " ".join(statement.text.split()[:2]).upper()
             problems.append(
                 f"{step.file.path}:{statement.line}: `{words}` would end the step's "
                 "transaction before vezamig records it; remove BEGIN/COMMIT/ROLLBACK "
                 "(each step already runs in its own transaction; use "
-                "`-- vezamig:no-transaction` for statements that cannot)")
+                "`-- vezamig:no-transaction` for statements that cannot)"
+            )
     return problems
 
 
@@ -158,15 +171,21 @@ class _CountingCursor(psycopg.Cursor[Any]):
 
     def _check_results(self, results: list[PGresult]) -> None:
         self.completed = next(
-            (i for i, r in enumerate(results) if r.status == ExecStatus.FATAL_ERROR), None)
+            (i for i, r in enumerate(results) if r.status == ExecStatus.FATAL_ERROR), None
+        )
         super()._check_results(results)
 
 
 class Runner:
     """One run against one database: status, plan, execute."""
 
-    def __init__(self, conn: Connection, config: Config, migrations: list[Migration],
-                 reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        config: Config,
+        migrations: list[Migration],
+        reporter: Reporter | None = None,
+    ) -> None:
         self.conn = conn
         self.config = config
         self.migrations = migrations
@@ -184,25 +203,25 @@ class Runner:
     def duplicates(self) -> list[str]:
         """Versions recorded more than once, as found by the last ``applied()`` read."""
         table = self.tracker.table.as_string(self.conn)
-        return [f"version {v} ({name}) is recorded {n} times in {self.config.table_label}, "
-                "which vezamig never does (was it edited by hand?); delete the extra row(s), "
-                f"then restore the key: ALTER TABLE {table} ADD PRIMARY KEY (version)"
-                for v, (name, n) in sorted(self.tracker.duplicated.items())]
+        return [
+            f"version {v} ({name}) is recorded {n} times in {self.config.table_label}, "
+            "which vezamig never does (was it edited by hand?); delete the extra row(s), "
+            f"then restore the key: ALTER TABLE {table} ADD PRIMARY KEY (version)"
+            for v, (name, n) in sorted(self.tracker.duplicated.items())
+        ]
 
     @contextmanager
     def run_lock(self, *, release: bool = True) -> Iterator[None]:
         """``release=False`` when the connection closes right after: the session's end
         frees the lock, and the unlock would be one more round trip."""
-        acquire_run_lock(self.conn, self.config.table, self.config.lock_wait_ms,
-                         self.reporter.info)
+        acquire_run_lock(self.conn, self.config.table, self.config.lock_wait_ms, self.reporter.info)
         try:
             yield
         finally:
             if release and not self.conn.closed:
-                try:
+                # On failure the session ends right after; the server frees the lock anyway.
+                with suppress(psycopg.Error):
                     release_run_lock(self.conn, self.config.table)
-                except psycopg.Error:
-                    pass  # the session ends right after; the server frees the lock anyway
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()
@@ -210,8 +229,11 @@ class Runner:
         plan.refusals.extend(self.duplicates())
         problems = [p for step in plan.steps for p in transaction_control_problems(step)]
         if problems:
-            raise LayoutError(f"{direction}: {len(problems)} transaction control statement(s) "
-                              "in step bodies; nothing was changed", details=problems)
+            raise LayoutError(
+                f"{direction}: {len(problems)} transaction control statement(s) "
+                "in step bodies; nothing was changed",
+                details=problems,
+            )
         dirty = [r.version for r in rows if r.state == "dirty"]
         if dirty:
             # Say what the interrupted step left behind, from its history row.
@@ -271,18 +293,27 @@ class Runner:
     def _timeouts(self) -> str:
         """The step's timeouts, so a dry run cannot hang behind a lock either."""
         cfg = self.config
-        return sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}").format(
-            sql.Literal(f"{cfg.lock_timeout_ms}ms"), sql.Literal(f"{cfg.statement_timeout_ms}ms")
-        ).as_string(self.conn)
+        return (
+            sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}")
+            .format(
+                sql.Literal(f"{cfg.lock_timeout_ms}ms"),
+                sql.Literal(f"{cfg.statement_timeout_ms}ms"),
+            )
+            .as_string(self.conn)
+        )
 
     def _dry_guard(self, guard: Guard) -> GuardResult:
         try:
             return self._eval_guard(guard)
         except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable) as exc:
-            why = ("another session holds a lock it needs"
-                   if isinstance(exc, pgerrors.LockNotAvailable) else "--statement-timeout")
-            return GuardResult(guard, False, f"an error: {exc.diag.sqlstate} "
-                               f"{exc.diag.message_primary} ({why})")
+            why = (
+                "another session holds a lock it needs"
+                if isinstance(exc, pgerrors.LockNotAvailable)
+                else "--statement-timeout"
+            )
+            return GuardResult(
+                guard, False, f"an error: {exc.diag.sqlstate} {exc.diag.message_primary} ({why})"
+            )
 
     # ---- executing -----------------------------------------------------------
 
@@ -314,57 +345,79 @@ class Runner:
             sql.SQL("BEGIN"),
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{cfg.lock_timeout_ms}ms")),
             sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{cfg.statement_timeout_ms}ms")),
+                sql.Literal(f"{cfg.statement_timeout_ms}ms")
+            ),
         ]
         tables = step.directives.lock_tables
         if tables:
-            parts.append(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-                sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
+            parts.append(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier(*t) for t in tables)
+                )
+            )
         return sql.SQL("; ").join(parts).as_string(self.conn)
 
-    def _history(self, step: Step, outcome: str, started_at: datetime,
-                 duration_ms: int | sql.Composable,
-                 message: str | None = None) -> sql.Composed:
+    def _history(
+        self,
+        step: Step,
+        outcome: str,
+        started_at: datetime,
+        duration_ms: int | sql.Composable,
+        message: str | None = None,
+    ) -> sql.Composed:
         return self.tracker.history_sql(
-            version=step.version, name=step.migration.name, direction=step.direction,
-            outcome=outcome, checksum=step.migration.checksum, started_at=started_at,
-            duration_ms=duration_ms, message=message)
+            version=step.version,
+            name=step.migration.name,
+            direction=step.direction,
+            outcome=outcome,
+            checksum=step.migration.checksum,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            message=message,
+        )
 
     def _rollback(self) -> None:
         if not self.conn.closed and self.conn.info.transaction_status != 0:  # 0 = IDLE
-            try:
+            with suppress(psycopg.Error):
                 self.conn.execute("ROLLBACK")
-            except psycopg.Error:
-                pass
 
-    def _refused(self, step: Step, g: GuardResult, started_at: datetime, t0: float
-                 ) -> GuardRefused:
+    def _refused(self, step: Step, g: GuardResult, started_at: datetime, t0: float) -> GuardRefused:
         """Record a guard's refusal (after the rollback) and describe it: file, line, query,
         what it returned."""
         f = step.file
-        self._record_failure(step, "refused", started_at, t0,
-                             f"guard at {f.path}:{g.guard.line} returned {g.returned}: "
-                             f"{g.guard.query}")
+        self._record_failure(
+            step,
+            "refused",
+            started_at,
+            t0,
+            f"guard at {f.path}:{g.guard.line} returned {g.returned}: {g.guard.query}",
+        )
         return GuardRefused(
             f"{step.direction} {step.version} ({step.migration.name}) refused by its guard; "
             "nothing of this step was changed",
-            details=[f"file:     {f.path}:{g.guard.line}",
-                     f"guard:    {g.guard.query}",
-                     f"returned: {g.returned} (needs exactly one row: true)"])
+            details=[
+                f"file:     {f.path}:{g.guard.line}",
+                f"guard:    {g.guard.query}",
+                f"returned: {g.returned} (needs exactly one row: true)",
+            ],
+        )
 
-    def _record_failure(self, step: Step, outcome: str, started_at: datetime, t0: float,
-                        message: str) -> None:
+    def _record_failure(
+        self, step: Step, outcome: str, started_at: datetime, t0: float, message: str
+    ) -> None:
         if self.conn.closed or self.conn.broken:
             return  # nothing can be written; the server rolled the step back
-        try:
-            self.conn.execute(self._history(step, outcome, started_at, _ms_since(t0),
-                                            message).as_string(self.conn))
-        except psycopg.Error:
-            pass
+        with suppress(psycopg.Error):
+            self.conn.execute(
+                self._history(step, outcome, started_at, _ms_since(t0), message).as_string(
+                    self.conn
+                )
+            )
 
     @staticmethod
-    def _locate(step: Step, exc: psycopg.Error, cur: _CountingCursor | None, body_start: int,
-                n_prefix: int) -> tuple[str, int | None]:
+    def _locate(
+        step: Step, exc: psycopg.Error, cur: _CountingCursor | None, body_start: int, n_prefix: int
+    ) -> tuple[str, int | None]:
         """Which part of the step's message failed: (phase, offset for _explain).
 
         With a server position the offset is relative, so that _explain's
@@ -415,61 +468,90 @@ class Runner:
                         raise self._refused(step, g, started_at, t0)
                     prefix, n_prefix = _GUARD_CLOSE, 2
                 phase = "step"
-                so_far = sql.SQL("{} + ").format(sql.Literal(_ms_since(t0))) if guards else sql.SQL("")
+                so_far = (
+                    sql.SQL("{} + ").format(sql.Literal(_ms_since(t0))) if guards else sql.SQL("")
+                )
                 duration = sql.Composed([so_far, _SERVER_MS])
                 tail: list[sql.Composable] = [
-                    self.tracker.record_sql(step.version, step.migration.name,
-                                            step.migration.checksum, duration)
-                    if step.direction == "up" else self.tracker.unrecord_sql(step.version),
+                    self.tracker.record_sql(
+                        step.version, step.migration.name, step.migration.checksum, duration
+                    )
+                    if step.direction == "up"
+                    else self.tracker.unrecord_sql(step.version),
                     self._history(step, "ok", started_at, duration),
                     sql.SQL("COMMIT"),
                 ]
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
-                message = (prefix + ";\n" + step.file.text + "\n;"
-                           + sql.SQL("; ").join(tail).as_string(self.conn))
+                message = (
+                    prefix
+                    + ";\n"
+                    + step.file.text
+                    + "\n;"
+                    + sql.SQL("; ").join(tail).as_string(self.conn)
+                )
                 body = _CountingCursor(self.conn)
                 body.execute(message)
-                return StepResult(step.version, step.migration.name, step.direction, "ok",
-                                  _ms_since(t0))
+                return StepResult(
+                    step.version, step.migration.name, step.direction, "ok", _ms_since(t0)
+                )
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
                 attempt += 1
                 if attempt > self.config.lock_retries:
-                    msg = (f"lock timeout ({self.config.lock_timeout_ms} ms) after {attempt} "
-                           f"attempt(s): {exc.diag.message_primary}")
+                    msg = (
+                        f"lock timeout ({self.config.lock_timeout_ms} ms) after {attempt} "
+                        f"attempt(s): {exc.diag.message_primary}"
+                    )
                     self._record_failure(step, "failed", started_at, t0, msg)
                     raise LockBusy(
                         f"{step.direction} {step.version} ({step.migration.name}) gave up: "
                         f"{msg}; the step was rolled back",
-                        details=["another session holds a lock this step needs; find it with "
-                                 "pg_locks/pg_stat_activity, or retry later / raise "
-                                 "--lock-timeout or --lock-retries"]) from None
+                        details=[
+                            "another session holds a lock this step needs; find it with "
+                            "pg_locks/pg_stat_activity, or retry later / raise "
+                            "--lock-timeout or --lock-retries"
+                        ],
+                    ) from None
                 pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
                 self.reporter.info(
                     f"{step.version}: lock timeout ({exc.diag.message_primary}); rolled back, "
-                    f"retry {attempt}/{self.config.lock_retries} in {pause:g}s")
+                    f"retry {attempt}/{self.config.lock_retries} in {pause:g}s"
+                )
                 try:
                     time.sleep(pause)
                 except (KeyboardInterrupt, SystemExit) as stop:
-                    code = (stop.code if isinstance(stop, SystemExit)
-                            and isinstance(stop.code, int) else 130)
+                    code = (
+                        stop.code
+                        if isinstance(stop, SystemExit) and isinstance(stop.code, int)
+                        else 130
+                    )
                     self._record_failure(
-                        step, "failed", started_at, t0,
+                        step,
+                        "failed",
+                        started_at,
+                        t0,
                         f"interrupted while waiting to retry after a lock timeout "
-                        f"({attempt} attempt(s))")
+                        f"({attempt} attempt(s))",
+                    )
                     raise Interrupted(
                         f"interrupted during {step.direction} {step.version} "
                         f"({step.migration.name}) while waiting to retry after a lock timeout; "
-                        "the step was rolled back", exit_code=code) from None
+                        "the step was rolled back",
+                        exit_code=code,
+                    ) from None
             except (KeyboardInterrupt, SystemExit) as exc:
                 self._rollback()
-                code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+                code = (
+                    exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+                )
                 self._record_failure(step, "failed", started_at, t0, "interrupted")
                 raise Interrupted(
                     f"interrupted during {step.direction} {step.version} "
                     f"({step.migration.name}); the running statement was cancelled and the step "
-                    "rolled back", exit_code=code) from None
+                    "rolled back",
+                    exit_code=code,
+                ) from None
             except psycopg.Error as exc:
                 self._rollback()
                 failed_at: int | None = None
@@ -482,10 +564,19 @@ class Runner:
                 self._record_failure(step, "failed", started_at, t0, lines[0])
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed and was "
-                    "rolled back", details=lines, version=step.version) from None
+                    "rolled back",
+                    details=lines,
+                    version=step.version,
+                ) from None
 
-    def _explain(self, step: Step, exc: psycopg.Error, phase: str,
-                 text: str | None = None, offset: int | None = None) -> list[str]:
+    def _explain(
+        self,
+        step: Step,
+        exc: psycopg.Error,
+        phase: str,
+        text: str | None = None,
+        offset: int | None = None,
+    ) -> list[str]:
         """file:line:column, SQLSTATE, message, detail, hint, and the offending lines."""
         diag = exc.diag
         f = step.file
@@ -495,8 +586,10 @@ class Runner:
         pos = diag.statement_position
         if self.conn.broken or self.conn.closed:
             lines.append(f"{where}: connection lost during the step: {str(exc).strip()}")
-            lines.append("the server rolled the step back; run the command again once the "
-                         "database is reachable")
+            lines.append(
+                "the server rolled the step back; run the command again once the "
+                "database is reachable"
+            )
             return lines
         if phase == "body" and pos:
             p = line_col(f.text, (offset or 0) + int(pos) - 1)
@@ -516,14 +609,16 @@ class Runner:
         if diag.context:
             lines.append(f"context: {diag.context.strip()}")
         if isinstance(exc, pgerrors.QueryCanceled):
-            lines.append(f"statement_timeout is {self.config.statement_timeout_ms} ms "
-                         "(--statement-timeout)")
+            lines.append(
+                f"statement_timeout is {self.config.statement_timeout_ms} ms (--statement-timeout)"
+            )
         if phase == "body" and pos:
             p = line_col(f.text, (offset or 0) + int(pos) - 1)
             lines.extend(excerpt(f.text, p.line))
         elif phase == "bookkeeping":
-            lines.append("the error came at COMMIT (e.g. a deferred constraint) or while "
-                         "recording the step")
+            lines.append(
+                "the error came at COMMIT (e.g. a deferred constraint) or while recording the step"
+            )
         return lines
 
     # ---- non-transactional steps (SPEC §6) ---------------------------------------
@@ -542,8 +637,11 @@ class Runner:
             raise LayoutError(
                 f"{step.direction} {step.version} ({step.migration.name}) not started: "
                 f"{f.path}:{exc.line}:{exc.column}: {exc.message}",
-                details=[*excerpt(f.text, exc.line, column=exc.column),
-                         "`vezamig verify` checks every file without a database"]) from None
+                details=[
+                    *excerpt(f.text, exc.line, column=exc.column),
+                    "`vezamig verify` checks every file without a database",
+                ],
+            ) from None
         guards = step.directives.guards
         if guards:
             self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
@@ -554,32 +652,43 @@ class Runner:
                 raise LockBusy(
                     f"{step.direction} {step.version} ({step.migration.name}): a guard hit the "
                     f"lock timeout ({exc.diag.message_primary}); nothing was changed",
-                    details=["another session holds a lock the guard needs; retry later or "
-                             "raise --lock-timeout"]) from None
+                    details=[
+                        "another session holds a lock the guard needs; retry later or "
+                        "raise --lock-timeout"
+                    ],
+                ) from None
             finally:
                 self._rollback()
             for g in results:
                 if not g.passed:
                     raise self._refused(step, g, started_at, t0)
         total = len(statements)
-        first = (self.tracker.record_sql(step.version, step.migration.name,
-                                         step.migration.checksum, 0, dirty=True)
-                 if step.direction == "up" else self.tracker.set_dirty_sql(step.version, True))
+        first = (
+            self.tracker.record_sql(
+                step.version, step.migration.name, step.migration.checksum, 0, dirty=True
+            )
+            if step.direction == "up"
+            else self.tracker.set_dirty_sql(step.version, True)
+        )
         progress = "0 of {n} statements ran; the run stopped before the first one finished"
         hist = self._history(step, "failed", started_at, 0, progress.format(n=total))
         # Record dirty + a history row that tells the truth if the process dies now.
         try:
             self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
             row = self.conn.execute(
-                sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)).fetchone()
+                sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)
+            ).fetchone()
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         assert row is not None
         hist_id = int(row[0])
-        timeout = sql.SQL("SET statement_timeout = {}").format(
-            sql.Literal(f"{self.config.statement_timeout_ms}ms")).as_string(self.conn)
+        timeout = (
+            sql.SQL("SET statement_timeout = {}")
+            .format(sql.Literal(f"{self.config.statement_timeout_ms}ms"))
+            .as_string(self.conn)
+        )
         done: list[Statement] = []
         try:
             self.conn.execute(timeout)
@@ -588,19 +697,31 @@ class Runner:
                     self.conn.execute(st.text)
                     done.append(st)
                     self._update_history(
-                        hist_id, "failed", _ms_since(t0),
+                        hist_id,
+                        "failed",
+                        _ms_since(t0),
                         f"{len(done)} of {total} statements ran (last: {f.path}:{st.line}); "
-                        "the run stopped before the step finished")
+                        "the run stopped before the step finished",
+                    )
             finally:
                 if not self.conn.closed and not self.conn.broken:
                     self.conn.execute("RESET statement_timeout")
             duration = _ms_since(t0)
-            finish = (self.tracker.clean_sql(step.version, duration) if step.direction == "up"
-                      else self.tracker.unrecord_sql(step.version))
-            self.conn.execute(sql.SQL("BEGIN; {}; {}; COMMIT").format(
-                finish, self._history_update_sql(hist_id, "ok", duration,
-                                                 f"{total} of {total} statements ran")
-            ).as_string(self.conn))
+            finish = (
+                self.tracker.clean_sql(step.version, duration)
+                if step.direction == "up"
+                else self.tracker.unrecord_sql(step.version)
+            )
+            self.conn.execute(
+                sql.SQL("BEGIN; {}; {}; COMMIT")
+                .format(
+                    finish,
+                    self._history_update_sql(
+                        hist_id, "ok", duration, f"{total} of {total} statements ran"
+                    ),
+                )
+                .as_string(self.conn)
+            )
         except (KeyboardInterrupt, SystemExit, psycopg.Error) as exc:
             # Whatever happened, the version stays dirty: say exactly how far it got.
             self._rollback()
@@ -613,30 +734,41 @@ class Runner:
                 return f"{f.path}:{s.line}"
 
             ran = ", ".join(at(s) for s in done) or "none"
-            not_run = ", ".join(at(s) for s in statements[n + 1:]) or "none"
-            what = (f"statement {n + 1} of {total} {verb} at {at(current)}" if current
-                    else f"all {total} statements ran; recording the end of the step {verb}")
-            self._update_history(hist_id, "failed", _ms_since(t0),
-                                 f"{what}; ran: {ran}; not run: {not_run}")
+            not_run = ", ".join(at(s) for s in statements[n + 1 :]) or "none"
+            what = (
+                f"statement {n + 1} of {total} {verb} at {at(current)}"
+                if current
+                else f"all {total} statements ran; recording the end of the step {verb}"
+            )
+            self._update_history(
+                hist_id, "failed", _ms_since(t0), f"{what}; ran: {ran}; not run: {not_run}"
+            )
             details: list[str] = []
             if failed and (self.conn.broken or self.conn.closed):
-                details += [f"{at(current) if current else f.path}: connection lost: "
-                            f"{str(exc).strip()}",
-                            "whether the running statement finished is unknown: check the "
-                            "database; the history keeps the last progress it could record"]
+                details += [
+                    f"{at(current) if current else f.path}: connection lost: {str(exc).strip()}",
+                    "whether the running statement finished is unknown: check the "
+                    "database; the history keeps the last progress it could record",
+                ]
             elif isinstance(exc, psycopg.Error) and current is not None:
                 details += self._explain(step, exc, "body", offset=current.start)
                 if not exc.diag.statement_position:
                     details += excerpt(f.text, current.line)  # no position: show the start
             elif isinstance(exc, psycopg.Error):
                 details += self._explain(step, exc, "bookkeeping")
-            table = ("" if self.config.table_label == "schema_migrations"
-                     else f" --table {self.config.table_label}")
+            table = (
+                ""
+                if self.config.table_label == "schema_migrations"
+                else f" --table {self.config.table_label}"
+            )
             v = step.version
             details += [
                 f"statements that ran: {ran}",
-                (f"statement that {verb}: {n + 1} of {total} at {at(current)}" if current
-                 else f"every statement ran; recording the end of the step {verb}"),
+                (
+                    f"statement that {verb}: {n + 1} of {total} at {at(current)}"
+                    if current
+                    else f"every statement ran; recording the end of the step {verb}"
+                ),
                 f"statements not run: {not_run}",
                 f"version {v} is now dirty: check the database, finish or undo the step by "
                 f"hand, then run `vezamig repair --applied {v}{table}` (finished) or "
@@ -645,23 +777,33 @@ class Runner:
             if failed:
                 raise StepFailed(
                     f"{step.direction} {v} ({step.migration.name}) failed part-way "
-                    "(non-transactional)", details=details, version=v) from None
-            code = (exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int)
-                    else 130)
+                    "(non-transactional)",
+                    details=details,
+                    version=v,
+                ) from None
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
             interrupted = Interrupted(
                 f"interrupted during non-transactional {step.direction} {v} "
                 f"({step.migration.name}); the running statement was cancelled; it is now "
-                "dirty", exit_code=code)
+                "dirty",
+                exit_code=code,
+            )
             interrupted.details = details
             raise interrupted from None
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
 
-    def _history_update_sql(self, hist_id: int, outcome: str, duration_ms: int,
-                            message: str) -> sql.Composed:
+    def _history_update_sql(
+        self, hist_id: int, outcome: str, duration_ms: int, message: str
+    ) -> sql.Composed:
         return sql.SQL(
             "UPDATE {} SET outcome = {}, duration_ms = {}, message = {} WHERE id = {}"
-        ).format(self.tracker.history, sql.Literal(outcome), sql.Literal(duration_ms),
-                 sql.Literal(message), sql.Literal(hist_id))
+        ).format(
+            self.tracker.history,
+            sql.Literal(outcome),
+            sql.Literal(duration_ms),
+            sql.Literal(message),
+            sql.Literal(hist_id),
+        )
 
     def _update_history(self, hist_id: int, outcome: str, duration_ms: int, message: str) -> None:
         from contextlib import suppress
@@ -669,6 +811,8 @@ class Runner:
         if self.conn.closed or self.conn.broken:
             return
         with suppress(psycopg.Error):  # progress is best effort; the step goes on
-            self.conn.execute(self._history_update_sql(hist_id, outcome, duration_ms,
-                                                       message).as_string(self.conn))
-
+            self.conn.execute(
+                self._history_update_sql(hist_id, outcome, duration_ms, message).as_string(
+                    self.conn
+                )
+            )

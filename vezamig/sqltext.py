@@ -146,7 +146,7 @@ def excerpt(text: str, line: int, context: int = 2, *, column: int | None = None
             # A generated 50 KB line must not turn an error into 100 KB of output:
             # keep a window around the column (or the start).
             start = max(0, (column or 1) - 1 - _EXCERPT_WIDTH // 2) if n == line else 0
-            shown = row[start:start + _EXCERPT_WIDTH]
+            shown = row[start : start + _EXCERPT_WIDTH]
             if n == line and column is not None:
                 column -= start - (1 if start else 0)
             row = ("…" if start else "") + shown + "…"

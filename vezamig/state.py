@@ -146,8 +146,10 @@ class Tracker:
             missing = self.history_label if shape["history"] is None else self.label
             raise TrackingTableError(
                 f"{missing} is missing while its companion exists; vezamig changed nothing",
-                details=["restore it from a backup, or recreate it by hand with the columns "
-                         "listed in the README (Tracking tables)"],
+                details=[
+                    "restore it from a backup, or recreate it by hand with the columns "
+                    "listed in the README (Tracking tables)"
+                ],
             )
         self._exists = shape["main"] is not None
         return self._exists
@@ -162,23 +164,28 @@ class Tracker:
         # (callers hold the run lock, and check again under it before planning).
         stmts: list[sql.Composable] = []
         if self.schema:
-            stmts.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(self.schema)))
-        stmts.append(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} ("
-            "version bigint PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL,"
-            " duration_ms integer NOT NULL, dirty boolean NOT NULL DEFAULT false)"
-        ).format(self.table))
-        stmts.append(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} ("
-            "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, version bigint, name text,"
-            " direction text NOT NULL CHECK (direction IN ('up','down','baseline','repair')),"
-            " outcome text NOT NULL CHECK (outcome IN ('ok','failed','refused')),"
-            " checksum text, started_at timestamptz NOT NULL, duration_ms integer,"
-            " db_user text NOT NULL DEFAULT current_user, os_user text, host text,"
-            " tool_version text, message text)"
-        ).format(self.history))
+            stmts.append(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+        stmts.append(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "version bigint PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL,"
+                " duration_ms integer NOT NULL, dirty boolean NOT NULL DEFAULT false)"
+            ).format(self.table)
+        )
+        stmts.append(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, version bigint, name text,"
+                " direction text NOT NULL CHECK (direction IN ('up','down','baseline','repair')),"
+                " outcome text NOT NULL CHECK (outcome IN ('ok','failed','refused')),"
+                " checksum text, started_at timestamptz NOT NULL, duration_ms integer,"
+                " db_user text NOT NULL DEFAULT current_user, os_user text, host text,"
+                " tool_version text, message text)"
+            ).format(self.history)
+        )
         script = sql.SQL("BEGIN; {}; COMMIT").format(sql.SQL("; ").join(stmts))
         try:
             self.conn.execute(script.as_string(self.conn))
@@ -218,13 +225,26 @@ class Tracker:
 
     # --- statements composed client-side, so a step can send them in one message ---
 
-    def record_sql(self, version: int, name: str, checksum: str,
-                   duration_ms: int | sql.Composable, dirty: bool = False) -> sql.Composed:
+    def record_sql(
+        self,
+        version: int,
+        name: str,
+        checksum: str,
+        duration_ms: int | sql.Composable,
+        dirty: bool = False,
+    ) -> sql.Composed:
         return sql.SQL(
             "INSERT INTO {} (version, name, checksum, applied_at, applied_by, duration_ms, dirty)"
             " VALUES ({}, {}, {}, now(), {}, {}, {})"
-        ).format(self.table, sql.Literal(version), sql.Literal(name), sql.Literal(checksum),
-                 sql.Literal(self.applied_by), _value(duration_ms), sql.Literal(dirty))
+        ).format(
+            self.table,
+            sql.Literal(version),
+            sql.Literal(name),
+            sql.Literal(checksum),
+            sql.Literal(self.applied_by),
+            _value(duration_ms),
+            sql.Literal(dirty),
+        )
 
     def clean_sql(self, version: int, duration_ms: int) -> sql.Composed:
         return sql.SQL(
@@ -233,15 +253,16 @@ class Tracker:
 
     def set_dirty_sql(self, version: int, dirty: bool) -> sql.Composed:
         return sql.SQL("UPDATE {} SET dirty = {} WHERE version = {}").format(
-            self.table, sql.Literal(dirty), sql.Literal(version))
+            self.table, sql.Literal(dirty), sql.Literal(version)
+        )
 
     def update_checksum_sql(self, version: int, checksum: str, name: str) -> sql.Composed:
         return sql.SQL("UPDATE {} SET checksum = {}, name = {} WHERE version = {}").format(
-            self.table, sql.Literal(checksum), sql.Literal(name), sql.Literal(version))
+            self.table, sql.Literal(checksum), sql.Literal(name), sql.Literal(version)
+        )
 
     def unrecord_sql(self, version: int) -> sql.Composed:
-        return sql.SQL("DELETE FROM {} WHERE version = {}").format(
-            self.table, sql.Literal(version))
+        return sql.SQL("DELETE FROM {} WHERE version = {}").format(self.table, sql.Literal(version))
 
     def history_sql(
         self,
@@ -261,9 +282,22 @@ class Tracker:
             " VALUES ({}, {}, {}, {}, {}, {}, {}, current_user, {}, {}, {}, {})"
         ).format(
             self.history,
-            *(_value(v) for v in (version, name, direction, outcome, checksum, started_at,
-                                  duration_ms, self.os_user, self.host, tool_version(),
-                                  message)),
+            *(
+                _value(v)
+                for v in (
+                    version,
+                    name,
+                    direction,
+                    outcome,
+                    checksum,
+                    started_at,
+                    duration_ms,
+                    self.os_user,
+                    self.host,
+                    tool_version(),
+                    message,
+                )
+            ),
         )
 
     def write_history(self, **kwargs: Any) -> None:
