@@ -32,6 +32,7 @@ _ISOLATE = (
     "PGDATABASE",
     "PGUSER",
     "PGSERVICE",
+    "PGOPTIONS",
 )
 
 

@@ -7,7 +7,6 @@ the database says so, fail after a generous limit", never a fixed sleep.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -15,67 +14,23 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
+from helpers import _ISOLATE
+from helpers import CliResult as Result
+from helpers import cli_env as base_cli_env
+from helpers import write_tree as write_tree  # re-exported for the suite
 from psycopg import sql
-
-# Settings that would make a run depend on the machine the tests run on.
-_ISOLATE = (
-    "DATABASE_URL",
-    "VEZAMIG_DIR",
-    "VEZAMIG_UP_DIR",
-    "VEZAMIG_DOWN_DIR",
-    "VEZAMIG_TABLE",
-    "PGPASSWORD",
-    "PGHOST",
-    "PGPORT",
-    "PGDATABASE",
-    "PGUSER",
-    "PGSERVICE",
-    "PGOPTIONS",
-)
 
 # A step that sleeps only while the test says so: the same file applies quickly
 # on the re-run once the test has set the switch to 0 seconds.
 SLEEP_SQL = "SELECT pg_sleep(seconds) FROM fault_switch;\n"
 
 
-def write_tree(base: Path, files: Mapping[str, str | bytes]) -> Path:
-    """Write ``{"up/001_a_up.sql": "…"}`` under ``base``; ``up/`` and ``down/`` always exist."""
-    (base / "up").mkdir(parents=True, exist_ok=True)
-    (base / "down").mkdir(parents=True, exist_ok=True)
-    for rel, content in files.items():
-        path = base / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8", newline="")
-    return base
-
-
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _ISOLATE}
-    env.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
-    env.pop("FORCE_COLOR", None)
-    env.update(extra or {})
-    return env
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:  # what pytest shows when an assertion fails
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+    """The suite-wide isolated environment, unbuffered so output arrives as it is written."""
+    return base_cli_env({"PYTHONUNBUFFERED": "1", **(extra or {})})
 
 
 def run_cli(args: Iterable[str], *, timeout: float = 120) -> Result:
