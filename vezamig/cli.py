@@ -251,6 +251,18 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(EXIT_TERMINATED)
 
 
+def _plan_options(to_help: str) -> Callable[[F], F]:
+    """``--to V`` and ``--dry-run``, shared by up and down."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--dry-run", is_flag=True, help="Show the plan and guard results; change nothing."
+        )(fn)
+        return click.option("--to", "to", type=click.IntRange(min=0), metavar="V", help=to_help)(fn)
+
+    return decorate
+
+
 # ---- commands -------------------------------------------------------------------------
 
 
@@ -267,14 +279,7 @@ def cli() -> None:
 
 @cli.command()
 @db_options
-@click.option(
-    "--to",
-    "to",
-    type=click.IntRange(min=0),
-    metavar="V",
-    help="Apply pending versions up to and including V.",
-)
-@click.option("--dry-run", is_flag=True, help="Show the plan and guard results; change nothing.")
+@_plan_options("Apply pending versions up to and including V.")
 @click.option(
     "--allow-out-of-order",
     is_flag=True,
@@ -318,14 +323,7 @@ def _dry_run(
 
 @cli.command()
 @db_options
-@click.option(
-    "--to",
-    "to",
-    type=click.IntRange(min=0),
-    metavar="V",
-    help="Roll back every applied version above V (V stays applied; 0 = all).",
-)
-@click.option("--dry-run", is_flag=True, help="Show the plan and guard results; change nothing.")
+@_plan_options("Roll back every applied version above V (V stays applied; 0 = all).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
 def down(**opts: Any) -> None:
