@@ -28,7 +28,9 @@ from psycopg.conninfo import conninfo_to_dict
 from vezamig import __version__
 from vezamig.cli import cli
 
-DB_COMMANDS = ["up", "down", "status", "baseline", "repair", "history"]
+DB_COMMANDS = ["up", "down", "status", "baseline", "repair", "history", "roundtrip"]
+# SPEC §5: every command that touches the database *or the files* takes the shared options.
+FILE_COMMANDS = ["verify", "new"]
 
 
 def vz(dsn: str, tree: Path, command: str, *args: str) -> CliResult:
@@ -60,7 +62,7 @@ def test_every_command_has_help(name: str) -> None:
     assert isinstance(command, click.Command) and command.help
 
 
-@pytest.mark.parametrize("name", DB_COMMANDS)
+@pytest.mark.parametrize("name", DB_COMMANDS + FILE_COMMANDS)
 def test_every_database_command_accepts_the_shared_options(name: str) -> None:
     result = CliRunner().invoke(cli, [name, "--help"])
     assert result.exit_code == 0, result.output
@@ -547,3 +549,21 @@ def test_pgpassword_is_never_shown(tmp_path: Path) -> None:
     )
     assert r.returncode == 5, r
     assert "s3cretpw" not in r.output
+
+
+def test_verify_accepts_the_database_options_and_still_never_connects(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "-- a\nCREATE TABLE a (id int);\n"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "-d",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--table",
+            "t",
+            "--dir",
+            str(tree),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "verified 1 file(s)" in result.output

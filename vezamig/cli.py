@@ -435,7 +435,7 @@ def main() -> None:
 
 
 @cli.command()
-@file_options
+@db_options  # accepted (and ignored) so one set of options works for every command
 @click.option("--strict", is_flag=True, help="Treat lint warnings as errors (exit 2).")
 @handle_errors
 def verify(**opts: Any) -> None:
@@ -465,7 +465,7 @@ def verify(**opts: Any) -> None:
 
 @cli.command()
 @click.argument("name")
-@file_options
+@db_options  # accepted (and ignored): `new` never connects
 @click.option("--irreversible", is_flag=True, help="Create only the up file.")
 @handle_errors
 def new(**opts: Any) -> None:
