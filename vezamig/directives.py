@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vezamig.files import PREFIX
 from vezamig.sqltext import Comment, SqlSyntaxError, header_and_body_comments, line_col
 
-PREFIX = "vezamig:"
 KNOWN = ("guard", "lock", "no-transaction")
 
 

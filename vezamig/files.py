@@ -2,6 +2,13 @@
 
 Every problem in the folders is collected before reporting, so an operator
 fixes a broken tree in one pass instead of one error per run.
+
+Loading is on the path of every command and grows with the history, so it is
+kept lean (issue 7): paths stay strings until a message needs a ``Path``, a
+file is read with one ``read(2)``, and the directive parser is imported only
+for files that mention ``vezamig:``. Down files are read only by the commands
+that may run them or must check them (``up``, ``down``, ``verify``,
+``roundtrip``); ``status`` only needs to know that they exist.
 """
 
 from __future__ import annotations
@@ -9,37 +16,64 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vezamig.directives import PREFIX, Directives, ParsedHeader, parse_directives
 from vezamig.errors import LayoutError
+
+if TYPE_CHECKING:
+    from vezamig.directives import Directives, ParsedHeader
 
 _UP_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+?)(?:_up)?\.sql$")
 _DOWN_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+)_down\.sql$")
 # The tracking table's version column is a bigint.
 _MAX_VERSION = 2**63 - 1
+# Directives start with this; a file without it has none, misplaced or not.
+PREFIX = "vezamig:"
+_BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 16
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_EMPTY_HEADER: ParsedHeader | None = None
 
 
-@dataclass
+def _no_directives() -> ParsedHeader:
+    """One shared header for every file without directives (most of them)."""
+    global _EMPTY_HEADER
+    if _EMPTY_HEADER is None:
+        from vezamig.directives import Directives, ParsedHeader
+
+        _EMPTY_HEADER = ParsedHeader(Directives())
+    return _EMPTY_HEADER
+
+
 class SqlFile:
     """One migration file, read and hashed once per run."""
 
-    path: Path
-    text: str
-    checksum: str
-    _header: ParsedHeader | None = field(default=None, repr=False)
+    __slots__ = ("_header", "checksum", "location", "text")
+
+    def __init__(self, location: str, text: str, checksum: str) -> None:
+        self.location = location  # the path as a string; `path` for messages and sets
+        self.text = text
+        self.checksum = checksum
+        self._header: ParsedHeader | None = None
+
+    def __repr__(self) -> str:
+        return f"SqlFile({self.location!r}, checksum={self.checksum[:12]}…)"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
     @property
     def header(self) -> ParsedHeader:
-        # Parsed on demand: `status` needs checksums but not directives. A file that
-        # never mentions `vezamig:` has no directive, misplaced or not, so the lexer
-        # pass is skipped (most files; an empty body is then a harmless empty query).
+        # Parsed on demand: `status` needs checksums but not directives.
         if self._header is None:
             if PREFIX in self.text:
-                self._header = parse_directives(self.text, str(self.path))
+                from vezamig.directives import parse_directives
+
+                self._header = parse_directives(self.text, self.location)
             else:
-                self._header = ParsedHeader(Directives())
+                self._header = _no_directives()
         return self._header
 
     @property
@@ -47,12 +81,37 @@ class SqlFile:
         return self.header.directives
 
 
-@dataclass
 class Migration:
-    version: int
-    name: str
-    up: SqlFile
-    down: SqlFile | None
+    """A version: its up file, and its down file if it has one (read on first use)."""
+
+    __slots__ = ("_down", "down_location", "name", "up", "version")
+
+    def __init__(
+        self,
+        version: int,
+        name: str,
+        up: SqlFile,
+        down: SqlFile | None = None,
+        *,
+        down_location: str | None = None,
+    ) -> None:
+        self.version = version
+        self.name = name
+        self.up = up
+        self._down = down
+        self.down_location = down.location if down is not None else down_location
+
+    def __repr__(self) -> str:
+        return f"Migration({self.version}, {self.name!r}, reversible={self.reversible})"
+
+    @property
+    def down(self) -> SqlFile | None:
+        if self._down is None and self.down_location is not None:
+            f, problem = read_sql(self.down_location)
+            if problem is not None:
+                raise LayoutError(problem)
+            self._down = f
+        return self._down
 
     @property
     def checksum(self) -> str:
@@ -60,7 +119,7 @@ class Migration:
 
     @property
     def reversible(self) -> bool:
-        return self.down is not None
+        return self.down_location is not None
 
     @property
     def label(self) -> str:
@@ -69,41 +128,65 @@ class Migration:
 
 def checksum_of(data: bytes) -> str:
     """SHA-256 of the content with CRLF normalised, so a Windows checkout is not drift."""
-    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    return hashlib.sha256(data).hexdigest()
 
 
-def read_sql(path: Path) -> tuple[SqlFile | None, str | None]:
+def _read(location: str) -> bytes:
+    """The whole file in (usually) one read(2): no buffered reader, no stat."""
+    fd = os.open(location, _OPEN_FLAGS)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = os.read(fd, _CHUNK)
+        if len(data) < _CHUNK:
+            return data
+        chunks = [data]
+        while data:
+            data = os.read(fd, _CHUNK)
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_sql(path: str | os.PathLike[str]) -> tuple[SqlFile | None, str | None]:
+    location = os.fspath(path)
+    try:
+        data = _read(location)
     except OSError as exc:
-        return None, f"{path}: cannot read ({exc.strerror})"
+        return None, f"{location}: cannot read ({exc.strerror})"
+    start = 3 if data.startswith(_BOM) else 0
     try:
-        text = data.decode("utf-8-sig")
+        text = data[start:].decode("utf-8") if start else data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        at = exc.start + start
+        line = data[:at].count(b"\n") + 1
         return None, (
-            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}); save the file as UTF-8"
+            f"{location}:{line}: not valid UTF-8 (byte 0x{data[at]:02x} at offset "
+            f"{at}); save the file as UTF-8"
         )
     if "\x00" in text:
-        return None, f"{path}: contains a NUL byte; is this really an SQL file?"
-    return SqlFile(path, text.replace("\r\n", "\n"), checksum_of(data)), None
+        return None, f"{location}: contains a NUL byte; is this really an SQL file?"
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return SqlFile(location, text, checksum_of(data)), None
 
 
 def _scan(
     folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str], shared: bool = False
-) -> dict[int, tuple[str, Path]]:
-    """``shared``: up and down files live in one folder, each scan takes its own kind."""
-    found: dict[int, tuple[str, Path]] = {}
-    if not folder.is_dir():
+) -> dict[int, tuple[str, str]]:
+    """version -> (name, path). ``shared``: up and down files live in one folder, each
+    scan takes its own kind."""
+    found: dict[int, tuple[str, str]] = {}
+    base = str(folder)
+    if not os.path.isdir(base):
         return found
-    # scandir's entries know their type without a stat per file; names sort as
-    # strings (cheaper than Path objects), and a Path is made only for .sql files.
-    with os.scandir(folder) as entries:
+    # scandir's entries know their type without a stat per file; names sort as strings.
+    with os.scandir(base) as entries:
         names = sorted(e.name for e in entries if e.name.endswith(".sql") and e.is_file())
+    prefix = base if base.endswith("/") else base + "/"  # str(Path) never ends in / but /
     for name in names:
-        path = folder / name
+        path = prefix + name
         is_down = name.endswith("_down.sql")
         if shared and is_down != (kind == "down"):
             continue
@@ -131,8 +214,9 @@ def _scan(
             continue
         if version in found:
             problems.append(
-                f"{path}: version {version} is also used by {found[version][1].name} "
-                f"in the same folder; give one of them a new number"
+                f"{path}: version {version} is also used by "
+                f"{os.path.basename(found[version][1])} in the same folder; "
+                "give one of them a new number"
             )
             continue
         found[version] = (m["name"], path)
@@ -140,7 +224,12 @@ def _scan(
 
 
 def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False) -> list[Migration]:
-    """Return migrations ascending by version, or raise LayoutError listing every problem."""
+    """Return migrations ascending by version, or raise LayoutError listing every problem.
+
+    ``check_directives`` (up, down, roundtrip): also read every down file and report
+    the directive problems of every file. Without it (status, baseline, repair) a
+    down file is read only if something asks for its text.
+    """
     if not up_dir.is_dir():
         raise LayoutError(
             f"migration folder {up_dir} does not exist",
@@ -148,7 +237,7 @@ def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False) ->
                 "pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, or set VEZAMIG_DIR"
             ],
         )
-    migrations, problems = collect(up_dir, down_dir)
+    migrations, problems = collect(up_dir, down_dir, read_down=check_directives)
     if check_directives:
         problems.extend(directive_problems(migrations))
     if problems:
@@ -156,33 +245,39 @@ def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False) ->
     return migrations
 
 
-def collect(up_dir: Path, down_dir: Path) -> tuple[list[Migration], list[str]]:
+def collect(
+    up_dir: Path, down_dir: Path, *, read_down: bool = True
+) -> tuple[list[Migration], list[str]]:
     """Every readable migration plus every naming/pairing problem, without raising."""
     problems: list[str] = []
     shared = up_dir.resolve() == down_dir.resolve()
     ups = _scan(up_dir, _UP_RE, "up", problems, shared)
     downs = _scan(down_dir, _DOWN_RE, "down", problems, shared)
-    migrations: list[Migration] = []
     for version, (name, dpath) in downs.items():
         if version not in ups:
             problems.append(f"{dpath}: down file for version {version} has no up file")
         elif ups[version][0] != name:
+            upath = ups[version][1]
             problems.append(
                 f"{dpath}: name `{name}` differs from the up file's "
-                f"`{ups[version][0]}` ({ups[version][1].name}); rename one to match"
+                f"`{ups[version][0]}` ({os.path.basename(upath)}); rename one to match"
             )
+    migrations: list[Migration] = []
     for version in sorted(ups):
         name, upath = ups[version]
         up, problem = read_sql(upath)
         if problem:
             problems.append(problem)
+        paired = downs.get(version)
+        down_location = paired[1] if paired is not None and paired[0] == name else None
         down: SqlFile | None = None
-        if version in downs and downs[version][0] == name:
-            down, problem = read_sql(downs[version][1])
+        if down_location is not None and read_down:
+            down, problem = read_sql(down_location)
             if problem:
                 problems.append(problem)
+                down_location = None
         if up is not None:
-            migrations.append(Migration(version, name, up, down))
+            migrations.append(Migration(version, name, up, down, down_location=down_location))
     return migrations, problems
 
 
@@ -190,6 +285,6 @@ def directive_problems(migrations: list[Migration]) -> list[str]:
     problems: list[str] = []
     for m in migrations:
         for f in (m.up, m.down):
-            if f is not None:
+            if f is not None and PREFIX in f.text:  # no `vezamig:`, no directive problem
                 problems.extend(f.header.problems)
     return problems
