@@ -33,13 +33,17 @@ PER_STEP = 1
 #: Each guard on top of that: the guard query (extended protocol, its result must be read),
 #: and the ROLLBACK TO SAVEPOINT that cannot ride along with it.
 PER_GUARD = 2
-#: An `up`/`down` run besides its steps: checks and plan (one message), run lock, creating the
-#: tracking tables on first use, unlock.
+#: The first `up` on a database, besides its steps: the session setup with the run lock
+#: (one message), the shape check with the rows (fails: no table yet), the shape check
+#: alone, creating the tracking tables.
 RUN_OVERHEAD = 4
-#: `status`: the tracking-table check and its rows in one message, plus the session setting.
-STATUS = 2
-#: `up` with nothing pending: the same, plus the run lock and its release.
-NOOP_UP = 4
+#: Any later `up`/`down` run besides its steps: session setup with the run lock, then the
+#: shape check with the tracking rows. (The session's end frees the lock: no unlock.)
+LATER_RUN_OVERHEAD = 2
+#: `status`: the tracking-table check and its rows in one message.
+STATUS = 1
+#: `up` with nothing pending: the run lock (with the session setup), then the same.
+NOOP_UP = 2
 
 _STARTUP_CODES_THEN_STARTUP = (80877103, 80877104)  # SSLRequest, GSSENCRequest
 
@@ -315,6 +319,17 @@ def test_a_run_costs_a_few_round_trips_besides_its_steps(
     long = vezamig(["up"], make_database(), write_migrations(tmp_path / "long", 13))
     overhead = len(short) - 3 * per_step(short, long, 10)
     assert overhead <= RUN_OVERHEAD, f"{overhead} besides the steps:\n{listing(short)}"
+
+
+def test_a_run_on_a_database_already_tracked_costs_two_round_trips_besides_its_steps(
+    vezamig: Run, make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    folder, dsn = write_migrations(tmp_path / "sql", 13), make_database()
+    vezamig(["up", "--to", "3"], dsn, folder)
+    up = vezamig(["up"], dsn, folder)
+    down = vezamig(["down", "--to", "8", "--yes"], dsn, folder)
+    assert len(up) - 10 * PER_STEP <= LATER_RUN_OVERHEAD, f"up:\n{listing(up)}"
+    assert len(down) - 5 * PER_STEP <= LATER_RUN_OVERHEAD, f"down:\n{listing(down)}"
 
 
 def test_status_and_an_up_with_nothing_pending_are_a_few_round_trips(

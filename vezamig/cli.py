@@ -8,6 +8,7 @@ imported inside the commands so that ``vezamig --help`` starts fast.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import signal
@@ -237,11 +238,12 @@ def open_runner(
     from vezamig.db import connect
     from vezamig.runner import Runner
 
-    conn: Connection = connect(cfg.conninfo, cfg.application, writing=writing)
+    conn: Connection = connect(cfg.conninfo, cfg.application, writing=False)
     try:
         # The tracking table's shape is checked by the first read (under the run lock
         # for commands that write): a foreign table is refused before anything changes.
-        yield Runner(conn, cfg, migrations, reporter=out)
+        # A writing run's session setup rides with its first run-lock attempt.
+        yield Runner(conn, cfg, migrations, reporter=out, session_setup=writing)
     finally:
         conn.close()
 
@@ -423,6 +425,11 @@ def status_json(info: Any, cfg: Config, rows: list[Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    # A short-lived process: what is loaded by now (click, this module) lives until
+    # exit, so the cycle collector need not scan it again and again while psycopg is
+    # imported and the files are loaded (measured: -14 ms of a 200 ms `status`).
+    # New objects are still collected as usual.
+    gc.freeze()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli(prog_name="vezamig")

@@ -67,8 +67,9 @@ def connect(
 ) -> Connection:
     """Autocommit connection: every step opens its own transaction explicitly.
 
-    ``writing``: set up what a run that changes the database needs; read-only
-    commands (status, history) skip it and its round trip.
+    ``writing``: send the session setup of a run that changes the database now
+    (see session_setup). Read-only commands (status, history) skip it; the CLI's
+    runs send it with their first run-lock attempt instead (Runner.run_lock).
     """
     conninfo = conninfo or ""
     try:
@@ -86,30 +87,33 @@ def connect(
             details=["check -d/--database-url (or DATABASE_URL, PGHOST, PGDATABASE, ~/.pgpass)"],
         ) from None
     if writing:
-        # Both settings go in one message: every round trip counts in a CI reset.
-        # - If vezamig is killed (SIGKILL, OOM) mid-statement, the server otherwise keeps
-        #   running the statement, holding its locks and our run lock, until it next
-        #   writes to the dead socket. PG14+ can poll for it.
-        # - A step we report as applied must survive a server crash: with
-        #   synchronous_commit off the crash could silently undo it (and its record).
-        #   Other values are kept.
-        check = (
-            "SET client_connection_check_interval = '1s'; "
-            if conn.info.server_version >= 140000
-            else ""
-        )
         try:
-            conn.execute(
-                check + "SELECT set_config('synchronous_commit', 'on', false)"
-                " WHERE current_setting('synchronous_commit') = 'off'"
-            )
+            conn.execute(session_setup(conn))
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
             # a platform that cannot poll sockets: keep the durability setting anyway
-            conn.execute(
-                "SELECT set_config('synchronous_commit', 'on', false)"
-                " WHERE current_setting('synchronous_commit') = 'off'"
-            )
+            conn.execute(session_setup(conn, check_connection=False))
     return conn
+
+
+def session_setup(conn: Connection, *, check_connection: bool = True) -> str:
+    """What a session that changes the database sets first, as one message.
+
+    - If vezamig is killed (SIGKILL, OOM) mid-statement, the server otherwise keeps
+      running the statement, holding its locks and our run lock, until it next
+      writes to the dead socket. PG14+ can poll for it.
+    - A step we report as applied must survive a server crash: with
+      synchronous_commit off the crash could silently undo it (and its record).
+      Other values are kept.
+    """
+    check = (
+        "SET client_connection_check_interval = '1s'; "
+        if check_connection and conn.info.server_version >= 140000
+        else ""
+    )
+    return (
+        check + "SELECT set_config('synchronous_commit', 'on', false)"
+        " WHERE current_setting('synchronous_commit') = 'off'"
+    )
 
 
 @dataclass(frozen=True)
@@ -173,17 +177,33 @@ def acquire_run_lock(
     table: tuple[str, ...],
     wait_ms: int,
     on_wait: Callable[[str], None] | None = None,
+    *,
+    setup: bool = False,
 ) -> None:
     """Session-level advisory lock on the same connection that runs the steps.
 
     Polling with pg_try_advisory_lock (not a blocking call) keeps Ctrl-C
-    responsive and lets us name the holder once while waiting.
+    responsive and lets us name the holder once while waiting. ``setup``: send
+    the session setup (see session_setup) in the same message as the first try,
+    one round trip for both.
     """
-    query = sql.SQL("SELECT pg_try_advisory_lock({})").format(_lock_key(table))
+    query = sql.SQL("SELECT pg_try_advisory_lock({})").format(_lock_key(table)).as_string(conn)
     deadline = time.monotonic() + wait_ms / 1000
     told = False
+    first = session_setup(conn) + "; " if setup else ""
     while True:
-        row = conn.execute(query).fetchone()
+        try:
+            cur = conn.execute(first + query)
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
+            if not first:
+                raise
+            # a platform that cannot poll sockets; nothing after the failing SET ran
+            first = session_setup(conn, check_connection=False) + "; "
+            continue
+        first = ""
+        while cur.nextset():  # the lock's answer is the last result
+            pass
+        row = cur.fetchone()
         if row and row[0]:
             return
         holder = lock_holder(conn, table)

@@ -10,9 +10,12 @@ guard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vezamig.files import PREFIX
-from vezamig.sqltext import Comment, SqlSyntaxError, header_and_body_comments, line_col
+
+if TYPE_CHECKING:
+    from vezamig.sqltext import Comment
 
 KNOWN = ("guard", "lock", "no-transaction")
 
@@ -53,6 +56,8 @@ class ParsedHeader:
 
 def parse_directives(text: str, label: str) -> ParsedHeader:
     """Read the directives of one file; ``problems`` holds every error as ``file:line: …``."""
+    from vezamig.sqltext import SqlSyntaxError, header_and_body_comments
+
     problems: list[str] = []
     try:
         header, body, first = header_and_body_comments(text)
@@ -128,6 +133,8 @@ def _check_guard_query(query: str) -> str | None:
     """A guard must be one read-only query; PostgreSQL's parser decides."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
+
+    from vezamig.sqltext import line_col
 
     try:
         stmts = parse_sql(query)

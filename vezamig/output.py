@@ -146,14 +146,18 @@ class Output:
             self.out.console.print(t)
         else:
             width = max(len(r.name) for r in rows)
+            lines = []
             for r in rows:
                 a = r.applied
                 applied = a.applied_at.isoformat(timespec="seconds") if a else "-"
-                self.out.write(
+                lines.append(
                     f"{r.version:>6}  {r.name:<{width}}  {r.state:<12}  "
                     f"{'reversible' if r.reversible else 'irreversible':<12}  "
-                    f"{applied}"
+                    f"{applied}\n"
                 )
+            # One write for the table: a flush per row is a system call per version.
+            self.out.file.write("".join(lines))
+            self.out.file.flush()
 
     # ---- plan ---------------------------------------------------------------------
 

@@ -7,11 +7,14 @@ easy to read and to test.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
-from vezamig.directives import Directives
 from vezamig.errors import UsageError
 from vezamig.files import Migration, SqlFile
 from vezamig.state import AppliedRow
+
+if TYPE_CHECKING:
+    from vezamig.directives import Directives
 
 APPLIED = "applied"
 PENDING = "pending"
@@ -21,8 +24,9 @@ MISSING = "missing"
 DIRTY = "dirty"
 
 
-@dataclass(frozen=True)
-class StatusRow:
+class StatusRow(NamedTuple):
+    """One version's state; a NamedTuple, as there is one per version of the history."""
+
     version: int
     name: str
     state: str

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -24,7 +24,6 @@ from psycopg.pq.abc import PGresult
 
 from vezamig.config import Config
 from vezamig.db import Connection, acquire_run_lock, release_run_lock
-from vezamig.directives import Guard
 from vezamig.errors import (
     GuardRefused,
     Interrupted,
@@ -35,8 +34,10 @@ from vezamig.errors import (
 )
 from vezamig.files import Migration
 from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
-from vezamig.sqltext import excerpt, line_col, split_statements
 from vezamig.state import AppliedRow, Tracker
+
+if TYPE_CHECKING:
+    from vezamig.directives import Guard
 
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
@@ -47,6 +48,7 @@ _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_g
 # The step's duration, measured by the server up to the bookkeeping statement: the
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
+_TRANSACTION_START = sql.SQL("now()")
 _TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare)\b", re.I)
 _ENDS_TRANSACTION = frozenset(
     {
@@ -185,12 +187,18 @@ class Runner:
         config: Config,
         migrations: list[Migration],
         reporter: Reporter | None = None,
+        *,
+        session_setup: bool = False,
     ) -> None:
+        """``session_setup``: the connection still needs db.session_setup; run_lock sends
+        it in the same message as its first lock attempt (one round trip for both)."""
         self.conn = conn
+        self._setup_pending = session_setup
         self.config = config
         self.migrations = migrations
         self.reporter: Reporter = reporter or NullReporter()
         self.tracker = Tracker(conn, config)
+        self._begin: str | None = None
 
     # ---- reading -------------------------------------------------------------
 
@@ -214,7 +222,14 @@ class Runner:
     def run_lock(self, *, release: bool = True) -> Iterator[None]:
         """``release=False`` when the connection closes right after: the session's end
         frees the lock, and the unlock would be one more round trip."""
-        acquire_run_lock(self.conn, self.config.table, self.config.lock_wait_ms, self.reporter.info)
+        acquire_run_lock(
+            self.conn,
+            self.config.table,
+            self.config.lock_wait_ms,
+            self.reporter.info,
+            setup=self._setup_pending,
+        )
+        self._setup_pending = False
         try:
             yield
         finally:
@@ -340,31 +355,24 @@ class Runner:
         return result
 
     def _prelude(self, step: Step) -> str:
-        cfg = self.config
-        parts: list[sql.Composable] = [
-            sql.SQL("BEGIN"),
-            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{cfg.lock_timeout_ms}ms")),
-            sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{cfg.statement_timeout_ms}ms")
-            ),
-        ]
+        if self._begin is None:  # the same for every step of the run
+            self._begin = "BEGIN; " + self._timeouts()
         tables = step.directives.lock_tables
-        if tables:
-            parts.append(
-                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-                    sql.SQL(", ").join(sql.Identifier(*t) for t in tables)
-                )
-            )
-        return sql.SQL("; ").join(parts).as_string(self.conn)
+        if not tables:
+            return self._begin
+        lock = sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(*t) for t in tables)
+        )
+        return self._begin + "; " + lock.as_string(self.conn)
 
     def _history(
         self,
         step: Step,
         outcome: str,
-        started_at: datetime,
+        started_at: datetime | sql.Composable,
         duration_ms: int | sql.Composable,
         message: str | None = None,
-    ) -> sql.Composed:
+    ) -> sql.SQL:
         return self.tracker.history_sql(
             version=step.version,
             name=step.migration.name,
@@ -472,23 +480,20 @@ class Runner:
                     sql.SQL("{} + ").format(sql.Literal(_ms_since(t0))) if guards else sql.SQL("")
                 )
                 duration = sql.Composed([so_far, _SERVER_MS])
-                tail: list[sql.Composable] = [
+                record = (
                     self.tracker.record_sql(
                         step.version, step.migration.name, step.migration.checksum, duration
                     )
                     if step.direction == "up"
-                    else self.tracker.unrecord_sql(step.version),
-                    self._history(step, "ok", started_at, duration),
-                    sql.SQL("COMMIT"),
-                ]
+                    else self.tracker.unrecord_sql(step.version)
+                )
+                # started_at: now() is the start of the step's transaction (its BEGIN).
+                history = self._history(step, "ok", _TRANSACTION_START, duration)
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
                 message = (
-                    prefix
-                    + ";\n"
-                    + step.file.text
-                    + "\n;"
-                    + sql.SQL("; ").join(tail).as_string(self.conn)
+                    f"{prefix};\n{step.file.text}\n;"
+                    f"{record.as_string(self.conn)}; {history.as_string(self.conn)}; COMMIT"
                 )
                 body = _CountingCursor(self.conn)
                 body.execute(message)
@@ -553,6 +558,8 @@ class Runner:
                     exit_code=code,
                 ) from None
             except psycopg.Error as exc:
+                from vezamig.sqltext import excerpt, line_col
+
                 self._rollback()
                 failed_at: int | None = None
                 if phase == "step":
@@ -578,6 +585,8 @@ class Runner:
         offset: int | None = None,
     ) -> list[str]:
         """file:line:column, SQLSTATE, message, detail, hint, and the offending lines."""
+        from vezamig.sqltext import excerpt, line_col
+
         diag = exc.diag
         f = step.file
         text = f.text if text is None else text
@@ -625,7 +634,7 @@ class Runner:
 
     def _run_no_tx(self, step: Step) -> StepResult:
         from vezamig.errors import LayoutError
-        from vezamig.sqltext import SqlSyntaxError, Statement
+        from vezamig.sqltext import SqlSyntaxError, Statement, excerpt, split_statements
 
         started_at = datetime.now(UTC)
         t0 = time.monotonic()

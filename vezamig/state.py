@@ -7,10 +7,11 @@ touched: we stop and explain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import psycopg
 from psycopg import sql
 
 from vezamig.config import Config
@@ -43,8 +44,9 @@ HISTORY_COLUMNS = {
 }
 
 
-@dataclass(frozen=True)
-class AppliedRow:
+# Rows are NamedTuples: built by the thousand from query results, and cheaper than
+# frozen dataclasses both to define at start-up and to create (issue 7).
+class AppliedRow(NamedTuple):
     version: int
     name: str
     checksum: str
@@ -54,8 +56,7 @@ class AppliedRow:
     dirty: bool
 
 
-@dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     id: int
     version: int | None
     name: str | None
@@ -71,18 +72,21 @@ class HistoryRow:
     message: str | None
 
     def as_json(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
+        d = self._asdict()
         d["started_at"] = self.started_at.isoformat()
         return d
 
 
-def _value(v: object) -> sql.Composable:
-    """A literal, or an SQL expression computed by the server (a step's duration)."""
-    return v if isinstance(v, sql.Composable) else sql.Literal(v)
-
-
 def ident(parts: tuple[str, ...]) -> sql.Identifier:
     return sql.Identifier(*parts)
+
+
+class _Fragments(NamedTuple):
+    insert_applied: str
+    applied_by: str
+    delete_applied: str
+    insert_history: str
+    history_who: str
 
 
 class Tracker:
@@ -101,29 +105,47 @@ class Tracker:
         self.os_user, self.host = os_user, host
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
 
-    def _shape(self) -> dict[str, dict[str, str] | None]:
-        """Columns of both tables (None when absent), in one round trip."""
-        q = sql.SQL(
-            "SELECT t.which, a.attname, format_type(a.atttypid, a.atttypmod)"
-            " FROM (VALUES ('main', to_regclass({m})), ('history', to_regclass({h}))) t(which, oid)"
-            " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
-            " AND NOT a.attisdropped"
-        ).format(
-            m=sql.Literal(self.table.as_string(self.conn)),
-            h=sql.Literal(self.history.as_string(self.conn)),
+    def _shape_sql(self) -> str:
+        """Columns of both tables (no row for an absent one)."""
+        return (
+            sql.SQL(
+                "SELECT t.which, a.attname, format_type(a.atttypid, a.atttypmod)"
+                " FROM (VALUES ('main', to_regclass({m})), ('history', to_regclass({h})))"
+                " t(which, oid)"
+                " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
+                " AND NOT a.attisdropped"
+            )
+            .format(
+                m=sql.Literal(self.table.as_string(self.conn)),
+                h=sql.Literal(self.history.as_string(self.conn)),
+            )
+            .as_string(self.conn)
         )
+
+    def _rows_sql(self) -> str:
+        # A version recorded twice is only possible by hand (primary key dropped); the
+        # count rides along so spotting it costs no extra query.
+        return (
+            sql.SQL(
+                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty,"
+                " count(*) OVER (PARTITION BY version) FROM {} ORDER BY version"
+            )
+            .format(self.table)
+            .as_string(self.conn)
+        )
+
+    def check(self) -> bool:
+        """True when the tables exist with our shape; False when absent; raise when foreign."""
+        return self._check_shape(self.conn.execute(self._shape_sql()).fetchall())
+
+    def _check_shape(self, columns: list[tuple[Any, ...]]) -> bool:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
-        for which, col, typ in self.conn.execute(q).fetchall():
+        for which, col, typ in columns:
             if col is None:
                 continue
             cols = shape[which] or {}
             cols[col] = typ
             shape[which] = cols
-        return shape
-
-    def check(self) -> bool:
-        """True when the tables exist with our shape; False when absent; raise when foreign."""
-        shape = self._shape()
         for key, expected, label in (
             ("main", EXPECTED_COLUMNS, self.label),
             ("history", HISTORY_COLUMNS, self.history_label),
@@ -195,20 +217,37 @@ class Tracker:
         self._exists = True
 
     def applied(self) -> dict[int, AppliedRow]:
+        """The tracking rows, checking the tables' shape first if not yet done.
+
+        First read of a run: the shape check and the rows go in one message (one
+        round trip, as `status` and every run start with it). When the table is
+        absent or foreign the rows query fails; the shape check alone then
+        decides (absent: nothing applied; foreign: refused). Inside a caller's
+        transaction the two go separately, so that failure cannot abort it.
+        """
         if not self._exists:  # absent may have changed: another run may have created them
-            self.check()
+            if self.conn.info.transaction_status != 0:  # not IDLE
+                self.check()
+            else:
+                try:
+                    cur = self.conn.execute(self._shape_sql() + "; " + self._rows_sql())
+                except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                    self.check()
+                    if self._exists:  # created, or its columns changed, just now: read again
+                        return self.applied()
+                    return {}
+                columns = cur.fetchall()
+                cur.nextset()
+                rows = cur.fetchall()
+                self._check_shape(columns)
+                return self._rows(rows)
         if not self._exists:
             return {}
-        rows = self.conn.execute(
-            sql.SQL(
-                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty,"
-                " count(*) OVER (PARTITION BY version) FROM {} ORDER BY version"
-            ).format(self.table)
-        ).fetchall()
-        # A version recorded twice is only possible by hand (primary key dropped); the
-        # count rides along so spotting it costs no extra query.
+        return self._rows(self.conn.execute(self._rows_sql()).fetchall())
+
+    def _rows(self, rows: list[tuple[Any, ...]]) -> dict[int, AppliedRow]:
         self.duplicated = {r[0]: (r[1], r[7]) for r in rows if r[7] > 1}
-        return {r[0]: AppliedRow(*r[:7]) for r in rows}
+        return {r[0]: AppliedRow._make(r[:7]) for r in rows}
 
     def history_rows(self, limit: int | None = None) -> list[HistoryRow]:
         if not self._exists:  # absent may have changed: another run may have created them
@@ -221,7 +260,7 @@ class Tracker:
         ).format(self.history)
         if limit is not None:
             q = sql.SQL("{} LIMIT {}").format(q, sql.Literal(limit))
-        return [HistoryRow(*r) for r in self.conn.execute(q).fetchall()]
+        return [HistoryRow._make(r) for r in self.conn.execute(q).fetchall()]
 
     # --- statements composed client-side, so a step can send them in one message ---
 
@@ -232,18 +271,12 @@ class Tracker:
         checksum: str,
         duration_ms: int | sql.Composable,
         dirty: bool = False,
-    ) -> sql.Composed:
+    ) -> sql.SQL:
+        f = self._fragments
         return sql.SQL(
-            "INSERT INTO {} (version, name, checksum, applied_at, applied_by, duration_ms, dirty)"
-            " VALUES ({}, {}, {}, now(), {}, {}, {})"
-        ).format(
-            self.table,
-            sql.Literal(version),
-            sql.Literal(name),
-            sql.Literal(checksum),
-            sql.Literal(self.applied_by),
-            _value(duration_ms),
-            sql.Literal(dirty),
+            f"{f.insert_applied}{int(version)}, {self._literal(name)}, "
+            f"{self._literal(checksum)}, now(), {f.applied_by}, {self._literal(duration_ms)}, "
+            f"{'true' if dirty else 'false'})"
         )
 
     def clean_sql(self, version: int, duration_ms: int) -> sql.Composed:
@@ -261,8 +294,8 @@ class Tracker:
             self.table, sql.Literal(checksum), sql.Literal(name), sql.Literal(version)
         )
 
-    def unrecord_sql(self, version: int) -> sql.Composed:
-        return sql.SQL("DELETE FROM {} WHERE version = {}").format(self.table, sql.Literal(version))
+    def unrecord_sql(self, version: int) -> sql.SQL:
+        return sql.SQL(f"{self._fragments.delete_applied}{int(version)}")
 
     def history_sql(
         self,
@@ -272,33 +305,53 @@ class Tracker:
         direction: str,
         outcome: str,
         checksum: str | None,
-        started_at: datetime,
+        started_at: datetime | sql.Composable,
         duration_ms: int | sql.Composable | None,
         message: str | None = None,
-    ) -> sql.Composed:
+    ) -> sql.SQL:
+        lit = self._literal
         return sql.SQL(
-            "INSERT INTO {} (version, name, direction, outcome, checksum, started_at,"
-            " duration_ms, db_user, os_user, host, tool_version, message)"
-            " VALUES ({}, {}, {}, {}, {}, {}, {}, current_user, {}, {}, {}, {})"
-        ).format(
-            self.history,
-            *(
-                _value(v)
-                for v in (
-                    version,
-                    name,
-                    direction,
-                    outcome,
-                    checksum,
-                    started_at,
-                    duration_ms,
-                    self.os_user,
-                    self.host,
-                    tool_version(),
-                    message,
+            f"{self._fragments.insert_history}{lit(version)}, {lit(name)}, {lit(direction)}, "
+            f"{lit(outcome)}, {lit(checksum)}, {lit(started_at)}, {lit(duration_ms)}, "
+            f"{self._fragments.history_who}{lit(message)})"
+        )
+
+    # A step's bookkeeping is built for every step of a run: the parts that are the
+    # same for the whole run (quoted table names, who applies) are rendered once, and
+    # only the step's own values are quoted per step (issue 7: client time per step).
+
+    @functools.cached_property
+    def _fragments(self) -> _Fragments:
+        def text(c: sql.Composable) -> str:
+            return c.as_string(self.conn)
+
+        return _Fragments(
+            insert_applied=text(
+                sql.SQL(
+                    "INSERT INTO {} (version, name, checksum, applied_at, applied_by,"
+                    " duration_ms, dirty) VALUES ("
+                ).format(self.table)
+            ),
+            applied_by=text(sql.Literal(self.applied_by)),
+            delete_applied=text(sql.SQL("DELETE FROM {} WHERE version = ").format(self.table)),
+            insert_history=text(
+                sql.SQL(
+                    "INSERT INTO {} (version, name, direction, outcome, checksum, started_at,"
+                    " duration_ms, db_user, os_user, host, tool_version, message) VALUES ("
+                ).format(self.history)
+            ),
+            history_who=text(
+                sql.SQL("current_user, {}, {}, {}, ").format(
+                    sql.Literal(self.os_user), sql.Literal(self.host), sql.Literal(tool_version())
                 )
             ),
         )
+
+    def _literal(self, value: object) -> str:
+        """A quoted value, or an SQL expression computed by the server (a duration)."""
+        if isinstance(value, sql.Composable):
+            return value.as_string(self.conn)
+        return sql.Literal(value).as_string(self.conn)
 
     def write_history(self, **kwargs: Any) -> None:
         """Append one history row on its own (autocommit), e.g. after a rollback."""
