@@ -273,6 +273,31 @@ def test_directive_errors_in_down_files_are_found_too(tmp_path: Path, dsn: str) 
     assert user_tables(dsn) == []
 
 
+def test_a_down_file_broken_after_its_up_ran_stops_its_rollback_not_other_runs(
+    tmp_path: Path, dsn: str
+) -> None:
+    # A run checks the down files of the versions it touches: the rollback of what
+    # `up` applies, the files `down` runs. `verify` checks them all.
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t ();",
+            "down/001_t_down.sql": "DROP TABLE t;",
+            "up/002_u_up.sql": "CREATE TABLE u ();",
+            "down/002_u_down.sql": "DROP TABLE u;",
+        },
+    )
+    assert vz(dsn, tree, "up", "--to", "1").returncode == 0
+    write_tree(tree, {"down/001_t_down.sql": "-- vezamig:gaurd SELECT true\nDROP TABLE t;"})
+    assert vz(dsn, tree, "up").returncode == 0  # 002 and its down are fine
+    assert applied_versions(dsn) == [1, 2]
+    refused = vz(dsn, tree, "down", "--to", "0", "--yes")
+    assert refused.returncode == 2, refused
+    assert "001_t_down.sql:1: unknown directive `vezamig:gaurd`" in refused.stderr
+    assert applied_versions(dsn) == [1, 2]  # not even 002 was rolled back
+    assert run_cli(["verify", "--dir", str(tree)]).returncode == 2
+
+
 @pytest.mark.parametrize("lock", ['"; DROP TABLE users; --', "tracks; DROP TABLE users"])
 def test_a_hostile_lock_directive_is_rejected_and_touches_nothing(
     tmp_path: Path, dsn: str, lock: str

@@ -296,3 +296,60 @@ def test_a_file_that_is_not_utf8_is_a_layout_error_with_its_line(tmp_path: Path)
     [problem] = layout_problems(tmp_path)
     assert "001_a_up.sql:2" in problem
     assert "UTF-8" in problem
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"DROP TABLE x;\n", b"\xef\xbb\xbfDROP TABLE x;\r\n", b"SELECT 1;\r-- lone CR\r\n"],
+    ids=["plain", "bom and crlf", "lone cr"],
+)
+def test_a_checksum_computed_later_from_the_text_equals_the_one_of_the_bytes(
+    tmp_path: Path, content: bytes
+) -> None:
+    write_tree(tmp_path, {"up/001_a_up.sql": content, "down/001_a_down.sql": content})
+    [m] = discover(tmp_path / "up", tmp_path / "down", check_directives=True)
+    assert m.down is not None
+    assert m.down.checksum == m.up.checksum == checksum_of(content)
+
+
+def test_down_files_are_read_only_when_their_text_is_needed(tmp_path: Path) -> None:
+    # status, baseline and repair only need to know that a down file exists.
+    write_tree(
+        tmp_path,
+        {"up/001_a_up.sql": "SELECT 1;", "down/001_a_down.sql": b"SELECT '\xff';\n"},
+    )
+    [m] = discover(tmp_path / "up", tmp_path / "down")
+    assert m.reversible
+    with pytest.raises(LayoutError) as info:
+        _ = m.down
+    assert "001_a_down.sql:1: not valid UTF-8" in info.value.message
+    [problem] = layout_problems(tmp_path)  # up, down and roundtrip read every down file
+    assert "001_a_down.sql:1: not valid UTF-8" in problem
+
+
+def test_paths_in_messages_read_as_the_folder_was_given(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"up/1_a_up.sql": "SELECT 1;", "up/01_b_up.sql": "SELECT 1;"})
+    [problem] = layout_problems(tmp_path)
+    assert problem.startswith(f"{tmp_path}/up/1_a_up.sql: version 1 is also used by 01_b_up.sql")
+    [m] = collect(tmp_path / "up", tmp_path / "down")[0]
+    assert m.up.path == tmp_path / "up" / "01_b_up.sql"
+
+
+@pytest.mark.parametrize(
+    ("filename", "name"),
+    [
+        ("1_a_up.sql", "a"),
+        ("1_a.sql", "a"),
+        ("1_up.sql", "up"),
+        ("1__up.sql", "_up"),
+        ("1_a_up_up.sql", "a_up"),
+        ("1_setup.sql", "setup"),
+        ("1_v2.0-rc_up.sql", "v2.0-rc"),
+    ],
+)
+def test_only_a_separate_up_suffix_is_dropped_from_the_name(
+    tmp_path: Path, filename: str, name: str
+) -> None:
+    write_tree(tmp_path, {f"up/{filename}": "SELECT 1;"})
+    assert load(tmp_path) == {1: (name, False)}
+

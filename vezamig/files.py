@@ -24,13 +24,16 @@ from vezamig.errors import LayoutError
 if TYPE_CHECKING:
     from vezamig.directives import Directives, ParsedHeader
 
-_UP_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+?)(?:_up)?\.sql$")
-_DOWN_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_.-]+)_down\.sql$")
+# <version>_<name>[_up].sql: the `_up` suffix is removed afterwards (a greedy match
+# is half the cost of a lazy one, for every file of every run); <version>_<name>_down.sql.
+_UP_RE = re.compile(r"([0-9]+)_([A-Za-z0-9_.-]+)\.sql")
+_DOWN_RE = re.compile(r"([0-9]+)_([A-Za-z0-9_.-]+)_down\.sql")
 # The tracking table's version column is a bigint.
 _MAX_VERSION = 2**63 - 1
 # Directives start with this; a file without it has none, misplaced or not.
 PREFIX = "vezamig:"
 _BOM = b"\xef\xbb\xbf"
+_sha256 = hashlib.sha256
 _CHUNK = 1 << 16
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _EMPTY_HEADER: ParsedHeader | None = None
@@ -49,16 +52,28 @@ def _no_directives() -> ParsedHeader:
 class SqlFile:
     """One migration file, read and hashed once per run."""
 
-    __slots__ = ("_header", "checksum", "location", "text")
+    __slots__ = ("_bom", "_checksum", "_header", "location", "text")
 
-    def __init__(self, location: str, text: str, checksum: str) -> None:
+    def __init__(
+        self, location: str, text: str, checksum: str | None = None, *, bom: bool = False
+    ) -> None:
         self.location = location  # the path as a string; `path` for messages and sets
-        self.text = text
-        self.checksum = checksum
+        self.text = text  # CRLF normalised, without a BOM
+        self._checksum = checksum
+        self._bom = bom
         self._header: ParsedHeader | None = None
 
     def __repr__(self) -> str:
-        return f"SqlFile({self.location!r}, checksum={self.checksum[:12]}…)"
+        return f"SqlFile({self.location!r})"
+
+    @property
+    def checksum(self) -> str:
+        # Up files are hashed as they are read; a down file's checksum is never
+        # recorded, so it is only computed if asked for (same value: the text is the
+        # content, decoded, with CRLF already normalised).
+        if self._checksum is None:
+            self._checksum = checksum_of((_BOM if self._bom else b"") + self.text.encode())
+        return self._checksum
 
     @property
     def path(self) -> Path:
@@ -92,7 +107,6 @@ class Migration:
         name: str,
         up: SqlFile,
         down: SqlFile | None = None,
-        *,
         down_location: str | None = None,
     ) -> None:
         self.version = version
@@ -106,12 +120,28 @@ class Migration:
 
     @property
     def down(self) -> SqlFile | None:
-        if self._down is None and self.down_location is not None:
-            f, problem = read_sql(self.down_location)
-            if problem is not None:
-                raise LayoutError(problem)
-            self._down = f
+        problem = self._read_down()
+        if problem is not None:
+            raise LayoutError(problem)
         return self._down
+
+    def down_problems(self) -> list[str]:
+        """Read the down file if not yet done; what is wrong with it (unreadable,
+        directives), as ``file:line: …``, or nothing."""
+        problem = self._read_down()
+        if problem is not None:
+            return [problem]
+        if self._down is not None and PREFIX in self._down.text:
+            return list(self._down.header.problems)
+        return []
+
+    def _read_down(self) -> str | None:
+        if self._down is None and self.down_location is not None:
+            f, problem = read_sql(self.down_location, hashed=False)
+            if problem is not None:
+                return problem
+            self._down = f
+        return None
 
     @property
     def checksum(self) -> str:
@@ -128,48 +158,50 @@ class Migration:
 
 def checksum_of(data: bytes) -> str:
     """SHA-256 of the content with CRLF normalised, so a Windows checkout is not drift."""
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n")
-    return hashlib.sha256(data).hexdigest()
+    return _sha256(data.replace(b"\r\n", b"\n")).hexdigest()
 
 
-def _read(location: str) -> bytes:
-    """The whole file in (usually) one read(2): no buffered reader, no stat."""
-    fd = os.open(location, _OPEN_FLAGS)
-    try:
-        data = os.read(fd, _CHUNK)
-        if len(data) < _CHUNK:
-            return data
-        chunks = [data]
-        while data:
-            data = os.read(fd, _CHUNK)
-            chunks.append(data)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+def read_sql(
+    path: str | os.PathLike[str], *, hashed: bool = True
+) -> tuple[SqlFile | None, str | None]:
+    """The file, or a message naming it; ``hashed``: compute its checksum now.
 
-
-def read_sql(path: str | os.PathLike[str]) -> tuple[SqlFile | None, str | None]:
+    Run for every up file by every command, so the common case (one read(2), valid
+    UTF-8, no BOM, no CR, no NUL) takes the shortest path.
+    """
     location = os.fspath(path)
     try:
-        data = _read(location)
+        fd = os.open(location, _OPEN_FLAGS)
+        try:
+            data = os.read(fd, _CHUNK)
+            if len(data) == _CHUNK:  # a large file: read the rest
+                chunks = [data]
+                while chunk := os.read(fd, _CHUNK):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as exc:
         return None, f"{location}: cannot read ({exc.strerror})"
-    start = 3 if data.startswith(_BOM) else 0
     try:
-        text = data[start:].decode("utf-8") if start else data.decode("utf-8")
+        text = data.decode()
     except UnicodeDecodeError as exc:
-        at = exc.start + start
-        line = data[:at].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         return None, (
-            f"{location}:{line}: not valid UTF-8 (byte 0x{data[at]:02x} at offset "
-            f"{at}); save the file as UTF-8"
+            f"{location}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8"
         )
+    bom = text.startswith("\ufeff")
+    if bom:
+        text = text[1:]
     if "\x00" in text:
         return None, f"{location}: contains a NUL byte; is this really an SQL file?"
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    return SqlFile(location, text, checksum_of(data)), None
+        checksum = checksum_of(data) if hashed else None
+    else:
+        checksum = _sha256(data).hexdigest() if hashed else None
+    return SqlFile(location, text, checksum, bom=bom), None
 
 
 def _scan(
@@ -185,13 +217,14 @@ def _scan(
     with os.scandir(base) as entries:
         names = sorted(e.name for e in entries if e.name.endswith(".sql") and e.is_file())
     prefix = base if base.endswith("/") else base + "/"  # str(Path) never ends in / but /
+    up_scan = kind == "up"
     for name in names:
         path = prefix + name
         is_down = name.endswith("_down.sql")
-        if shared and is_down != (kind == "down"):
+        if shared and is_down == up_scan:
             continue
-        m = pattern.match(name)
-        if kind == "up" and is_down:
+        m = pattern.fullmatch(name)
+        if up_scan and is_down:
             problems.append(f"{path}: a down file in the up folder; move it to the down folder")
             continue
         if not m:
@@ -202,7 +235,10 @@ def _scan(
                 "name: letters, digits, _ . -)"
             )
             continue
-        version = int(m["version"])
+        digits, stem = m.groups()
+        if up_scan and len(stem) > 3 and stem.endswith("_up"):
+            stem = stem[:-3]
+        version = int(digits)
         if version == 0:
             problems.append(f'{path}: version 0 is reserved for "nothing applied"; start at 1')
             continue
@@ -219,16 +255,21 @@ def _scan(
                 "give one of them a new number"
             )
             continue
-        found[version] = (m["name"], path)
+        found[version] = (stem, path)
     return found
 
 
-def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False) -> list[Migration]:
+def discover(
+    up_dir: Path, down_dir: Path, *, check_directives: bool = False, read_down: bool | None = None
+) -> list[Migration]:
     """Return migrations ascending by version, or raise LayoutError listing every problem.
 
-    ``check_directives`` (up, down, roundtrip): also read every down file and report
-    the directive problems of every file. Without it (status, baseline, repair) a
-    down file is read only if something asks for its text.
+    ``check_directives``: report the directive problems of every file read.
+    ``read_down`` (default: as ``check_directives``): read every down file now
+    (verify, roundtrip). Otherwise a down file is read when something needs it:
+    `up` and `down` check the down files of the versions they run
+    (Runner.plan), `status`, `baseline` and `repair` only need to know that
+    they exist.
     """
     if not up_dir.is_dir():
         raise LayoutError(
@@ -237,7 +278,9 @@ def discover(up_dir: Path, down_dir: Path, *, check_directives: bool = False) ->
                 "pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, or set VEZAMIG_DIR"
             ],
         )
-    migrations, problems = collect(up_dir, down_dir, read_down=check_directives)
+    migrations, problems = collect(
+        up_dir, down_dir, read_down=check_directives if read_down is None else read_down
+    )
     if check_directives:
         problems.extend(directive_problems(migrations))
     if problems:
@@ -272,19 +315,20 @@ def collect(
         down_location = paired[1] if paired is not None and paired[0] == name else None
         down: SqlFile | None = None
         if down_location is not None and read_down:
-            down, problem = read_sql(down_location)
+            down, problem = read_sql(down_location, hashed=False)
             if problem:
                 problems.append(problem)
                 down_location = None
         if up is not None:
-            migrations.append(Migration(version, name, up, down, down_location=down_location))
+            migrations.append(Migration(version, name, up, down, down_location))
     return migrations, problems
 
 
 def directive_problems(migrations: list[Migration]) -> list[str]:
+    """Directive problems of every file read so far (a down file not read is skipped)."""
     problems: list[str] = []
     for m in migrations:
-        for f in (m.up, m.down):
+        for f in (m.up, m._down):
             if f is not None and PREFIX in f.text:  # no `vezamig:`, no directive problem
                 problems.extend(f.header.problems)
     return problems

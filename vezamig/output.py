@@ -146,14 +146,15 @@ class Output:
             self.out.console.print(t)
         else:
             width = max(len(r.name) for r in rows)
+            kind = {True: f"{'reversible':<12}  ", False: f"{'irreversible':<12}  "}
+            state = {s: f"{s:<12}  " for s in STATE_STYLE}
             lines = []
             for r in rows:
                 a = r.applied
                 applied = a.applied_at.isoformat(timespec="seconds") if a else "-"
                 lines.append(
-                    f"{r.version:>6}  {r.name:<{width}}  {r.state:<12}  "
-                    f"{'reversible' if r.reversible else 'irreversible':<12}  "
-                    f"{applied}\n"
+                    f"{r.version:>6}  {r.name.ljust(width)}  {state[r.state]}"
+                    f"{kind[r.reversible]}{applied}\n"
                 )
             # One write for the table: a flush per row is a system call per version.
             self.out.file.write("".join(lines))

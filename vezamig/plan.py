@@ -38,24 +38,20 @@ class StatusRow(NamedTuple):
 def status_rows(migrations: list[Migration], applied: dict[int, AppliedRow]) -> list[StatusRow]:
     by_version = {m.version: m for m in migrations}
     highest = max(applied, default=0)
+    versions = by_version.keys() | applied.keys()
     rows: list[StatusRow] = []
-    for version in sorted(set(by_version) | set(applied)):
+    for version in sorted(versions):
         m = by_version.get(version)
         a = applied.get(version)
-        if a is not None and a.dirty:
-            state = DIRTY
-        elif a is not None and m is None:
-            state = MISSING
-        elif a is not None and m is not None and a.checksum != m.checksum:
-            state = MODIFIED
-        elif a is not None:
-            state = APPLIED
-        elif version < highest:
-            state = OUT_OF_ORDER
+        if a is None:
+            assert m is not None
+            state = OUT_OF_ORDER if version < highest else PENDING
+            rows.append(StatusRow(version, m.name, state, m.reversible, m, None))
+        elif m is None:
+            rows.append(StatusRow(version, a.name, DIRTY if a.dirty else MISSING, False, None, a))
         else:
-            state = PENDING
-        name = m.name if m is not None else (a.name if a is not None else "")
-        rows.append(StatusRow(version, name, state, bool(m and m.reversible), m, a))
+            state = DIRTY if a.dirty else MODIFIED if a.checksum != m.up.checksum else APPLIED
+            rows.append(StatusRow(version, m.name, state, m.reversible, m, a))
     return rows
 
 

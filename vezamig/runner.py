@@ -242,6 +242,15 @@ class Runner:
         rows = self.status()
         plan = plan_up(rows, to, allow_out_of_order) if direction == "up" else plan_down(rows, to)
         plan.refusals.extend(self.duplicates())
+        # The down files of the versions this run touches: read now if not yet (an up
+        # checks the rollback of what it applies before applying it).
+        problems = [p for step in plan.steps for p in step.migration.down_problems()]
+        if problems:
+            raise LayoutError(
+                f"{direction}: {len(problems)} problem(s) in the down files of this run; "
+                "nothing was changed",
+                details=problems,
+            )
         problems = [p for step in plan.steps for p in transaction_control_problems(step)]
         if problems:
             raise LayoutError(

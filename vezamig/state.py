@@ -8,6 +8,7 @@ touched: we stop and explain.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -123,12 +124,10 @@ class Tracker:
         )
 
     def _rows_sql(self) -> str:
-        # A version recorded twice is only possible by hand (primary key dropped); the
-        # count rides along so spotting it costs no extra query.
         return (
             sql.SQL(
-                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty,"
-                " count(*) OVER (PARTITION BY version) FROM {} ORDER BY version"
+                "SELECT version, name, checksum, applied_at, applied_by, duration_ms, dirty"
+                " FROM {} ORDER BY version"
             )
             .format(self.table)
             .as_string(self.conn)
@@ -246,8 +245,15 @@ class Tracker:
         return self._rows(self.conn.execute(self._rows_sql()).fetchall())
 
     def _rows(self, rows: list[tuple[Any, ...]]) -> dict[int, AppliedRow]:
-        self.duplicated = {r[0]: (r[1], r[7]) for r in rows if r[7] > 1}
-        return {r[0]: AppliedRow._make(r[:7]) for r in rows}
+        applied = {r[0]: AppliedRow._make(r) for r in rows}
+        # A version recorded twice is only possible by hand (primary key dropped); it
+        # shows as fewer versions than rows, so spotting it costs nothing otherwise.
+        if len(applied) < len(rows):
+            counts = Counter(r[0] for r in rows)
+            self.duplicated = {v: (applied[v].name, n) for v, n in counts.items() if n > 1}
+        else:
+            self.duplicated = {}
+        return applied
 
     def history_rows(self, limit: int | None = None) -> list[HistoryRow]:
         if not self._exists:  # absent may have changed: another run may have created them

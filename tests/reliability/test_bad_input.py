@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .support import (
+    Result,
     history,
     invoke,
     query,
@@ -304,6 +305,40 @@ def test_a_file_that_is_not_utf8_is_exit_2_naming_file_and_line(dsn: str, tree: 
         assert result.returncode == 2, result
         assert "001_latin1_up.sql:2: not valid UTF-8" in result.stderr
     assert recorded(dsn) == []
+
+
+def test_a_down_file_that_is_not_utf8_stops_the_runs_that_use_it(dsn: str, tree: Path) -> None:
+    latin1 = "-- ok\nDROP TABLE {t}; -- caf\xe9\n".encode("latin-1")
+    write_tree(
+        tree,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+            "down/001_a_down.sql": "DROP TABLE a;\n",
+            "up/002_b_up.sql": "CREATE TABLE b (id int);\n",
+            "down/002_b_down.sql": latin1.replace(b"{t}", b"b"),
+        },
+    )
+
+    def run(*command: str) -> Result:
+        return run_cli([*command, "-d", dsn, "--dir", str(tree)])
+
+    # up checks the rollback of what it applies before applying anything.
+    refused = run("up")
+    assert refused.returncode == 2, refused
+    assert "002_b_down.sql:2: not valid UTF-8" in refused.stderr
+    assert recorded(dsn) == []
+    assert run("up", "--to", "1").returncode == 0
+    # Broken after it was applied: down refuses before changing anything ...
+    write_tree(tree, {"down/001_a_down.sql": latin1.replace(b"{t}", b"a")})
+    for command in (["down", "--yes"], ["verify"]):
+        result = run(*command)
+        assert result.returncode == 2, result
+        assert "001_a_down.sql:2: not valid UTF-8" in result.stderr
+    assert recorded(dsn) == [(1, False)]
+    # ... while status (which only lists down files) still reports.
+    status = run("status")
+    assert status.returncode == 0, status
+    assert "applied" in status.stdout and "pending" in status.stdout
 
 
 @pytest.mark.parametrize(
