@@ -826,6 +826,25 @@ def report(
         )
     lines += [
         "",
+        f"The least time any Python tool built on psycopg could take to roll back {ROLLBACK} "
+        "versions: the Python floor (start, import psycopg, connect, one SELECT) plus the "
+        "psql floor's server work (the psql floor minus psql's own start, taken as its "
+        "one-SELECT run):",
+        "",
+    ]
+    for n in (small, large):
+        py = bench.series(f"reads {n}", PY).median
+        floor = bench.series(f"rollback {ROLLBACK} of {n}", PSQL).median
+        start = bench.series(f"reads {n}", PSQL_SELECT).median
+        ours = bench.series(f"rollback {ROLLBACK} of {n}", VZ).median
+        bound = py + floor - start
+        lines.append(
+            f"- N={n}: {secs(py)} + ({secs(floor)} − {secs(start)}) = {secs(bound)}, "
+            f"{bound / floor:.2f}× the psql floor; vezamig {secs(ours)}, {ours / floor:.2f}× "
+            f"({secs(ours - bound)} above that bound)"
+        )
+    lines += [
+        "",
         "Every contender: wall time in seconds; the client process's own CPU time "
         "(user + system, median; excludes the server) and peak RSS:",
         "",

@@ -352,4 +352,3 @@ def test_only_a_separate_up_suffix_is_dropped_from_the_name(
 ) -> None:
     write_tree(tmp_path, {f"up/{filename}": "SELECT 1;"})
     assert load(tmp_path) == {1: (name, False)}
-
