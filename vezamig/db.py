@@ -27,6 +27,9 @@ Connection = psycopg.Connection[Any]
 # Advisory lock key: a fixed class id ('vzmg') and the tracking table's name,
 # so two projects using different --table values in one database don't block.
 _LOCK_CLASS = 0x767A6D67  # fits a signed int4
+# What a server answers `SET client_connection_check_interval` with on a platform
+# that cannot poll sockets: the session setup is then sent without it.
+_NO_SOCKET_POLLING = (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported)
 # Linear time: a scheme starts only at a word boundary and nothing backtracks, so an
 # error quoting a 50 KB line of SQL is redacted in microseconds, not minutes.
 _URL_PASSWORD_RE = re.compile(
@@ -89,9 +92,8 @@ def connect(
     if writing:
         try:
             conn.execute(session_setup(conn))
-        except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
-            # a platform that cannot poll sockets: keep the durability setting anyway
-            conn.execute(session_setup(conn, check_connection=False))
+        except _NO_SOCKET_POLLING:
+            conn.execute(session_setup(conn, check_connection=False))  # durability anyway
     return conn
 
 
@@ -194,10 +196,10 @@ def acquire_run_lock(
     while True:
         try:
             cur = conn.execute(first + query)
-        except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
+        except _NO_SOCKET_POLLING:
             if not first:
                 raise
-            # a platform that cannot poll sockets; nothing after the failing SET ran
+            # nothing after the failing SET ran: try again without it
             first = session_setup(conn, check_connection=False) + "; "
             continue
         first = ""

@@ -95,6 +95,11 @@ class SqlFile:
     def directives(self) -> Directives:
         return self.header.directives
 
+    @property
+    def problems(self) -> list[str]:
+        """Directive problems as ``file:line: …``; a file without ``vezamig:`` has none."""
+        return list(self.header.problems) if PREFIX in self.text else []
+
 
 class Migration:
     """A version: its up file, and its down file if it has one (read on first use)."""
@@ -131,9 +136,7 @@ class Migration:
         problem = self._read_down()
         if problem is not None:
             return [problem]
-        if self._down is not None and PREFIX in self._down.text:
-            return list(self._down.header.problems)
-        return []
+        return self._down.problems if self._down is not None else []
 
     def _read_down(self) -> str | None:
         if self._down is None and self.down_location is not None:
@@ -329,6 +332,6 @@ def directive_problems(migrations: list[Migration]) -> list[str]:
     problems: list[str] = []
     for m in migrations:
         for f in (m.up, m._down):
-            if f is not None and PREFIX in f.text:  # no `vezamig:`, no directive problem
-                problems.extend(f.header.problems)
+            if f is not None:
+                problems.extend(f.problems)
     return problems
