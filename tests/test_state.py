@@ -6,9 +6,19 @@ import getpass
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from helpers import execute, history, query, table_exists, user_tables
+from helpers import (
+    execute,
+    history,
+    migrate,
+    query,
+    run_cli,
+    table_exists,
+    user_tables,
+    write_tree,
+)
 
 from vezamig.config import Config
 from vezamig.db import Connection, connect
@@ -204,3 +214,98 @@ def test_a_reader_sees_tables_another_session_created_after_it_first_looked(
     finally:
         other.close()
     assert list(waiting.applied()) == [1]
+
+
+@pytest.mark.parametrize("table", ["schema_migrations", "schema_migrations_history"])
+def test_a_table_with_no_columns_is_foreign_not_absent(
+    tmp_path: Path, dsn: str, table: str
+) -> None:
+    if table.endswith("_history"):
+        _replace_history_with_an_empty_table(dsn)
+    else:
+        execute(dsn, "CREATE TABLE schema_migrations ()")
+    before = user_tables(dsn)
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE q (i int);\n"})
+    for command in ("status", "up"):
+        r = run_cli([command, "-d", dsn, "--dir", str(tree)])
+        assert r.returncode == 2, r
+        assert f"table {table} exists but is not a vezamig tracking table" in r.stderr
+        assert "(columns: none)" in r.stderr
+        assert "Traceback" not in r.output
+    assert user_tables(dsn) == before
+
+
+def _replace_history_with_an_empty_table(dsn: str) -> None:
+    conn = connect(dsn)
+    try:
+        Tracker(conn, Config()).ensure()
+    finally:
+        conn.close()
+    execute(dsn, "DROP TABLE schema_migrations_history; CREATE TABLE schema_migrations_history ()")
+
+
+def test_a_tracking_table_whose_columns_allow_null_is_refused_not_a_traceback(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\n"})
+    migrate(dsn, tree)
+    execute(
+        dsn,
+        "ALTER TABLE schema_migrations ALTER name DROP NOT NULL, ALTER applied_at DROP NOT NULL;"
+        " INSERT INTO schema_migrations VALUES (7, NULL, 'x', NULL, 'me', 1, false)",
+    )
+    for args in (["status"], ["status", "--json"], ["up"]):
+        r = run_cli([*args, "-d", dsn, "--dir", str(tree)])
+        assert r.returncode == 2, r
+        assert "Traceback" not in r.output
+        assert "name, applied_at allow(s) NULL" in r.stderr
+        assert "SET NOT NULL" in r.stderr
+    assert r.stdout == ""
+
+
+def test_a_step_that_empties_search_path_still_records_itself(tmp_path: Path, dsn: str) -> None:
+    """pg_dump output starts with set_config('search_path', '', false): session-wide."""
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_dump_up.sql": (
+                "SELECT pg_catalog.set_config('search_path', '', false);\n"
+                "CREATE TABLE public.a (id int);\n"
+            ),
+            "up/002_next_up.sql": "CREATE TABLE public.b (id int);\n",
+        },
+    )
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    assert r.returncode == 0, r
+    assert query(dsn, "SELECT version FROM public.schema_migrations ORDER BY 1") == [(1,), (2,)]
+    assert [(h["version"], h["direction"]) for h in history(dsn)] == [(1, "up"), (2, "up")]
+
+
+def test_a_step_that_points_search_path_elsewhere_cannot_divert_the_bookkeeping(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Another schema earlier in search_path with same-named tables must not receive the
+    row: the tracking table is resolved once, then used schema-qualified."""
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE public.r1 (id int);\n"})
+    migrate(dsn, tree)
+    execute(
+        dsn,
+        "CREATE SCHEMA ev; CREATE TABLE ev.schema_migrations (LIKE public.schema_migrations"
+        " INCLUDING ALL); CREATE TABLE ev.schema_migrations_history"
+        " (LIKE public.schema_migrations_history INCLUDING ALL)",
+    )
+    write_tree(
+        tree,
+        {
+            "up/002_b_up.sql": (
+                "SET LOCAL search_path = ev, public;\nCREATE TABLE public.r2 (id int);\n"
+            )
+        },
+    )
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    assert r.returncode == 0, r
+    assert query(dsn, "SELECT version FROM public.schema_migrations ORDER BY 1") == [(1,), (2,)]
+    assert query(dsn, "SELECT count(*) FROM ev.schema_migrations") == [(0,)]
+    assert query(dsn, "SELECT count(*) FROM ev.schema_migrations_history") == [(0,)]
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    assert r.returncode == 0 and r.stdout == "nothing to do\n", r

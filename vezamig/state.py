@@ -28,6 +28,7 @@ EXPECTED_COLUMNS = {
     "duration_ms": "integer",
     "dirty": "boolean",
 }
+NOT_NULL_COLUMNS = frozenset(EXPECTED_COLUMNS)
 HISTORY_COLUMNS = {
     "id": "bigint",
     "version": "bigint",
@@ -43,6 +44,7 @@ HISTORY_COLUMNS = {
     "tool_version": "text",
     "message": "text",
 }
+HISTORY_NOT_NULL_COLUMNS = frozenset({"id", "direction", "outcome", "started_at", "db_user"})
 
 
 # Rows are NamedTuples: built by the thousand from query results, and cheaper than
@@ -100,6 +102,8 @@ class Tracker:
         self.label = config.table_label
         self.history_label = ".".join(config.history_table)
         self.schema = config.table[0] if len(config.table) == 2 else None
+        self._names = (config.table[-1], config.history_table[-1])
+        self._resolved: str | None = None  # the schema of an unqualified --table, see _shape_sql
         self._exists: bool | None = None
         self.duplicated: dict[int, tuple[str, int]] = {}  # version -> (name, rows), see applied()
         os_user, host = os_identity()
@@ -107,19 +111,37 @@ class Tracker:
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
 
     def _shape_sql(self) -> str:
-        """Columns of both tables (no row for an absent one)."""
+        """Columns of both tables (a row with NULL columns for an absent table), and the
+        schema they live in.
+
+        An unqualified --table is resolved once, here, through the session's search_path
+        (where the table is, else where it would be created), and used schema-qualified
+        from then on: a step that changes search_path (`pg_dump` output sets it to '')
+        cannot send the bookkeeping to another table of the same name, or to none.
+        """
+        name, history = self._names
+        schema = (
+            sql.Literal(self.schema)
+            if self.schema is not None
+            else sql.SQL(
+                "coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE c.oid = to_regclass({})), current_schema())"
+            ).format(sql.Literal(self.table.as_string(self.conn)))
+        )
         return (
             sql.SQL(
-                "SELECT t.which, a.attname, format_type(a.atttypid, a.atttypmod)"
-                " FROM (VALUES ('main', to_regclass({m})), ('history', to_regclass({h})))"
-                " t(which, oid)"
+                "WITH s(nsp) AS (SELECT {schema})"
+                " SELECT t.which, t.oid IS NOT NULL, a.attname,"
+                " format_type(a.atttypid, a.atttypmod), a.attnotnull, s.nsp"
+                " FROM s CROSS JOIN LATERAL (VALUES"
+                " ('main', CASE WHEN s.nsp IS NOT NULL"
+                " THEN to_regclass(format('%I.%I', s.nsp, {m})) END),"
+                " ('history', CASE WHEN s.nsp IS NOT NULL"
+                " THEN to_regclass(format('%I.%I', s.nsp, {h})) END)) t(which, oid)"
                 " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
                 " AND NOT a.attisdropped"
             )
-            .format(
-                m=sql.Literal(self.table.as_string(self.conn)),
-                h=sql.Literal(self.history.as_string(self.conn)),
-            )
+            .format(schema=schema, m=sql.Literal(name), h=sql.Literal(history))
             .as_string(self.conn)
         )
 
@@ -139,19 +161,24 @@ class Tracker:
 
     def _check_shape(self, columns: list[tuple[Any, ...]]) -> bool:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
-        for which, col, typ in columns:
-            if col is None:
+        nullable: dict[str, list[str]] = {"main": [], "history": []}
+        schema: str | None = columns[0][5] if columns else None  # the same on every row
+        for which, exists, col, typ, notnull, _ in columns:
+            if not exists:
                 continue
             cols = shape[which] or {}
-            cols[col] = typ
-            shape[which] = cols
-        for key, expected, label in (
-            ("main", EXPECTED_COLUMNS, self.label),
-            ("history", HISTORY_COLUMNS, self.history_label),
+            shape[which] = cols  # a table with no columns at all is still there
+            if col is not None:
+                cols[col] = typ
+                if not notnull:
+                    nullable[which].append(col)
+        for key, expected, required, label in (
+            ("main", EXPECTED_COLUMNS, NOT_NULL_COLUMNS, self.label),
+            ("history", HISTORY_COLUMNS, HISTORY_NOT_NULL_COLUMNS, self.history_label),
         ):
             found = shape[key]
             if found is not None and found != expected:
-                described = ", ".join(f"{c} {t}" for c, t in found.items())
+                described = ", ".join(f"{c} {t}" for c, t in found.items()) or "none"
                 raise TrackingTableError(
                     f"table {label} exists but is not a vezamig tracking table "
                     f"(columns: {described}); vezamig changed nothing",
@@ -161,6 +188,17 @@ class Tracker:
                         "to adopt this database with vezamig, keep its records elsewhere: "
                         "--table vezamig_migrations (or VEZAMIG_TABLE), then "
                         "`vezamig baseline --version N` with N the last version already applied",
+                    ],
+                )
+            loose = [c for c in nullable[key] if c in required]
+            if found is not None and loose:
+                raise TrackingTableError(
+                    f"table {label} has vezamig's columns, but {', '.join(loose)} "
+                    "allow(s) NULL where vezamig creates them NOT NULL; vezamig changed "
+                    "nothing",
+                    details=[
+                        "the table was edited by hand: fix any NULL values, then restore the "
+                        f"constraint (ALTER TABLE {label} ALTER COLUMN {loose[0]} SET NOT NULL)"
                     ],
                 )
         if (shape["main"] is None) != (shape["history"] is None):
@@ -173,7 +211,16 @@ class Tracker:
                 ],
             )
         self._exists = shape["main"] is not None
+        if self.schema is None and schema is not None and self._resolved is None:
+            self._qualify(schema)
         return self._exists
+
+    def _qualify(self, schema: str) -> None:
+        name, history = self._names
+        self.table = sql.Identifier(schema, name)
+        self.history = sql.Identifier(schema, history)
+        self._resolved = schema
+        self.__dict__.pop("_fragments", None)  # rendered with the old names
 
     def ensure(self) -> None:
         """Create both tables on first write (inside the caller's run lock)."""
