@@ -7,6 +7,7 @@ code, what was printed where, and the database as another session sees it.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -107,6 +108,7 @@ def test_an_sql_error_mid_run_exits_1_and_keeps_the_steps_before_it(
     assert 'column "nmae" does not exist' in r.stderr
     assert "hint: Perhaps you meant" in r.stderr
     assert "> 4 | SELECT nmae FROM users;" in r.stderr
+    assert re.findall(r"> \d+ \|", r.stderr) == ["> 4 |"]  # one excerpt, at the error
     assert "rolled back" in r.stderr
     assert "ok" in r.stdout and "users" in r.stdout  # the first step was reported done
     assert table_exists(dsn, "users")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +60,20 @@ class Config:
     @property
     def table_label(self) -> str:
         return ".".join(self.table)
+
+    def command(self, args: str) -> str:
+        """``vezamig ARGS`` with this run's folder and table options, so that a command
+        vezamig tells the operator to run can be pasted as printed. The connection is
+        not repeated: it may hold a password."""
+        default = Config()
+        opts = ""
+        if (self.up_dir, self.down_dir) != (default.up_dir, default.down_dir):
+            base = self.up_dir.parent
+            if (self.up_dir.name, self.down_dir) == ("up", base / "down"):
+                opts += f" --dir {shlex.quote(str(base))}"
+            else:
+                opts += f" --up-dir {shlex.quote(str(self.up_dir))}"
+                opts += f" --down-dir {shlex.quote(str(self.down_dir))}"
+        if self.table != default.table:
+            opts += f" --table {shlex.quote(self.table_label)}"
+        return f"vezamig {args}{opts}"

@@ -6,6 +6,7 @@ easy to read and to test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -89,14 +90,21 @@ class Plan:
     refusals: list[str] = field(default_factory=list)
 
 
-def _drift_refusals(rows: list[StatusRow]) -> list[str]:
+def _vezamig(args: str) -> str:
+    return f"vezamig {args}"
+
+
+def _drift_refusals(rows: list[StatusRow], command: Callable[[str], str]) -> list[str]:
+    """``command`` renders a vezamig command line with the run's options (Config.command)."""
     reasons: list[str] = []
     for r in rows:
         if r.state == DIRTY:
+            v = r.version
             reasons.append(
-                f"version {r.version} ({r.name}) is dirty: a non-transactional step did not "
-                f"finish; check the database, then `vezamig repair --applied {r.version}` "
-                f"or `vezamig repair --rolled-back {r.version}`"
+                f"version {v} ({r.name}) is dirty: a non-transactional step did not "
+                f"finish; check the database, then `{command(f'repair --applied {v}')}` if "
+                f"the version's changes are in place, or `{command(f'repair --rolled-back {v}')}`"
+                " if they are not"
             )
         elif r.state == MODIFIED:
             assert r.migration is not None and r.applied is not None
@@ -104,7 +112,8 @@ def _drift_refusals(rows: list[StatusRow]) -> list[str]:
                 f"version {r.version} ({r.name}) is modified: {r.migration.up.path} changed "
                 f"since it was applied (checksum {r.applied.checksum[:12]}… → "
                 f"{r.migration.checksum[:12]}…); restore the file, or if the edit is "
-                "intentional and already reflected in the database, `vezamig repair --checksums`"
+                "intentional and already reflected in the database, "
+                f"`{command('repair --checksums')}`"
             )
         elif r.state == MISSING:
             reasons.append(
@@ -115,9 +124,14 @@ def _drift_refusals(rows: list[StatusRow]) -> list[str]:
     return reasons
 
 
-def plan_up(rows: list[StatusRow], to: int | None, allow_out_of_order: bool) -> Plan:
+def plan_up(
+    rows: list[StatusRow],
+    to: int | None,
+    allow_out_of_order: bool,
+    command: Callable[[str], str] = _vezamig,
+) -> Plan:
     current = max((r.version for r in rows if r.applied is not None), default=0)
-    refusals = _drift_refusals(rows)
+    refusals = _drift_refusals(rows, command)
     steps: list[Step] = []
     out_of_order = [r for r in rows if r.state == OUT_OF_ORDER and (to is None or r.version <= to)]
     if out_of_order and not allow_out_of_order:
@@ -133,7 +147,9 @@ def plan_up(rows: list[StatusRow], to: int | None, allow_out_of_order: bool) -> 
     return Plan("up", steps, to, current, refusals=refusals)
 
 
-def plan_down(rows: list[StatusRow], to: int | None) -> Plan:
+def plan_down(
+    rows: list[StatusRow], to: int | None, command: Callable[[str], str] = _vezamig
+) -> Plan:
     applied = [r for r in rows if r.applied is not None]
     current = max((r.version for r in applied), default=0)
     if to is not None and to != 0 and not any(r.version == to for r in applied):
@@ -144,7 +160,7 @@ def plan_down(rows: list[StatusRow], to: int | None) -> Plan:
     # Without --to: only the latest applied version.
     chosen = applied[-1:] if to is None else [r for r in applied if r.version > to]
     chosen = sorted(chosen, key=lambda r: r.version, reverse=True)
-    refusals = _drift_refusals(rows)
+    refusals = _drift_refusals(rows, command)
     irreversible = [r for r in chosen if r.migration is None or not r.migration.reversible]
     if irreversible:
         listed = ", ".join(f"{r.version} ({r.name})" for r in irreversible)

@@ -8,6 +8,7 @@ does not finish.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -240,7 +241,11 @@ class Runner:
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()
-        plan = plan_up(rows, to, allow_out_of_order) if direction == "up" else plan_down(rows, to)
+        plan = (
+            plan_up(rows, to, allow_out_of_order, self.config.command)
+            if direction == "up"
+            else plan_down(rows, to, self.config.command)
+        )
         plan.refusals.extend(self.duplicates())
         # The down files of the versions this run touches: read now if not yet (an up
         # checks the rollback of what it applies before applying it).
@@ -574,7 +579,11 @@ class Runner:
                 if phase == "step":
                     phase, failed_at = self._locate(step, exc, body, body_start, n_prefix)
                 lines = self._explain(step, exc, phase, offset=failed_at)
-                if failed_at is not None and not (self.conn.broken or self.conn.closed):
+                if (
+                    failed_at is not None
+                    and not exc.diag.statement_position
+                    and not (self.conn.broken or self.conn.closed)
+                ):
                     # No position from the server: show where the failing statement starts.
                     lines += excerpt(step.file.text, line_col(step.file.text, failed_at).line)
                 self._record_failure(step, "failed", started_at, t0, lines[0])
@@ -774,12 +783,15 @@ class Runner:
                     details += excerpt(f.text, current.line)  # no position: show the start
             elif isinstance(exc, psycopg.Error):
                 details += self._explain(step, exc, "bookkeeping")
-            table = (
-                ""
-                if self.config.table_label == "schema_migrations"
-                else f" --table {self.config.table_label}"
-            )
             v = step.version
+            applied = f"`{self.config.command(f'repair --applied {v}')}`"
+            rolled_back = f"`{self.config.command(f'repair --rolled-back {v}')}`"
+            resolve = (
+                f"{applied} if you finished the step by hand, or {rolled_back} if you undid it"
+                if step.direction == "up"
+                else f"{rolled_back} if you finished the rollback by hand, or {applied} if you "
+                "undid it (the version stays applied)"
+            )
             details += [
                 f"statements that ran: {ran}",
                 (
@@ -788,10 +800,10 @@ class Runner:
                     else f"every statement ran; recording the end of the step {verb}"
                 ),
                 f"statements not run: {not_run}",
-                f"version {v} is now dirty: check the database, finish or undo the step by "
-                f"hand, then run `vezamig repair --applied {v}{table}` (finished) or "
-                f"`vezamig repair --rolled-back {v}{table}` (undone)",
+                f"version {v} is now dirty: check the database, then run {resolve}",
             ]
+            if self.config.conninfo and self.config.conninfo != os.environ.get("DATABASE_URL"):
+                details.append("(with the same -d as this run)")
             if failed:
                 raise StepFailed(
                     f"{step.direction} {v} ({step.migration.name}) failed part-way "
