@@ -410,13 +410,27 @@ def test_database_url_comes_from_the_environment_too(tmp_path: Path) -> None:
     assert "s3cretpw" not in r.output
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=x password=s3cretpw bogus",
+        # libpq quotes the token it cannot decode: the raw password, unparsed.
+        "postgresql://u:s3cretpw%zz@/db?host=/tmp",
+        "postgresql://u@/db?host=/tmp&password=s3cretpw%zz",
+        "postgresql://u:s3cret%41pw@/db?host=/tmp&bogus=%zz",
+    ],
+)
 def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
-    tmp_path: Path,
+    tmp_path: Path, url: str
 ) -> None:
     tree = write_tree(tmp_path, SIMPLE)
-    r = run_cli(["status", "--dir", str(tree), "-d", "host=x password=s3cretpw bogus"])
-    assert r.returncode == 2, r
-    assert "s3cretpw" not in r.output
+    for r in (
+        run_cli(["status", "--dir", str(tree), "-d", url]),
+        run_cli(["up", "--dir", str(tree)], env={"DATABASE_URL": url}),
+    ):
+        assert r.returncode == 2, r
+        assert "cannot read the database URL" in r.stderr
+        assert "s3cret" not in r.output
 
 
 def test_a_password_in_a_working_url_appears_nowhere(tmp_path: Path, dsn: str) -> None:

@@ -42,19 +42,39 @@ def redact(text: str, conninfo: str | None = None) -> str:
     """Remove any password from text that may quote a DSN or a libpq error."""
     text = _URL_PASSWORD_RE.sub(r"\g<pre>***", text)
     text = _KV_PASSWORD_RE.sub(r"\g<pre>***", text)
-    password = _password_of(conninfo) or os.environ.get("PGPASSWORD")
-    if password:
-        text = text.replace(password, "***")
+    secrets = _passwords_in(conninfo)
+    if os.environ.get("PGPASSWORD"):
+        secrets.add(os.environ["PGPASSWORD"])
+    for secret in sorted(secrets, key=len, reverse=True):  # a longer one may contain another
+        text = text.replace(secret, "***")
     return text
 
 
-def _password_of(conninfo: str | None) -> str | None:
+_QUERY_PASSWORD_RE = re.compile(r"[?&]password=(?P<pw>[^&#]*)", re.I)
+
+
+def _passwords_in(conninfo: str | None) -> set[str]:
+    """Every form of the password the conninfo holds: as parsed, and as written (a URL
+    libpq cannot parse, e.g. a bad %-escape, is quoted raw in its error message)."""
     if not conninfo:
-        return None
+        return set()
+    from urllib.parse import unquote
+
+    found: set[str] = set()
     try:
-        return conninfo_to_dict(conninfo).get("password")  # type: ignore[return-value]
+        parsed = conninfo_to_dict(conninfo).get("password")
+        if parsed:
+            found.add(str(parsed))
     except psycopg.ProgrammingError:
-        return None
+        pass
+    for pattern in (_URL_PASSWORD_RE, _QUERY_PASSWORD_RE, _KV_PASSWORD_RE):
+        for m in pattern.finditer(conninfo):
+            raw = m["pw"]
+            if raw.startswith("'") and raw.endswith("'") and len(raw) > 1:
+                raw = raw[1:-1]
+            found.update({raw, unquote(raw)})
+    found.discard("")
+    return found
 
 
 def os_identity() -> tuple[str, str]:
