@@ -167,13 +167,16 @@ def test_repair_checksums_re_records_an_intentionally_edited_file(dsn: str, tmp_
     assert vz(dsn, base, "status", "--exit-code").returncode == EXIT_OK
 
 
-def test_repair_checksums_with_nothing_modified_is_refused(dsn: str, tmp_path: Path) -> None:
+def test_repair_checksums_with_nothing_modified_does_nothing_and_exits_0(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Like `up` with nothing pending: nothing to do is not a refusal, and writes nothing."""
     base = tree(tmp_path)
     assert vz(dsn, base, "up").returncode == EXIT_OK
     before = history(dsn)
-    result = vz(dsn, base, "repair", "--checksums", "--yes")
-    assert result.returncode == EXIT_REFUSED, result
-    assert "no applied version has a changed checksum" in result.stderr
+    result = vz(dsn, base, "repair", "--checksums")  # no --yes needed: nothing to confirm
+    assert result.returncode == EXIT_OK, result
+    assert result.stdout == "nothing to repair: no applied version has a changed checksum\n"
     assert history(dsn) == before
 
 

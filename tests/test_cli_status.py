@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import (
     CliResult,
     applied_versions,
@@ -222,3 +223,15 @@ def test_status_refuses_a_foreign_tracking_table_with_exit_2(tmp_path: Path, dsn
     assert r.stdout == ""
     assert "not a vezamig tracking table" in r.stderr
     assert user_tables(dsn) == ["public.schema_migrations"]
+
+
+@pytest.mark.parametrize("command", ["status", "baseline", "repair"])
+def test_a_directive_error_in_an_up_file_is_a_layout_error_for_every_command(
+    tmp_path: Path, dsn: str, command: str
+) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "-- vezamig:gaurd SELECT true\nSELECT 1;\n"})
+    extra = {"baseline": ["--version", "1"], "repair": ["--checksums", "--yes"]}.get(command, [])
+    r = vz(dsn, tree, command, *extra)
+    assert r.returncode == 2, r
+    assert f"{tree / 'up' / '001_a_up.sql'}:1: unknown directive `vezamig:gaurd`" in r.stderr
+    assert user_tables(dsn) == []

@@ -186,3 +186,38 @@ def test_a_quoted_hostile_lock_name_is_kept_as_one_identifier() -> None:
 def test_a_syntax_error_that_stops_the_lexer_is_a_problem_with_file_line_and_column() -> None:
     [problem] = parse("-- vezamig:guard SELECT true\nSELECT 'unterminated;\n").problems
     assert problem.startswith("sql/up/001_a_up.sql:2:")
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "-- VEZAMIG:guard SELECT false",
+        "-- Vezamig:guard SELECT false",
+        "-- vezamig :guard SELECT false",
+        "-- vezamig guard SELECT false",
+        "-- vezamig lock t",
+        "/* VEZAMIG:no-transaction */",
+    ],
+)
+def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) -> None:
+    header = parse(f"{comment}\nDROP TABLE t;\n")
+    assert header.directives == Directives()
+    [problem] = header.problems
+    assert problem.startswith("sql/up/001_a_up.sql:1: `")
+    assert "looks like a directive but is not one" in problem
+    assert "`vezamig:NAME` (lower case, a colon, no space)" in problem
+
+
+def test_prose_that_mentions_vezamig_is_not_mistaken_for_a_directive() -> None:
+    d = ok("-- vezamig runs this file in one transaction\n-- Applied by vezamig.\nSELECT 1;\n")
+    assert d == Directives()
+
+
+def test_problems_of_one_file_are_listed_in_line_order() -> None:
+    header = parse(
+        "-- vezamig:gaurd SELECT true\n"  # line 1: unknown name
+        "SELECT 1;\n"
+        "-- VEZAMIG:guard SELECT true\n"  # line 3: almost a directive
+        "-- vezamig:guard SELECT true\n"  # line 4: after the first statement
+    )
+    assert [p.split(":")[1] for p in header.problems] == ["1", "3", "4"]

@@ -352,3 +352,52 @@ def test_only_a_separate_up_suffix_is_dropped_from_the_name(
 ) -> None:
     write_tree(tmp_path, {f"up/{filename}": "SELECT 1;"})
     assert load(tmp_path) == {1: (name, False)}
+
+
+def test_a_sql_entry_that_is_not_a_regular_file_is_a_layout_error(tmp_path: Path) -> None:
+    base = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\n"})
+    (base / "up" / "002_b_up.sql").symlink_to(tmp_path / "nowhere.sql")
+    (base / "up" / "003_c_up.sql").mkdir()
+    (base / "down" / "001_a_down.sql").mkdir()
+    (base / "up" / "notes").mkdir()  # not .sql: ignored, as any other file
+    assert layout_problems(base) == [
+        f"{base}/up/002_b_up.sql: not a regular file (a folder, or a link to nothing); "
+        "remove or rename it",
+        f"{base}/up/003_c_up.sql: not a regular file (a folder, or a link to nothing); "
+        "remove or rename it",
+        f"{base}/down/001_a_down.sql: not a regular file (a folder, or a link to nothing); "
+        "remove or rename it",
+    ]
+
+
+def test_a_link_to_a_file_is_read_as_the_file(tmp_path: Path) -> None:
+    base = write_tree(tmp_path / "sql", {})
+    (tmp_path / "real.sql").write_text("SELECT 1;\n")
+    (base / "up" / "001_a_up.sql").symlink_to(tmp_path / "real.sql")
+    assert load(base) == {1: ("a", False)}
+
+
+def test_a_folder_option_naming_a_file_says_so(tmp_path: Path) -> None:
+    base = write_tree(tmp_path, {})
+    (tmp_path / "file.sql").write_text("SELECT 1;\n")
+    for up, down in (("file.sql", "down"), ("up", "file.sql")):
+        with pytest.raises(LayoutError, match=r"file\.sql is a file, not a folder"):
+            discover(base / up, base / down)
+
+
+def test_a_layout_failure_also_reports_the_down_files_not_read_yet(tmp_path: Path) -> None:
+    """Down files are read lazily; when the run fails anyway, every problem is listed."""
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "-- vezamig:gaurd SELECT true\nSELECT 1;\n",
+            "up/003_c_up.sql": "SELECT 1;\n",
+            "down/003_c_down.sql": "-- vezamig:bogus\nSELECT 1;\n",
+        },
+    )
+    with pytest.raises(LayoutError) as info:
+        discover(base / "up", base / "down", check_directives=True, read_down=False)
+    assert [d.split(": ", 1)[0] for d in info.value.details] == [
+        f"{base}/up/001_a_up.sql:1",
+        f"{base}/down/003_c_down.sql:1",
+    ]

@@ -124,3 +124,40 @@ def test_names_may_use_letters_digits_dots_dashes_and_underscores(tmp_path: Path
     assert result.returncode == EXIT_OK, result
     [m] = discover(base / "up", base / "down")
     assert (m.version, m.name) == (1, "Add-v2.1_bpm")
+
+
+def test_new_creates_a_missing_folder_and_says_so(tmp_path: Path) -> None:
+    base = tmp_path / "fresh"
+    result = new(base, "first")
+    assert result.returncode == EXIT_OK, result
+    assert f"created folder {base / 'up'} (it did not exist)" in result.stdout
+    assert f"created folder {base / 'down'} (it did not exist)" in result.stdout
+    assert names(base / "up") == ["001_first_up.sql"]
+
+
+def test_new_refuses_a_folder_that_is_a_file_without_a_traceback(tmp_path: Path) -> None:
+    base = tmp_path / "sql"
+    base.mkdir()
+    (base / "up").write_text("not a folder\n")
+    result = new(base, "x")
+    assert result.returncode == EXIT_USAGE, result
+    assert f"migration folder {base / 'up'} is a file, not a folder" in result.stderr
+    assert "Traceback" not in result.output
+    assert names(base / "down") == []
+
+
+def test_new_does_not_count_a_folder_named_like_a_migration(tmp_path: Path) -> None:
+    base = write_tree(tmp_path / "sql", {"up/001_a_up.sql": "SELECT 1;\n"})
+    (base / "up" / "005_dir_up.sql").mkdir()
+    result = new(base, "b")
+    assert result.returncode == EXIT_OK, result
+    assert "002_b_up.sql" in names(base / "up")
+
+
+def test_new_reports_a_file_it_cannot_write_without_a_traceback(tmp_path: Path) -> None:
+    base = write_tree(tmp_path / "sql", {})
+    result = new(base, "x" * 300)  # longer than any file name may be, also for root
+    assert result.returncode == EXIT_USAGE, result
+    assert "cannot write" in result.stderr and "File name too long" in result.stderr
+    assert "Traceback" not in result.output
+    assert names(base / "up") == names(base / "down") == []

@@ -269,3 +269,43 @@ def test_the_repository_ships_a_pre_commit_hook_that_runs_verify() -> None:
     assert fields["language"] == "python"
     assert fields["pass_filenames"] == "false"
     assert fields["files"].strip("'\"") == r"\.sql$"
+
+
+def test_transaction_control_in_a_transactional_file_fails_verify_as_up_would(
+    tmp_path: Path,
+) -> None:
+    """`up` refuses such a file outright (exit 2): a pre-commit `verify` must too."""
+    base = write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_a_up.sql": "CREATE TABLE q (id int);\nBEGIN;\nCOMMIT;\n",
+            "up/002_b_up.sql": "-- vezamig:no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;\n",
+        },
+    )
+    r = verify(base)
+    assert r.returncode == EXIT_USAGE, r
+    assert "verify: 2 problem(s) (2 file(s) parsed)" in r.stderr
+    assert f"{base}/up/001_a_up.sql:2:1: VZ006 BEGIN in a migration" in r.stderr
+    assert f"{base}/up/001_a_up.sql:3:1: VZ006 COMMIT in a migration" in r.stderr
+    # In a no-transaction file it is a warning, and does not suggest what is already there.
+    assert f"warning: {base}/up/002_b_up.sql:2:1: VZ006 BEGIN in a no-transaction file" in (
+        r.stderr
+    )
+    no_tx = [line for line in r.stderr.splitlines() if "002_b_up.sql" in line]
+    assert no_tx and not any("use `-- vezamig:no-transaction`" in line for line in no_tx)
+
+
+def test_verify_reports_sql_entries_that_are_not_files_and_counts_problems_not_files(
+    tmp_path: Path,
+) -> None:
+    base = write_tree(
+        tmp_path / "sql", {"up/001_a_up.sql": "SELECT 1;\n", "up/003_c_up.sql": b"SELECT \xe9;\n"}
+    )
+    (base / "up" / "002_b_up.sql").symlink_to(tmp_path / "nowhere")
+    (base / "up" / "005_dir_up.sql").mkdir()
+    r = verify(base)
+    assert r.returncode == EXIT_USAGE, r
+    assert "verify: 3 problem(s) (1 file(s) parsed)" in r.stderr
+    assert f"{base}/up/002_b_up.sql: not a regular file" in r.stderr
+    assert f"{base}/up/005_dir_up.sql: not a regular file" in r.stderr
+    assert f"{base}/up/003_c_up.sql:1: not valid UTF-8" in r.stderr

@@ -381,7 +381,7 @@ def status(**opts: Any) -> None:
     from vezamig.db import describe
 
     cfg = build_config(opts, "vezamig status")
-    migrations = load_migrations(cfg, check_directives=False)
+    migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, None, writing=False) as runner:
         rows = runner.status()
         duplicates = runner.duplicates()
@@ -493,7 +493,7 @@ def verify(**opts: Any) -> None:
     problems = report.problems + (report.warnings if opts["strict"] else [])
     if problems:
         raise LayoutError(
-            f"verify: {len(problems)} problem(s) in {report.files} file(s)",
+            f"verify: {len(problems)} problem(s) ({report.files} file(s) parsed)",
             details=report.problems
             + (
                 [f"{len(report.warnings)} lint finding(s) above (--strict)"]
@@ -517,6 +517,8 @@ def new(**opts: Any) -> None:
     cfg = build_config(opts)
     created = create(cfg.up_dir, cfg.down_dir, opts["name"], irreversible=opts["irreversible"])
     out = _output(opts)
+    for folder in created.created_folders:
+        out.line(f"created folder {folder} (it did not exist)")
     out.line(f"created {created.up}")
     if created.down is not None:
         out.line(f"created {created.down}")
@@ -541,7 +543,7 @@ def baseline(**opts: Any) -> None:
 
     cfg = build_config(opts, "vezamig baseline")
     out = _output(opts)
-    migrations = load_migrations(cfg, check_directives=False)
+    migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_baseline(runner, opts["version"])
         out.line(
@@ -586,7 +588,7 @@ def repair(**opts: Any) -> None:
         raise UsageError("repair needs exactly one of --checksums, --applied V, --rolled-back V")
     cfg = build_config(opts, "vezamig repair")
     out = _output(opts)
-    migrations = load_migrations(cfg, check_directives=False)
+    migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_repair(
             runner,
@@ -595,6 +597,9 @@ def repair(**opts: Any) -> None:
             applied=opts["applied"],
             rolled_back=opts["rolled_back"],
         )
+        if not changes:  # only --checksums plans nothing; the others refuse instead
+            out.line("nothing to repair: no applied version has a changed checksum")
+            return
         out.line(
             "repair: change the tracking table only (the schema is not touched):", style="bold"
         )

@@ -9,6 +9,7 @@ guard.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     from vezamig.sqltext import Comment
 
 KNOWN = ("guard", "lock", "no-transaction")
+# Almost a directive: another case, a space before the colon, or no colon before a known
+# name (`VEZAMIG:guard`, `vezamig guard …`). Reported, so that a typo cannot silently
+# switch a guard off; prose such as `-- vezamig runs this file …` is left alone.
+_LOOKALIKE = re.compile(r"vezamig\s*:|vezamig\s+(?:guard|lock|no-transaction)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,13 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         return ParsedHeader(
             Directives(), [f"{label}:{exc.line}:{exc.column}: {exc.message}"], has_sql=True
         )
+    for comment in (*header, *body):
+        if not _is_directive(comment) and _LOOKALIKE.match(comment.text.strip()):
+            problems.append(
+                f"{label}:{comment.line}: `{comment.text.strip().splitlines()[0]}` looks like "
+                "a directive but is not one; write directives as `vezamig:NAME` (lower case, "
+                "a colon, no space)"
+            )
     for comment in body:
         if _is_directive(comment):
             problems.append(
@@ -111,7 +123,14 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
             f"`vezamig:lock` (line {locks[0].line}): a lock only lives as long as a transaction"
         )
     directives = Directives(tuple(guards), tuple(locks), no_tx_line is not None)
+    problems.sort(key=lambda p: _line_of(p, label))  # in file order, whichever check found it
     return ParsedHeader(directives, problems, has_sql=first is not None)
+
+
+def _line_of(problem: str, label: str) -> int:
+    """The line of a ``label:line[:column]: …`` problem."""
+    head = problem[len(label) + 1 :].split(":", 1)[0]
+    return int(head) if problem.startswith(label + ":") and head.isdigit() else 0
 
 
 def _is_directive(comment: Comment) -> bool:

@@ -30,8 +30,16 @@ _UP_RE = re.compile(r"([0-9]+)_([A-Za-z0-9_.-]+)\.sql")
 _DOWN_RE = re.compile(r"([0-9]+)_([A-Za-z0-9_.-]+)_down\.sql")
 # The tracking table's version column is a bigint.
 _MAX_VERSION = 2**63 - 1
-# Directives start with this; a file without it has none, misplaced or not.
+# Directives start with this. A file that does not mention the tool at all (in any
+# case: `VEZAMIG:guard` or `vezamig guard` are reported, never silently ignored) has
+# none, misplaced or not.
 PREFIX = "vezamig:"
+
+
+def _mentions_directives(text: str) -> bool:
+    return "ezamig" in text or "EZAMIG" in text  # two C-speed scans, no lower() copy
+
+
 _BOM = b"\xef\xbb\xbf"
 _sha256 = hashlib.sha256
 _CHUNK = 1 << 16
@@ -83,7 +91,7 @@ class SqlFile:
     def header(self) -> ParsedHeader:
         # Parsed on demand: `status` needs checksums but not directives.
         if self._header is None:
-            if PREFIX in self.text:
+            if _mentions_directives(self.text):
                 from vezamig.directives import parse_directives
 
                 self._header = parse_directives(self.text, self.location)
@@ -97,8 +105,8 @@ class SqlFile:
 
     @property
     def problems(self) -> list[str]:
-        """Directive problems as ``file:line: …``; a file without ``vezamig:`` has none."""
-        return list(self.header.problems) if PREFIX in self.text else []
+        """Directive problems as ``file:line: …``; a file not mentioning vezamig has none."""
+        return list(self.header.problems) if _mentions_directives(self.text) else []
 
 
 class Migration:
@@ -218,9 +226,17 @@ def _scan(
         return found
     # scandir's entries know their type without a stat per file; names sort as strings.
     with os.scandir(base) as entries:
-        names = sorted(e.name for e in entries if e.name.endswith(".sql") and e.is_file())
+        sql_entries = [e for e in entries if e.name.endswith(".sql")]
+    names = sorted([e.name for e in sql_entries if e.is_file()])
     prefix = base if base.endswith("/") else base + "/"  # str(Path) never ends in / but /
     up_scan = kind == "up"
+    if len(names) < len(sql_entries) and (up_scan or not shared):  # rare: say so, once
+        problems.extend(
+            f"{prefix}{e.name}: not a regular file (a folder, or a link to nothing); "
+            "remove or rename it"
+            for e in sorted(sql_entries, key=lambda e: e.name)
+            if not e.is_file()
+        )
     for name in names:
         path = prefix + name
         is_down = name.endswith("_down.sql")
@@ -267,13 +283,20 @@ def discover(
 ) -> list[Migration]:
     """Return migrations ascending by version, or raise LayoutError listing every problem.
 
-    ``check_directives``: report the directive problems of every file read.
+    ``check_directives``: report the directive problems of every file read (and, when
+    there is any problem, of every down file too).
     ``read_down`` (default: as ``check_directives``): read every down file now
     (verify, roundtrip). Otherwise a down file is read when something needs it:
     `up` and `down` check the down files of the versions they run
     (Runner.plan), `status`, `baseline` and `repair` only need to know that
     they exist.
     """
+    for folder in (up_dir, down_dir):
+        if folder.exists() and not folder.is_dir():
+            raise LayoutError(
+                f"migration folder {folder} is a file, not a folder",
+                details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"],
+            )
     if not up_dir.is_dir():
         raise LayoutError(
             f"migration folder {up_dir} does not exist",
@@ -286,6 +309,12 @@ def discover(
     )
     if check_directives:
         problems.extend(directive_problems(migrations))
+    if problems and check_directives:
+        # Failing anyway: check the down files not read yet too, so that the operator
+        # sees every problem in one run rather than one folder per run.
+        for m in migrations:
+            if m._down is None:
+                problems.extend(m.down_problems())
     if problems:
         raise LayoutError(f"{len(problems)} problem(s) in the migration folders", details=problems)
     return migrations

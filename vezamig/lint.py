@@ -19,7 +19,8 @@ Rules (codes are stable; never renumber):
   the step would fail every time.
 - VZ006 ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` in a file: vezamig owns the step's
   transaction; a ``COMMIT`` in the body would commit half a step without its
-  bookkeeping.
+  bookkeeping. In a transactional file `verify` reports it as a problem (exit 2),
+  since `up`/`down` refuse such a file; in a no-transaction file it is a warning.
 
 "Existing table" means one the same file did not create earlier (``CREATE TABLE``,
 ``CREATE TABLE … AS``, ``SELECT … INTO``, ``CREATE MATERIALIZED VIEW``, or a rename
@@ -259,6 +260,13 @@ class _Checker:
         if kind is None or kind not in _TXN_CONTROL:
             return
         what = _TXN_CONTROL[TransactionStmtKind(kind)]
+        if self.no_transaction:
+            yield (
+                "VZ006",
+                f"{what} in a no-transaction file: its statements already run one by one in "
+                "autocommit, each recorded as it finishes; remove it",
+            )
+            return
         yield (
             "VZ006",
             f"{what} in a migration: vezamig runs each step in its own transaction and "

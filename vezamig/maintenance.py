@@ -110,11 +110,7 @@ def plan_repair(
             for r in rows
             if r.state == MODIFIED and r.migration and r.applied
         ]
-        if not changes:
-            raise Refused(
-                "repair --checksums: no applied version has a changed checksum; nothing to repair"
-            )
-        return changes
+        return changes  # none: nothing to repair, like `up` with nothing pending
     version = applied if applied is not None else rolled_back
     assert version is not None
     row = by_version.get(version)

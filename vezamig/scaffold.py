@@ -36,12 +36,13 @@ class NewFiles:
     version: int
     up: Path
     down: Path | None
+    created_folders: tuple[Path, ...] = ()
 
 
 def _existing(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
-    return [m[1] for p in folder.iterdir() if (m := _VERSION_RE.match(p.name))]
+    return [m[1] for p in folder.iterdir() if (m := _VERSION_RE.match(p.name)) and p.is_file()]
 
 
 def _up_suffix(up_dir: Path) -> str:
@@ -68,18 +69,34 @@ def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = Fals
             f"name `{name}` is not valid: use letters, digits, `_`, `.` and `-` "
             "(e.g. add_tracks_storage_backend), without a trailing _up/_down"
         )
+    for folder in (up_dir, down_dir):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"migration folder {folder} is a file, not a folder")
     versions = _existing(up_dir) + _existing(down_dir)
     width = max((len(v) for v in versions), default=3)
     version = max((int(v) for v in versions), default=0) + 1
     stem = f"{version:0{width}d}_{name}"
     up = up_dir / f"{stem}{_up_suffix(up_dir)}"
     down = None if irreversible else down_dir / f"{stem}_down.sql"
-    for p in (up, down):
-        if p is not None and p.exists():
-            raise UsageError(f"{p} already exists")
-    up_dir.mkdir(parents=True, exist_ok=True)
-    up.write_text(UP_TEMPLATE.format(version=version, name=name), encoding="utf-8")
-    if down is not None:
-        down_dir.mkdir(parents=True, exist_ok=True)
-        down.write_text(DOWN_TEMPLATE.format(version=version, name=name), encoding="utf-8")
-    return NewFiles(version, up, down)
+    # A missing folder is created (the first migration of a project), and reported.
+    folders = [up_dir] + ([down_dir] if down is not None else [])
+    created = tuple(dict.fromkeys(f for f in folders if not f.is_dir()))
+    try:
+        for p in (up, down):
+            if p is not None and p.exists():
+                raise UsageError(f"{p} already exists")
+        for folder in created:
+            folder.mkdir(parents=True, exist_ok=True)
+        up.write_text(UP_TEMPLATE.format(version=version, name=name), encoding="utf-8")
+        try:
+            if down is not None:
+                down.write_text(DOWN_TEMPLATE.format(version=version, name=name), encoding="utf-8")
+        except OSError:
+            up.unlink()  # both files or neither
+            raise
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {exc.filename or up}: {exc.strerror}; check the name, the folder "
+            "and its permissions"
+        ) from None
+    return NewFiles(version, up, down, created)

@@ -51,9 +51,11 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     for finding in lint_file(
         parsed, direction=direction, has_guard=bool(d.guards), no_transaction=d.no_transaction
     ):
-        report.warnings.append(
-            f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
-        )
+        line = f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
+        if finding.code == "VZ006" and not d.no_transaction:
+            report.problems.append(line)  # `up`/`down` refuse such a file (exit 2)
+        else:
+            report.warnings.append(line)
 
 
 def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Path, str]]:
