@@ -769,3 +769,50 @@ def test_schema_qualified_and_bare_table_names_share_one_run_lock(tmp_path: Path
         acquire_run_lock(holder, ("schema_migrations",), 0)
         with pytest.raises(LockBusy):
             acquire_run_lock(other, ("public", "schema_migrations"), 0)
+
+
+@pytest.mark.parametrize("no_transaction", [False, True])
+def test_a_guard_that_hits_statement_timeout_refuses_the_step_as_the_dry_run_says(
+    tmp_path: Path, dsn: str, no_transaction: bool
+) -> None:
+    """A guard that cannot answer in time is an SQL error: a refusal (exit 3), naming the
+    guard, in the real run as in the dry run (SPEC §2)."""
+    header = "-- vezamig:no-transaction\n" if no_transaction else ""
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": (
+                f"{header}-- vezamig:guard SELECT pg_sleep(5) IS NOT NULL\nSELECT 1;\n"
+            )
+        },
+    )
+    line = 2 if no_transaction else 1
+    for dry in (["--dry-run"], []):
+        r = vz(dsn, tree, "up", "--statement-timeout", "300ms", *dry)
+        assert r.returncode == 3, r
+        assert "57014 canceling statement due to statement timeout" in r.stderr
+        assert "(--statement-timeout 300 ms)" in r.stderr
+    assert f"{tree / 'up' / '001_a_up.sql'}:{line}" in r.stderr
+    assert "SELECT pg_sleep(5) IS NOT NULL" in r.stderr
+    assert applied_versions(dsn) == []
+    assert outcomes(dsn) == [(1, "up", "refused")]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--lock-timeout", "99999999h", "is longer than PostgreSQL's timeouts allow"),
+        ("--statement-timeout", "999h", "is longer than PostgreSQL's timeouts allow"),
+        ("--lock-wait", "5x", "cannot read `5x` as a duration"),
+    ],
+)
+def test_a_bad_duration_is_exit_2_before_anything_runs(
+    tmp_path: Path, dsn: str, option: str, value: str, says: str
+) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    for dry in ([], ["--dry-run"]):
+        r = vz(dsn, tree, "up", option, value, *dry)
+        assert r.returncode == 2, r
+        assert f"Invalid value for '{option}': " in r.stderr and says in r.stderr
+        assert r.stderr.count(option) == 1  # named once, by click
+    assert user_tables(dsn) == []

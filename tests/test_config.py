@@ -35,6 +35,17 @@ def test_an_unreadable_duration_is_a_usage_error_that_shows_examples(text: str) 
     assert "500ms" in str(info.value)
 
 
+@pytest.mark.parametrize("text", ["2147483648ms", "600h", "99999999h"])
+def test_a_duration_longer_than_postgresql_allows_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match=r"longer than PostgreSQL's timeouts allow") as info:
+        parse_duration(text)
+    assert info.value.exit_code == EXIT_USAGE
+
+
+def test_the_longest_duration_postgresql_allows_is_accepted() -> None:
+    assert parse_duration("2147483647") == 2**31 - 1
+
+
 def test_a_table_name_may_be_schema_qualified() -> None:
     assert parse_table("schema_migrations") == ("schema_migrations",)
     assert parse_table("ops.migrations") == ("ops", "migrations")

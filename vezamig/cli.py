@@ -104,18 +104,15 @@ def _database_error(exc: Exception) -> VezamigError:
 # ---- shared options -----------------------------------------------------------------
 
 
-def _duration(option: str) -> Callable[[click.Context, click.Parameter, Any], int | None]:
-    def convert(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
-        if value is None:
-            return None
-        from vezamig.config import parse_duration
+def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
+    if value is None:
+        return None
+    from vezamig.config import parse_duration
 
-        try:
-            return parse_duration(str(value), option)
-        except UsageError as exc:
-            raise click.BadParameter(exc.message) from None
-
-    return convert
+    try:
+        return parse_duration(str(value))  # click names the option in its message
+    except UsageError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 def file_options(fn: F) -> F:
@@ -173,7 +170,7 @@ def db_options(fn: F) -> F:
                 "--lock-timeout",
                 default="5s",
                 show_default=True,
-                callback=_duration("--lock-timeout"),
+                callback=_duration,
                 help="PostgreSQL lock_timeout for each step (0 = none).",
             ),
             click.option(
@@ -187,14 +184,14 @@ def db_options(fn: F) -> F:
                 "--statement-timeout",
                 default="0",
                 show_default="none",
-                callback=_duration("--statement-timeout"),
+                callback=_duration,
                 help="PostgreSQL statement_timeout for each step.",
             ),
             click.option(
                 "--lock-wait",
                 default="60s",
                 show_default=True,
-                callback=_duration("--lock-wait"),
+                callback=_duration,
                 help="How long to wait for another vezamig run.",
             ),
         ]

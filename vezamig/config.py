@@ -15,14 +15,27 @@ _UNITS_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
 _MAX_TABLE_BYTES = 63 - len("_history")
 
 
-def parse_duration(text: str, option: str = "duration") -> int:
-    """``500ms``, ``10s``, ``2min``, ``1h`` → milliseconds; a bare number is ms as in PostgreSQL."""
+# PostgreSQL's timeouts are int milliseconds; one limit for every duration option.
+MAX_DURATION_MS = 2**31 - 1
+
+
+def parse_duration(text: str, option: str | None = None) -> int:
+    """``500ms``, ``10s``, ``2min``, ``1h`` → milliseconds; a bare number is ms as in PostgreSQL.
+
+    ``option`` prefixes the message (click names the option itself)."""
+    prefix = f"{option}: " if option else ""
     m = _DURATION_RE.match(text)
     if not m:
         raise UsageError(
-            f"{option}: cannot read `{text}` as a duration; use e.g. 500ms, 10s, 2min, 1h, or 0"
+            f"{prefix}cannot read `{text}` as a duration; use e.g. 500ms, 10s, 2min, 1h, or 0"
         )
-    return round(float(m[1]) * _UNITS_MS[m[2] or "ms"])
+    ms = round(float(m[1]) * _UNITS_MS[m[2] or "ms"])
+    if ms > MAX_DURATION_MS:
+        raise UsageError(
+            f"{prefix}`{text}` is longer than PostgreSQL's timeouts allow "
+            f"({MAX_DURATION_MS}ms, about 24.8 days)"
+        )
+    return ms
 
 
 def parse_table(text: str) -> tuple[str, ...]:

@@ -296,9 +296,18 @@ class Runner:
             rows = cur.fetchmany(2) if cur.description is not None else []
             returned = describe_rows([tuple(r) for r in rows])
             passed = len(rows) == 1 and len(rows[0]) >= 1 and rows[0][0] is True
-        except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable):
-            # statement_timeout fails the step; lock_timeout retries it: not a guard verdict.
-            raise
+        except pgerrors.LockNotAvailable:
+            raise  # lock_timeout: the step is retried, not judged
+        except pgerrors.QueryCanceled as exc:
+            if "statement timeout" not in (exc.diag.message_primary or ""):
+                raise  # cancelled (Ctrl-C, pg_cancel_backend): not a verdict either
+            # A guard that cannot answer in time is an SQL error: it refuses (SPEC §2),
+            # exactly as the dry run reports it.
+            returned = (
+                f"an error: {exc.diag.sqlstate} {exc.diag.message_primary} "
+                f"(--statement-timeout {self.config.statement_timeout_ms} ms)"
+            )
+            passed = False
         except psycopg.Error as exc:
             diag = exc.diag
             returned = f"an error: {diag.sqlstate} {diag.message_primary or exc}"
@@ -334,14 +343,12 @@ class Runner:
     def _dry_guard(self, guard: Guard) -> GuardResult:
         try:
             return self._eval_guard(guard)
-        except (pgerrors.QueryCanceled, pgerrors.LockNotAvailable) as exc:
-            why = (
-                "another session holds a lock it needs"
-                if isinstance(exc, pgerrors.LockNotAvailable)
-                else "--statement-timeout"
-            )
+        except pgerrors.LockNotAvailable as exc:
             return GuardResult(
-                guard, False, f"an error: {exc.diag.sqlstate} {exc.diag.message_primary} ({why})"
+                guard,
+                False,
+                f"an error: {exc.diag.sqlstate} {exc.diag.message_primary} "
+                "(another session holds a lock it needs)",
             )
 
     # ---- executing -----------------------------------------------------------
