@@ -606,3 +606,32 @@ def test_verify_accepts_the_database_options_and_still_never_connects(tmp_path: 
     )
     assert result.exit_code == 0, result.output
     assert "verified 1 file(s)" in result.output
+
+
+def test_dir_on_the_command_line_beats_up_and_down_dirs_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """`--dir right` with VEZAMIG_UP_DIR exported reads right/up, not half of each; an
+    environment variable still beats another one (VEZAMIG_UP_DIR over VEZAMIG_DIR)."""
+    right = write_tree(tmp_path / "right", {"up/001_a_up.sql": "SELECT 1;\n"})
+    wrong = write_tree(tmp_path / "wrong", {"up/001_a_up.sql": "SELEC 1;\n"})
+    env = {"VEZAMIG_UP_DIR": str(wrong / "up"), "VEZAMIG_DOWN_DIR": str(wrong / "down")}
+    r = run_cli(["verify", "--dir", str(right)], env=env)
+    assert r.returncode == 0, r
+    r = run_cli(["verify"], env={**env, "VEZAMIG_DIR": str(right)})
+    assert r.returncode == 2 and f"{wrong / 'up' / '001_a_up.sql'}:1:1" in r.stderr, r
+    r = run_cli(["verify", "--dir", str(right), "--up-dir", str(wrong / "up")], env=env)
+    assert r.returncode == 2, r
+
+
+def test_help_names_the_environment_variables() -> None:
+    r = run_cli(["status", "--help"])
+    assert r.returncode == 0, r
+    for env in (
+        "DATABASE_URL",
+        "VEZAMIG_TABLE",
+        "VEZAMIG_DIR",
+        "VEZAMIG_UP_DIR",
+        "VEZAMIG_DOWN_DIR",
+    ):
+        assert f"env var: {env}" in " ".join(r.stdout.split()), env

@@ -122,6 +122,7 @@ def file_options(fn: F) -> F:
                 "--dir",
                 "dir_",
                 envvar="VEZAMIG_DIR",
+                show_envvar=True,
                 default="sql",
                 show_default=True,
                 type=click.Path(path_type=Path),
@@ -130,12 +131,14 @@ def file_options(fn: F) -> F:
             click.option(
                 "--up-dir",
                 envvar="VEZAMIG_UP_DIR",
+                show_envvar=True,
                 type=click.Path(path_type=Path),
                 help="Up folder (default DIR/up).",
             ),
             click.option(
                 "--down-dir",
                 envvar="VEZAMIG_DOWN_DIR",
+                show_envvar=True,
                 type=click.Path(path_type=Path),
                 help="Down folder (default DIR/down).",
             ),
@@ -155,13 +158,15 @@ def db_options(fn: F) -> F:
                 "--database-url",
                 "-d",
                 envvar="DATABASE_URL",
+                show_envvar=True,
                 metavar="URL",
-                help="postgresql://… or key=value conninfo (env DATABASE_URL); "
+                help="postgresql://… or key=value conninfo; "
                 "default: libpq's PGHOST, PGDATABASE, ~/.pgpass, services.",
             ),
             click.option(
                 "--table",
                 envvar="VEZAMIG_TABLE",
+                show_envvar=True,
                 default="schema_migrations",
                 show_default=True,
                 help="Tracking table, may be schema.table.",
@@ -204,16 +209,29 @@ def _int_or(value: Any, default: int) -> int:
     return default if value is None else int(value)
 
 
+def _source(ctx: click.Context, name: str) -> str | None:
+    """Where an option's value came from: COMMANDLINE, ENVIRONMENT, DEFAULT, …"""
+    source = ctx.get_parameter_source(name)
+    return source.name if source is not None else None
+
+
 def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
     from vezamig.config import Config, parse_table
 
     base: Path = opts.get("dir_") or Path("sql")
+    up_dir, down_dir = opts.get("up_dir"), opts.get("down_dir")
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _source(ctx, "dir_") == "COMMANDLINE":
+        # The command line beats the environment: `--dir other` with VEZAMIG_UP_DIR
+        # exported means other/up, not half of each.
+        up_dir = None if _source(ctx, "up_dir") == "ENVIRONMENT" else up_dir
+        down_dir = None if _source(ctx, "down_dir") == "ENVIRONMENT" else down_dir
     return Config(
         conninfo=opts.get("database_url"),
         # An explicit `--table ""` is an error, not the default table (another project's?).
         table=parse_table("schema_migrations" if opts.get("table") is None else opts["table"]),
-        up_dir=opts.get("up_dir") or base / "up",
-        down_dir=opts.get("down_dir") or base / "down",
+        up_dir=up_dir or base / "up",
+        down_dir=down_dir or base / "down",
         lock_timeout_ms=_int_or(opts.get("lock_timeout"), 5000),
         lock_retries=_int_or(opts.get("lock_retries"), 3),
         statement_timeout_ms=_int_or(opts.get("statement_timeout"), 0),
