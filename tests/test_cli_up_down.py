@@ -157,8 +157,8 @@ def test_statement_timeout_fails_a_slow_step_with_exit_1_and_rolls_it_back(
         ("SELECT NULL::boolean", "NULL"),
         ("SELECT true WHERE false", "no row"),
         ("SELECT true FROM generate_series(1, 2)", "2 rows"),
-        ("SELECT 1", "1 (a int, not a boolean)"),
-        ("SELECT 'true'", "'true' (a str, not a boolean)"),
+        ("SELECT 1", "1 (an int4, not a boolean)"),
+        ("SELECT 'true'", "'true' (a text, not a boolean)"),
         ("SELECT nope FROM t", "an error: 42703"),
     ],
 )
@@ -816,3 +816,37 @@ def test_a_bad_duration_is_exit_2_before_anything_runs(
         assert f"Invalid value for '{option}': " in r.stderr and says in r.stderr
         assert r.stderr.count(option) == 1  # named once, by click
     assert user_tables(dsn) == []
+
+
+def test_a_down_plan_shows_the_irreversible_versions_it_would_touch(
+    tmp_path: Path, dsn: str
+) -> None:
+    files = reversible(3)
+    files["up/001_a_up.sql"] = "CREATE TABLE a ();\n"  # no down file
+    files["up/002_b_up.sql"] = 'CREATE TABLE "My Tab""le" ();\n'
+    files["down/002_b_down.sql"] = (
+        '-- vezamig:lock "My Tab""le", public.t3\nDROP TABLE "My Tab""le";\n'
+    )
+    tree = write_tree(tmp_path, files)
+    migrate(dsn, tree)
+    r = vz(dsn, tree, "down", "--to", "0", "--dry-run")
+    assert r.returncode == 3, r
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("dry run: roll back 3 version(s), from 3; nothing stays applied")
+    assert [line.split()[:3] for line in lines[1:] if line.startswith("  down")] == [
+        ["down", "3", "t3"],
+        ["down", "2", "b"],
+        ["down", "1", "a"],
+    ]
+    assert "  down 1 a  [irreversible: no down file]" in lines
+    assert '         lock "My Tab""le", public.t3 (ACCESS EXCLUSIVE)' in lines
+    assert "irreversible: no down file for 1 (a)" in r.stderr
+    # Only the irreversible latest version: the plan names it instead of "nothing to do".
+    r = vz(dsn, tree, "down", "--to", "2", "--dry-run")
+    assert r.returncode == 0, r
+    r = run_cli(["down", "--dry-run", "-d", dsn, "--up-dir", str(tree / "up"), "--down-dir",
+                 str(tmp_path / "none")])  # fmt: skip
+    assert r.returncode == 3, r
+    assert "dry run: roll back 1 version(s), from 3; 2 stays applied" in r.stdout
+    assert "  down 3 t3  [irreversible: no down file]" in r.stdout
+    assert applied_versions(dsn) == [1, 2, 3]

@@ -8,6 +8,7 @@ this module's human output entirely.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TextIO
@@ -178,7 +179,7 @@ class Output:
                 self.quiet = True
             return
         title = "dry run: " if dry_run else ""
-        if not plan.steps:
+        if not plan.steps and not plan.irreversible:
             self.line(f"{title}nothing to " + ("apply" if plan.direction == "up" else "roll back"))
             return
         if plan.direction == "down":
@@ -187,8 +188,9 @@ class Output:
                 if plan.stays == 0
                 else f"{plan.stays} stays applied"
             )
+            n = len(plan.steps) + len(plan.irreversible)
             self.line(
-                f"{title}roll back {len(plan.steps)} version(s), from {plan.current}; {stays}",
+                f"{title}roll back {n} version(s), from {plan.current}; {stays}",
                 style="bold",
             )
         else:
@@ -198,8 +200,16 @@ class Output:
                 f"version {plan.current}",
                 style="bold",
             )
+        blocked = sorted(plan.irreversible, reverse=True)  # down: descending, as the steps
         for step in plan.steps:
+            while blocked and blocked[0][0] > step.version:
+                self._plan_irreversible(*blocked.pop(0))
             self._plan_step(step, (guards or {}).get((step.version, step.direction)))
+        for version, name in blocked:
+            self._plan_irreversible(version, name)
+
+    def _plan_irreversible(self, version: int, name: str) -> None:
+        self.line(f"  down {version} {name}  [irreversible: no down file]", style="bold red")
 
     def _plan_step(self, step: Step, results: list[GuardResult] | None) -> None:
         d = step.directives
@@ -208,7 +218,7 @@ class Output:
             f"[{step.mode}]  {step.file.path}"
         )
         for lock in d.locks:
-            names = ", ".join(".".join(t) for t in lock.tables)
+            names = ", ".join(".".join(_ident(p) for p in t) for t in lock.tables)
             self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
         for i, g in enumerate(d.guards):
             res = results[i] if results else None
@@ -333,3 +343,11 @@ class Output:
             f"{extra}",
             style=style,
         )
+
+
+_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def _ident(name: str) -> str:
+    """A name as SQL would write it: quoted when it must be (`"Odd Sch"."My Tab""le"`)."""
+    return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'

@@ -88,6 +88,9 @@ class Plan:
     current: int
     stays: int | None = None  # for down: the version that stays applied (0 = none)
     refusals: list[str] = field(default_factory=list)
+    # for down: chosen versions with no down file (version, name); they refuse the plan,
+    # and the plan shows them in place, so that it lists every version it would touch
+    irreversible: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _vezamig(args: str) -> str:
@@ -173,4 +176,5 @@ def plan_down(
     chosen_versions = {r.version for r in chosen}
     remaining = [r.version for r in applied if r.version not in chosen_versions]
     stays = max(remaining, default=0)
-    return Plan("down", steps, to, current, stays=stays, refusals=refusals)
+    blocked = [(r.version, r.name) for r in irreversible]
+    return Plan("down", steps, to, current, stays=stays, refusals=refusals, irreversible=blocked)

@@ -117,7 +117,9 @@ def _ms_since(t0: float) -> int:
     return round((time.monotonic() - t0) * 1000)
 
 
-def describe_rows(rows: list[tuple[object, ...]]) -> str:
+def describe_rows(rows: list[tuple[object, ...]], type_name: str | None = None) -> str:
+    """What a guard returned, in words; ``type_name``: PostgreSQL's name for the first
+    column's type (pg_type's `int4`, not Python's `int`: the operator wrote SQL)."""
     if not rows:
         return "no row"
     if len(rows) > 1:
@@ -129,7 +131,8 @@ def describe_rows(rows: list[tuple[object, ...]]) -> str:
         return "NULL"
     if isinstance(value, bool):
         return str(value).lower()
-    return f"{value!r} (a {type(value).__name__}, not a boolean)"
+    kind = type_name or type(value).__name__
+    return f"{value!r} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a boolean)"
 
 
 def transaction_control_problems(step: Step) -> list[str]:
@@ -294,7 +297,8 @@ class Runner:
         try:
             cur = self.conn.execute(guard.query, binary=True)  # extended protocol: one statement
             rows = cur.fetchmany(2) if cur.description is not None else []
-            returned = describe_rows([tuple(r) for r in rows])
+            first = cur.description[0].type_display if cur.description else None
+            returned = describe_rows([tuple(r) for r in rows], first)
             passed = len(rows) == 1 and len(rows[0]) >= 1 and rows[0][0] is True
         except pgerrors.LockNotAvailable:
             raise  # lock_timeout: the step is retried, not judged
