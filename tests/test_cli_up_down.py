@@ -850,3 +850,26 @@ def test_a_down_plan_shows_the_irreversible_versions_it_would_touch(
     assert "dry run: roll back 1 version(s), from 3; 2 stays applied" in r.stdout
     assert "  down 3 t3  [irreversible: no down file]" in r.stdout
     assert applied_versions(dsn) == [1, 2, 3]
+
+
+def test_up_dry_run_says_when_a_refusing_guard_runs_after_earlier_steps(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A guard of a later step is evaluated against today's schema: the dry run refuses
+    (it cannot know better without running the earlier steps) and says why."""
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t1_up.sql": "CREATE TABLE t1 (id int);\n",
+            "up/002_g_up.sql": "-- vezamig:guard SELECT count(*) = 0 FROM t1\nSELECT 1;\n",
+        },
+    )
+    r = vz(dsn, tree, "up", "--dry-run")
+    assert r.returncode == 3, r
+    assert (
+        f"{tree / 'up' / '002_g_up.sql'}:1: guard of up 2 would refuse now: "
+        "SELECT count(*) = 0 FROM t1 returned an error: 42P01"
+    ) in r.stderr
+    assert "before the 1 earlier step(s) of this run; it may pass once they have run" in r.stderr
+    assert user_tables(dsn) == []
+    assert vz(dsn, tree, "up").returncode == 0  # and indeed it does

@@ -331,12 +331,21 @@ def _dry_run(
     plan = runner.plan(direction, to, allow_out_of_order)
     guards = runner.evaluate_guards(plan) if not plan.refusals else {}
     out.plan(plan, guards, dry_run=True)
-    failing = [g for results in guards.values() for g in results if not g.passed]
     reasons = list(plan.refusals)
-    for g in failing:
-        reasons.append(
-            f"guard (line {g.guard.line}) would refuse now: {g.guard.query} returned {g.returned}"
-        )
+    for i, step in enumerate(plan.steps):
+        for g in guards.get((step.version, step.direction), []):
+            if g.passed:
+                continue
+            reason = (
+                f"{step.file.path}:{g.guard.line}: guard of {step.direction} {step.version} "
+                f"would refuse now: {g.guard.query} returned {g.returned}"
+            )
+            if i > 0:  # not knowable without running the earlier steps: say so
+                reason += (
+                    f" (evaluated against today's schema, before the {i} earlier step(s) of "
+                    "this run; it may pass once they have run)"
+                )
+            reasons.append(reason)
     if reasons:
         raise Refused(f"dry run: the real `{direction}` would be refused now", details=reasons)
     out.line("dry run: nothing was changed")
