@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ def test_status_json_has_the_spec_shape(tmp_path: Path, dsn: str) -> None:
     ]
     first = migrations[0]
     assert datetime.fromisoformat(first["applied_at"]).tzinfo is not None
+    # The contract's shape: 2026-04-23T17:54:28+00:00, whole seconds and an offset.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", first["applied_at"])
     assert isinstance(first["duration_ms"], int)
     assert first["checksum"] == checksum_of(b"CREATE TABLE t1 ();\n")
     assert db[1] in first["applied_by"]

@@ -431,7 +431,7 @@ def status_json(info: Any, cfg: Config, rows: list[Any]) -> dict[str, Any]:
                 "name": r.name,
                 "state": r.state,
                 "reversible": r.reversible,
-                "applied_at": a.applied_at.isoformat() if a else None,
+                "applied_at": a.applied_at.isoformat(timespec="seconds") if a else None,
                 "applied_by": a.applied_by if a else None,
                 "duration_ms": a.duration_ms if a else None,
                 "checksum": r.migration.checksum if r.migration else (a.checksum if a else None),
