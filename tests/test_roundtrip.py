@@ -361,7 +361,15 @@ def test_roundtrip_refuses_a_database_that_is_not_empty(tmp_path: Path, dsn: str
     result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree))
     assert result.returncode == 2, result
     assert "roundtrip needs an empty scratch database" in result.stderr
-    assert "public.customers" in result.stderr
+    assert "has tables (public.customers); vezamig changed nothing" in result.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(6):
+            conn.execute(f"CREATE TABLE more_{i} (id int)")
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree))
+    assert result.returncode == 2, result
+    assert "(public.customers, public.more_0, public.more_1, public.more_2, public.more_3, …)" in (
+        result.stderr
+    )
     with psycopg.connect(dsn) as conn:
         found = conn.execute(
             "SELECT to_regclass('schema_migrations') IS NULL, to_regclass('a') IS NULL"

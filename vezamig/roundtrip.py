@@ -75,17 +75,18 @@ def user_tables(conn: Connection) -> list[str]:
         " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
         " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
-        " ORDER BY 1 LIMIT 5"
+        " ORDER BY 1 LIMIT 6"
     ).fetchall()
-    return [r[0] for r in rows]
+    return [r[0] for r in rows]  # at most 6: enough to show 5 and know there are more
 
 
 def require_empty(conn: Connection) -> None:
     found = user_tables(conn)
     if found:
+        more = ", …" if len(found) > 5 else ""
         raise UsageError(
             f"roundtrip needs an empty scratch database, but this one has tables "
-            f"({', '.join(found)}…); vezamig changed nothing",
+            f"({', '.join(found[:5])}{more}); vezamig changed nothing",
             details=[
                 "give -d a freshly created database (createdb scratch), or leave -d out "
                 "to use a throwaway PostgreSQL"
