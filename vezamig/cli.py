@@ -262,7 +262,9 @@ def open_runner(
         # The tracking table's shape is checked by the first read (under the run lock
         # for commands that write): a foreign table is refused before anything changes.
         # A writing run's session setup rides with its first run-lock attempt.
-        yield Runner(conn, cfg, migrations, reporter=out, session_setup=writing)
+        yield Runner(
+            conn, cfg, migrations, reporter=out, session_setup=writing, read_only=not writing
+        )
     finally:
         conn.close()
 

@@ -60,7 +60,7 @@ def _no_directives() -> ParsedHeader:
 class SqlFile:
     """One migration file, read and hashed once per run."""
 
-    __slots__ = ("_bom", "_checksum", "_header", "location", "text")
+    __slots__ = ("_bom", "_checksum", "_header", "_mentions", "location", "text")
 
     def __init__(
         self, location: str, text: str, checksum: str | None = None, *, bom: bool = False
@@ -70,6 +70,7 @@ class SqlFile:
         self._checksum = checksum
         self._bom = bom
         self._header: ParsedHeader | None = None
+        self._mentions: bool | None = None
 
     def __repr__(self) -> str:
         return f"SqlFile({self.location!r})"
@@ -91,7 +92,7 @@ class SqlFile:
     def header(self) -> ParsedHeader:
         # Parsed on demand: `status` needs checksums but not directives.
         if self._header is None:
-            if _mentions_directives(self.text):
+            if self.mentions_vezamig:
                 from vezamig.directives import parse_directives
 
                 self._header = parse_directives(self.text, self.location)
@@ -106,7 +107,14 @@ class SqlFile:
     @property
     def problems(self) -> list[str]:
         """Directive problems as ``file:line: …``; a file not mentioning vezamig has none."""
-        return list(self.header.problems) if _mentions_directives(self.text) else []
+        return list(self.header.problems) if self.mentions_vezamig else []
+
+    @property
+    def mentions_vezamig(self) -> bool:
+        """Could hold a directive, or something that looks like one (scanned once)."""
+        if self._mentions is None:
+            self._mentions = _mentions_directives(self.text)
+        return self._mentions
 
 
 class Migration:

@@ -193,15 +193,18 @@ class Runner:
         reporter: Reporter | None = None,
         *,
         session_setup: bool = False,
+        read_only: bool = False,
     ) -> None:
         """``session_setup``: the connection still needs db.session_setup; run_lock sends
-        it in the same message as its first lock attempt (one round trip for both)."""
+        it in the same message as its first lock attempt (one round trip for both).
+        ``read_only``: a command that runs no step (status, history) need not pin the
+        tracking table's schema (Tracker)."""
         self.conn = conn
         self._setup_pending = session_setup
         self.config = config
         self.migrations = migrations
         self.reporter: Reporter = reporter or NullReporter()
-        self.tracker = Tracker(conn, config)
+        self.tracker = Tracker(conn, config, resolve_schema=not read_only)
         self._begin: str | None = None
 
     # ---- reading -------------------------------------------------------------

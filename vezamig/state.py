@@ -95,7 +95,10 @@ class _Fragments(NamedTuple):
 class Tracker:
     """Reads and writes the tracking tables named by ``config.table``."""
 
-    def __init__(self, conn: Connection, config: Config) -> None:
+    def __init__(self, conn: Connection, config: Config, *, resolve_schema: bool = True) -> None:
+        """``resolve_schema``: pin an unqualified table to its schema (see _shape_sql);
+        a read-only command runs no migration that could change search_path, and its
+        first query in a new session is cheaper without the catalog lookups."""
         self.conn = conn
         self.table = ident(config.table)
         self.history = ident(config.history_table)
@@ -104,6 +107,7 @@ class Tracker:
         self.schema = config.table[0] if len(config.table) == 2 else None
         self._names = (config.table[-1], config.history_table[-1])
         self._resolved: str | None = None  # the schema of an unqualified --table, see _shape_sql
+        self._resolve = resolve_schema and self.schema is None
         self._exists: bool | None = None
         self.duplicated: dict[int, tuple[str, int]] = {}  # version -> (name, rows), see applied()
         os_user, host = os_identity()
@@ -112,7 +116,7 @@ class Tracker:
 
     def _shape_sql(self) -> str:
         """Columns of both tables (a row with NULL columns for an absent table), and the
-        schema they live in.
+        schema of an unqualified table when asked to resolve it.
 
         An unqualified --table is resolved once, here, through the session's search_path
         (where the table is, else where it would be created), and used schema-qualified
@@ -120,28 +124,40 @@ class Tracker:
         cannot send the bookkeeping to another table of the same name, or to none.
         """
         name, history = self._names
-        schema = (
-            sql.Literal(self.schema)
-            if self.schema is not None
-            else sql.SQL(
-                "coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
-                " ON n.oid = c.relnamespace WHERE c.oid = to_regclass({})), current_schema())"
+        prefix: sql.Composable
+        if self._resolve:
+            prefix = sql.SQL(
+                "WITH s(nsp) AS (SELECT coalesce((SELECT n.nspname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass({})),"
+                " current_schema())) "
             ).format(sql.Literal(self.table.as_string(self.conn)))
-        )
+            schema: sql.Composable = sql.SQL("s.nsp")
+            source = sql.SQL("s CROSS JOIN LATERAL (VALUES ('main', {}), ('history', {}))").format(
+                *(
+                    sql.SQL(
+                        "CASE WHEN s.nsp IS NOT NULL"
+                        " THEN to_regclass(format('%I.%I', s.nsp, {})) END"
+                    ).format(sql.Literal(table))
+                    for table in (name, history)
+                )
+            )
+        else:
+            prefix, schema = sql.SQL(""), sql.SQL("NULL")
+            source = sql.SQL(
+                "(VALUES ('main', to_regclass({})), ('history', to_regclass({})))"
+            ).format(
+                sql.Literal(self.table.as_string(self.conn)),
+                sql.Literal(self.history.as_string(self.conn)),
+            )
         return (
             sql.SQL(
-                "WITH s(nsp) AS (SELECT {schema})"
-                " SELECT t.which, t.oid IS NOT NULL, a.attname,"
-                " format_type(a.atttypid, a.atttypmod), a.attnotnull, s.nsp"
-                " FROM s CROSS JOIN LATERAL (VALUES"
-                " ('main', CASE WHEN s.nsp IS NOT NULL"
-                " THEN to_regclass(format('%I.%I', s.nsp, {m})) END),"
-                " ('history', CASE WHEN s.nsp IS NOT NULL"
-                " THEN to_regclass(format('%I.%I', s.nsp, {h})) END)) t(which, oid)"
+                "{prefix}SELECT t.which, t.oid IS NOT NULL, a.attname,"
+                " format_type(a.atttypid, a.atttypmod), a.attnotnull, {schema}"
+                " FROM {source} t(which, oid)"
                 " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
                 " AND NOT a.attisdropped"
             )
-            .format(schema=schema, m=sql.Literal(name), h=sql.Literal(history))
+            .format(prefix=prefix, schema=schema, source=source)
             .as_string(self.conn)
         )
 
@@ -211,7 +227,7 @@ class Tracker:
                 ],
             )
         self._exists = shape["main"] is not None
-        if self.schema is None and schema is not None and self._resolved is None:
+        if self._resolve and schema is not None and self._resolved is None:
             self._qualify(schema)
         return self._exists
 
