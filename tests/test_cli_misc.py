@@ -431,6 +431,7 @@ def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
         assert r.returncode == 2, r
         assert "cannot read the database URL" in r.stderr
         assert "s3cret" not in r.output
+        assert "\n\n" not in r.stderr  # libpq's trailing newline is not passed on
 
 
 def test_a_password_in_a_working_url_appears_nowhere(tmp_path: Path, dsn: str) -> None:

@@ -98,7 +98,9 @@ def connect(
     try:
         params = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"cannot read the database URL: {redact(str(exc), conninfo)}") from None
+        raise UsageError(
+            f"cannot read the database URL: {redact(str(exc).strip(), conninfo)}"
+        ) from None
     extra: dict[str, Any] = {"application_name": application, "autocommit": True}
     if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
         extra["connect_timeout"] = 10
