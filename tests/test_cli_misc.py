@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import click
+import psycopg
 import pytest
 from click.testing import CliRunner
 from helpers import (
@@ -636,3 +637,31 @@ def test_help_names_the_environment_variables() -> None:
         "VEZAMIG_DOWN_DIR",
     ):
         assert f"env var: {env}" in " ".join(r.stdout.split()), env
+
+
+def test_libpq_finds_the_password_in_a_pgpass_file_and_it_is_never_shown(
+    tmp_path: Path, pg_bindir: Path
+) -> None:
+    """Without -d or a password, libpq's own lookup (PGPASSFILE, ~/.pgpass) is used."""
+    from vezamig.cluster import ThrowawayCluster
+
+    tree = write_tree(tmp_path, SIMPLE)
+    with ThrowawayCluster(pg_bindir) as cluster:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE ROLE pwuser LOGIN PASSWORD 'pa55-in-file'")
+            (hba,) = conn.execute("SHOW hba_file").fetchone() or ("",)
+            rules = Path(hba).read_text()
+            Path(hba).write_text("local all pwuser scram-sha-256\n" + rules)
+            conn.execute("SELECT pg_reload_conf()")
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"*:{cluster.port}:*:pwuser:pa55-in-file\n")
+        pgpass.chmod(0o600)
+        env = {"PGHOST": cluster.host, "PGPORT": str(cluster.port), "PGUSER": "pwuser",
+               "PGDATABASE": "postgres"}  # fmt: skip
+        r = run_cli(["status", "--dir", str(tree)], env={**env, "PGPASSFILE": str(pgpass)})
+        assert r.returncode == 0, r
+        assert "pending" in r.stdout
+        refused = run_cli(["status", "--dir", str(tree)], env={**env, "PGPASSFILE": "/nonexistent"})
+    assert refused.returncode == 5, refused
+    assert "password" in refused.stderr
+    assert "pa55-in-file" not in r.output + refused.output

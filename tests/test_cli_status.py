@@ -185,8 +185,10 @@ def test_status_exit_code_is_3_when_anything_is_pending(tmp_path: Path, dsn: str
     assert json.loads(r.stdout)["pending"] == 1
 
 
-def test_status_exit_code_is_3_for_modified_missing_or_dirty(tmp_path: Path, dsn: str) -> None:
-    for case in ("modified", "missing", "dirty"):
+def test_status_exit_code_is_3_for_modified_missing_dirty_or_out_of_order(
+    tmp_path: Path, dsn: str
+) -> None:
+    for case in ("modified", "missing", "dirty", "out-of-order"):
         tree = write_tree(tmp_path / case, {"up/001_a_up.sql": "SELECT 1;"})
         execute(dsn, "DROP TABLE IF EXISTS schema_migrations, schema_migrations_history")
         migrate(dsn, tree)
@@ -194,11 +196,16 @@ def test_status_exit_code_is_3_for_modified_missing_or_dirty(tmp_path: Path, dsn
             (tree / "up" / "001_a_up.sql").write_text("SELECT 2;")
         elif case == "missing":
             (tree / "up" / "001_a_up.sql").unlink()
+        elif case == "out-of-order":  # 2 applied, then 1 appears below it
+            (tree / "up" / "001_a_up.sql").rename(tree / "up" / "002_a_up.sql")
+            execute(dsn, "UPDATE schema_migrations SET version = 2")
+            write_tree(tree, {"up/001_early_up.sql": "SELECT 1;"})
         else:
             execute(dsn, "UPDATE schema_migrations SET dirty = true")
         r = vz(dsn, tree, "status", "--exit-code")
         assert r.returncode == 3, (case, r)
-        assert case in r.stdout
+        states = [line.split()[2] for line in r.stdout.splitlines()[1:]]
+        assert sorted(set(states) - {"applied"}) == [case], (case, r)
 
 
 def test_status_exit_code_is_0_with_no_versions_at_all(tmp_path: Path, dsn: str) -> None:

@@ -873,3 +873,88 @@ def test_up_dry_run_says_when_a_refusing_guard_runs_after_earlier_steps(
     assert "before the 1 earlier step(s) of this run; it may pass once they have run" in r.stderr
     assert user_tables(dsn) == []
     assert vz(dsn, tree, "up").returncode == 0  # and indeed it does
+
+
+def test_a_lock_timeout_is_retried_three_times_by_default(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, LOCKED)
+    migrate(dsn, tree, to=1)
+    holder = connect(dsn)
+    try:
+        holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
+        r = vz(dsn, tree, "up", "--lock-timeout", "100ms")  # no --lock-retries
+    finally:
+        holder.close()
+    assert r.returncode == 4, r
+    assert re.findall(r"retry (\d/\d)", r.stderr) == ["1/3", "2/3", "3/3"]
+    assert applied_versions(dsn) == [1]
+    assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "failed")]  # one row, final outcome
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["down", "--yes"], ["baseline", "--version", "1"], ["repair", "--checksums", "--yes"]],
+    ids=["down", "baseline", "repair"],
+)
+def test_every_writing_command_waits_for_the_run_lock_then_exits_4(
+    tmp_path: Path, dsn: str, args: list[str]
+) -> None:
+    tree = write_tree(tmp_path, reversible(1))
+    if args[0] != "baseline":
+        migrate(dsn, tree)
+        (tree / "up" / "001_t1_up.sql").write_text("CREATE TABLE t1 (id int); -- edited\n")
+    before = (applied_versions(dsn), history(dsn))
+    holder = connect(dsn, application="deploy-bot")
+    try:
+        acquire_run_lock(holder, ("schema_migrations",), 0)
+        pid = holder.info.backend_pid
+        r = vz(dsn, tree, *args, "--lock-wait", "300ms")
+    finally:
+        holder.close()
+    assert r.returncode == 4, r
+    assert f"pid {pid}, application deploy-bot" in r.stderr
+    assert "client local socket" in r.stderr or "client 127.0.0.1" in r.stderr
+    assert "connected since" in r.stderr
+    assert (applied_versions(dsn), history(dsn)) == before
+    assert table_exists(dsn, "t1") == (args[0] != "baseline")
+
+
+def test_the_plan_shows_each_steps_transaction_mode(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\n",
+            "up/002_i_up.sql": (
+                "-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (id);\n"
+            ),
+        },
+    )
+    r = vz(dsn, tree, "up", "--dry-run")
+    assert r.returncode == 0, r
+    steps = [line.split() for line in r.stdout.splitlines() if line.startswith("  up")]
+    assert [s[:4] for s in steps] == [
+        ["up", "1", "t", "[transaction]"],
+        ["up", "2", "i", "[no-transaction]"],
+    ]
+
+
+def test_steps_commit_durably_even_where_the_server_default_is_not(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A version reported applied must survive a crash: the test server runs with
+    synchronous_commit = off, and every step must still see it on."""
+    assert query(dsn, "SHOW synchronous_commit") == [("off",)]
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": (
+                "CREATE TABLE seen AS SELECT current_setting('synchronous_commit') AS v;\n"
+            ),
+            "up/002_b_up.sql": (
+                "-- vezamig:no-transaction\n"
+                "INSERT INTO seen SELECT current_setting('synchronous_commit');\n"
+            ),
+        },
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 0, r
+    assert query(dsn, "SELECT v FROM seen") == [("on",), ("on",)]

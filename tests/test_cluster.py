@@ -45,6 +45,37 @@ def test_find_bindir_finds_a_folder_with_the_server_binaries(pg_bindir: Path) ->
     assert {"initdb", "pg_ctl", "postgres"} <= {p.name for p in found.iterdir()}
 
 
+def _fake_bin(folder: Path, names: tuple[str, ...], real: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).symlink_to(real / name)
+    return folder
+
+
+def test_find_bindir_prefers_pg_ctl_on_path(
+    tmp_path: Path, pg_bindir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_path = _fake_bin(tmp_path / "onpath", ("initdb", "postgres"), pg_bindir)
+    wrapper = on_path / "pg_ctl"  # a file of its own, so the folder is not resolved away
+    wrapper.write_text(f'#!/bin/sh\nexec {pg_bindir / "pg_ctl"} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{on_path}:/bin")
+    assert find_bindir() == on_path.resolve()
+
+
+def test_find_bindir_asks_pg_config_when_pg_ctl_is_not_on_path(
+    tmp_path: Path, pg_bindir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = _fake_bin(tmp_path / "chosen", ("initdb", "pg_ctl", "postgres"), pg_bindir)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    pg_config = tools / "pg_config"
+    pg_config.write_text(f'#!/bin/sh\n[ "$1" = --bindir ] && echo {chosen}\n')
+    pg_config.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:/bin")  # no pg_ctl anywhere on it
+    assert find_bindir() == chosen
+
+
 def test_find_bindir_rejects_an_explicit_folder_without_binaries(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         find_bindir(tmp_path)

@@ -384,6 +384,34 @@ def test_roundtrip_explains_a_pg_bin_folder_without_server_binaries(tmp_path: Pa
     assert f"--pg-bin {tmp_path}: no initdb, pg_ctl, postgres there" in result.stderr
 
 
+def test_roundtrip_uses_the_server_binaries_of_an_explicit_pg_bin(
+    tmp_path: Path, pg_bindir: Path, private_tmp: Path
+) -> None:
+    """`--pg-bin DIR` wins over PATH: with no PostgreSQL on PATH, the run still works."""
+    tree = write_tree(
+        tmp_path,
+        {"up/001_a_up.sql": "CREATE TABLE a ();\n", "down/001_a_down.sql": "DROP TABLE a;\n"},
+    )
+    # Wrappers that note each use, in a folder the server's OS user can reach (as root
+    # the cluster runs as another user).
+    bindir = private_tmp / "bin"
+    bindir.mkdir()
+    bindir.chmod(0o755)
+    used = private_tmp / "used.log"
+    used.touch()
+    used.chmod(0o666)
+    for name in ("initdb", "pg_ctl"):
+        wrapper = bindir / name
+        wrapper.write_text(f'#!/bin/sh\necho {name} >> {used}\nexec {pg_bindir / name} "$@"\n')
+        wrapper.chmod(0o755)
+    (bindir / "postgres").symlink_to(pg_bindir / "postgres")
+    env = cli_env(TMPDIR=str(private_tmp), PATH="/usr/bin:/bin")
+    result = vezamig("roundtrip", "--dir", str(tree), "--pg-bin", str(bindir), env=env)
+    assert result.returncode == 0, result
+    assert "throwaway PostgreSQL in" in result.stderr
+    assert {"initdb", "pg_ctl"} <= set(used.read_text().split())
+
+
 def test_roundtrip_ignores_database_url_from_the_environment(
     tmp_path: Path, dsn: str, private_tmp: Path
 ) -> None:
