@@ -500,10 +500,10 @@ def test_a_second_run_waits_for_the_run_lock_then_exits_4_naming_the_holder(
     tree = write_tree(tmp_path, reversible(1))
     holder = connect(dsn, application="deploy-bot")
     try:
-        acquire_run_lock(holder, ("schema_migrations",), 0)
+        key = acquire_run_lock(holder, ("schema_migrations",), 0)
         pid = holder.info.backend_pid
         r = vz(dsn, tree, "up", "--lock-wait", "300ms")
-        release_run_lock(holder, ("schema_migrations",))
+        release_run_lock(holder, key)
     finally:
         holder.close()
     assert r.returncode == 4, r
@@ -693,13 +693,13 @@ def test_a_second_run_waits_for_the_run_lock_and_proceeds_once_it_is_free(
     tree = write_tree(tmp_path, reversible(1))
     holder = connect(dsn, application="deploy-bot")
     try:
-        acquire_run_lock(holder, ("schema_migrations",), 0)
+        key = acquire_run_lock(holder, ("schema_migrations",), 0)
         proc = start_cli(["up", "-d", dsn, "--dir", str(tree), "--lock-wait", "60s"])
         try:
             said = read_until(proc, "waiting up to 60s")
             assert f"pid {holder.info.backend_pid}" in said
             assert not table_exists(dsn, "t1")
-            release_run_lock(holder, ("schema_migrations",))
+            release_run_lock(holder, key)
             code = proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
@@ -769,6 +769,31 @@ def test_schema_qualified_and_bare_table_names_share_one_run_lock(tmp_path: Path
         acquire_run_lock(holder, ("schema_migrations",), 0)
         with pytest.raises(LockBusy):
             acquire_run_lock(other, ("public", "schema_migrations"), 0)
+
+
+def test_sessions_with_different_search_paths_share_the_run_lock_of_the_table_they_use(
+    tmp_path: Path, dsn: str
+) -> None:
+    """The lock is named after the table each session resolves, not its current_schema():
+    a role whose search_path starts with another schema still waits."""
+    import psycopg
+
+    from vezamig.errors import LockBusy
+
+    tree = write_tree(tmp_path, reversible(1))
+    migrate(dsn, tree)  # public.schema_migrations exists
+    execute(dsn, "CREATE SCHEMA app")
+    with (
+        psycopg.connect(dsn, autocommit=True) as holder,
+        psycopg.connect(dsn, autocommit=True, options="-c search_path=app,public") as other,
+    ):
+        key = acquire_run_lock(holder, ("schema_migrations",), 0)
+        with pytest.raises(LockBusy):
+            acquire_run_lock(other, ("schema_migrations",), 0)
+        # A step that changes search_path cannot make the release miss its lock.
+        holder.execute("SET search_path = app")
+        release_run_lock(holder, key)
+        assert acquire_run_lock(other, ("schema_migrations",), 0) == key
 
 
 @pytest.mark.parametrize("no_transaction", [False, True])

@@ -166,26 +166,33 @@ def tool_version() -> str:
 
 
 def _table_key(table: tuple[str, ...]) -> sql.Composable:
-    """``t`` and ``public.t`` must take the same lock: qualify with the session's schema."""
+    """The table's name as the run lock knows it: ``schema.table``.
+
+    An unqualified table is named by the schema it is found in through search_path
+    (else current_schema(), where it would be created), as the tracking code resolves
+    it: two sessions with different search_paths that use the same table take the same
+    lock, and ``t`` and ``public.t`` are one lock.
+    """
     if len(table) == 2:
         return sql.Literal(".".join(table))
-    return sql.SQL("coalesce(current_schema(), '') || {}").format(sql.Literal("." + table[0]))
+    return sql.SQL(
+        "coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass({})),"
+        " current_schema(), '') || {}"
+    ).format(sql.Literal(sql.Identifier(*table).as_string()), sql.Literal("." + table[0]))
 
 
-def _lock_key(table: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL("{}::int, hashtext({})").format(sql.Literal(_LOCK_CLASS), _table_key(table))
-
-
-def lock_holder(conn: Connection, table: tuple[str, ...]) -> str:
-    """Who holds the run lock: pid, application, client, since when."""
+def lock_holder(conn: Connection, key: int) -> str:
+    """Who holds the run lock ``key`` (see acquire_run_lock): pid, application, client,
+    since when."""
     row = conn.execute(
         sql.SQL(
             "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'),"
             " a.usename, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = {}::int"
-            " AND l.objid::int = hashtext({}) AND l.objsubid = 2 LIMIT 1"
-        ).format(sql.Literal(_LOCK_CLASS), _table_key(table))
+            " AND l.objid::int = {}::int AND l.objsubid = 2 LIMIT 1"
+        ).format(sql.Literal(_LOCK_CLASS), sql.Literal(key))
     ).fetchone()
     if row is None:
         return "another session (it has just released the lock or is not visible to you)"
@@ -203,15 +210,21 @@ def acquire_run_lock(
     on_wait: Callable[[str], None] | None = None,
     *,
     setup: bool = False,
-) -> None:
-    """Session-level advisory lock on the same connection that runs the steps.
+) -> int:
+    """Session-level advisory lock on the same connection that runs the steps; returns
+    its key, for release_run_lock.
 
-    Polling with pg_try_advisory_lock (not a blocking call) keeps Ctrl-C
-    responsive and lets us name the holder once while waiting. ``setup``: send
-    the session setup (see session_setup) in the same message as the first try,
-    one round trip for both.
+    The key is computed by the server from the table's resolved name once, here: a
+    step that changes search_path cannot make the release miss. Polling with
+    pg_try_advisory_lock (not a blocking call) keeps Ctrl-C responsive and lets us
+    name the holder once while waiting. ``setup``: send the session setup (see
+    session_setup) in the same message as the first try, one round trip for both.
     """
-    query = sql.SQL("SELECT pg_try_advisory_lock({})").format(_lock_key(table)).as_string(conn)
+    query = (
+        sql.SQL("SELECT pg_try_advisory_lock({}::int, k), k FROM (SELECT hashtext({}) AS k) s")
+        .format(sql.Literal(_LOCK_CLASS), _table_key(table))
+        .as_string(conn)
+    )
     deadline = time.monotonic() + wait_ms / 1000
     told = False
     first = session_setup(conn) + "; " if setup else ""
@@ -228,9 +241,11 @@ def acquire_run_lock(
         while cur.nextset():  # the lock's answer is the last result
             pass
         row = cur.fetchone()
-        if row and row[0]:
-            return
-        holder = lock_holder(conn, table)
+        assert row is not None
+        locked, key = row
+        if locked:
+            return int(key)
+        holder = lock_holder(conn, key)
         if time.monotonic() >= deadline:
             raise LockBusy(
                 f"another vezamig run holds the lock on {'.'.join(table)}: {holder}",
@@ -242,5 +257,9 @@ def acquire_run_lock(
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def release_run_lock(conn: Connection, table: tuple[str, ...]) -> None:
-    conn.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(_lock_key(table)))
+def release_run_lock(conn: Connection, key: int) -> None:
+    conn.execute(
+        sql.SQL("SELECT pg_advisory_unlock({}::int, {}::int)").format(
+            sql.Literal(_LOCK_CLASS), sql.Literal(key)
+        )
+    )

@@ -229,7 +229,7 @@ class Runner:
     def run_lock(self, *, release: bool = True) -> Iterator[None]:
         """``release=False`` when the connection closes right after: the session's end
         frees the lock, and the unlock would be one more round trip."""
-        acquire_run_lock(
+        key = acquire_run_lock(
             self.conn,
             self.config.table,
             self.config.lock_wait_ms,
@@ -243,7 +243,7 @@ class Runner:
             if release and not self.conn.closed:
                 # On failure the session ends right after; the server frees the lock anyway.
                 with suppress(psycopg.Error):
-                    release_run_lock(self.conn, self.config.table)
+                    release_run_lock(self.conn, key)
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()

@@ -218,8 +218,8 @@ def run_lock_held(dsn: str, table: tuple[str, ...] = ("schema_migrations",)) -> 
     from vezamig.db import acquire_run_lock, release_run_lock
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        acquire_run_lock(conn, table, 0)
+        key = acquire_run_lock(conn, table, 0)
         try:
             yield
         finally:
-            release_run_lock(conn, table)
+            release_run_lock(conn, key)
