@@ -983,3 +983,24 @@ def test_steps_commit_durably_even_where_the_server_default_is_not(
     r = vz(dsn, tree, "up")
     assert r.returncode == 0, r
     assert query(dsn, "SELECT v FROM seen") == [("on",), ("on",)]
+
+
+@pytest.mark.parametrize(
+    ("body", "way"),
+    [
+        ("CREATE TABLE x1 (id int);\nCOPY (SELECT 1) TO stdout;\n", "TO STDOUT"),
+        ("CREATE TABLE x1 (id int);\nCOPY x1 FROM stdin;\n", "FROM STDIN"),
+        ("-- vezamig:no-transaction\nCREATE TABLE x1 (id int);\nCOPY x1 TO STDOUT;\n", "TO STDOUT"),
+    ],
+)
+def test_a_copy_that_talks_to_the_client_is_refused_before_anything_runs(
+    tmp_path: Path, dsn: str, body: str, way: str
+) -> None:
+    """The server would go on with the step while the client failed: the outcome could
+    not be reported truthfully, so such a step never starts."""
+    tree = write_tree(tmp_path, {**reversible(1), "up/002_x_up.sql": body})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert f"{tree / 'up' / '002_x_up.sql'}:{body.count(chr(10))}: `COPY … {way}`" in r.stderr
+    assert "nothing was changed" in r.stderr
+    assert user_tables(dsn) == []  # not even version 1: the whole plan is checked first

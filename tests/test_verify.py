@@ -285,8 +285,10 @@ def test_transaction_control_in_a_transactional_file_fails_verify_as_up_would(
     r = verify(base)
     assert r.returncode == EXIT_USAGE, r
     assert "verify: 2 problem(s) (2 file(s) parsed)" in r.stderr
-    assert f"{base}/up/001_a_up.sql:2:1: VZ006 BEGIN in a migration" in r.stderr
-    assert f"{base}/up/001_a_up.sql:3:1: VZ006 COMMIT in a migration" in r.stderr
+    # The same words as the refusal of `up`/`down`.
+    assert f"{base}/up/001_a_up.sql:2: `BEGIN` would end the step's transaction" in r.stderr
+    assert f"{base}/up/001_a_up.sql:3: `COMMIT` would end the step's transaction" in r.stderr
+    assert "VZ006 BEGIN in a migration" not in r.stderr  # not twice
     # In a no-transaction file it is a warning, and does not suggest what is already there.
     assert f"warning: {base}/up/002_b_up.sql:2:1: VZ006 BEGIN in a no-transaction file" in (
         r.stderr
@@ -309,3 +311,23 @@ def test_verify_reports_sql_entries_that_are_not_files_and_counts_problems_not_f
     assert f"{base}/up/002_b_up.sql: not a regular file" in r.stderr
     assert f"{base}/up/005_dir_up.sql: not a regular file" in r.stderr
     assert f"{base}/up/003_c_up.sql:1: not valid UTF-8" in r.stderr
+
+
+@pytest.mark.parametrize("no_transaction", [False, True])
+def test_copy_from_stdin_or_to_stdout_fails_verify_as_up_would(
+    tmp_path: Path, no_transaction: bool
+) -> None:
+    header = "-- vezamig:no-transaction\n" if no_transaction else ""
+    base = write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_a_up.sql": f"{header}CREATE TABLE x (id int);\nCOPY x FROM stdin;\n",
+            "up/002_b_up.sql": f"{header}COPY (SELECT 1) TO STDOUT;\nCOPY x TO '/tmp/x.csv';\n",
+        },
+    )
+    r = verify(base)
+    assert r.returncode == EXIT_USAGE, r
+    line = 3 if no_transaction else 2
+    assert f"{base}/up/001_a_up.sql:{line}: `COPY … FROM STDIN` exchanges rows" in r.stderr
+    assert f"{base}/up/002_b_up.sql:{line - 1}: `COPY … TO STDOUT` exchanges rows" in r.stderr
+    assert "verify: 2 problem(s)" in r.stderr  # a COPY to a server file is fine

@@ -9,7 +9,6 @@ does not finish.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -50,18 +49,6 @@ _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_g
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
 _TRANSACTION_START = sql.SQL("now()")
-_TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare)\b", re.I)
-_ENDS_TRANSACTION = frozenset(
-    {
-        "TRANS_STMT_BEGIN",
-        "TRANS_STMT_START",
-        "TRANS_STMT_COMMIT",
-        "TRANS_STMT_ROLLBACK",
-        "TRANS_STMT_PREPARE",
-        "TRANS_STMT_COMMIT_PREPARED",
-        "TRANS_STMT_ROLLBACK_PREPARED",
-    }
-)
 
 
 class Reporter(Protocol):
@@ -135,33 +122,12 @@ def describe_rows(rows: list[tuple[object, ...]], type_name: str | None = None) 
     return f"{value!r} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a boolean)"
 
 
-def transaction_control_problems(step: Step) -> list[str]:
-    """A COMMIT in a transactional body would commit half a step without its record,
-    and a ROLLBACK would record a version whose changes were thrown away."""
-    if step.directives.no_transaction or not _TRANSACTION_WORDS.search(step.file.text):
-        return []  # the word test only decides whether the parser needs to look
-    from pglast import ast
-    from pglast.enums import TransactionStmtKind
+def body_problems(step: Step) -> list[str]:
+    """Statements this step cannot run (lint.run_problems), checked before anything runs."""
+    from vezamig.lint import run_problems
 
-    from vezamig.sqltext import analyze
-
-    parsed = analyze(step.file.text)
-    problems: list[str] = []
-    for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
-        stmt = node.stmt
-        if (
-            isinstance(stmt, ast.TransactionStmt)
-            and stmt.kind is not None
-            and TransactionStmtKind(stmt.kind).name in _ENDS_TRANSACTION
-        ):
-            words = " ".join(statement.text.split()[:2]).upper()
-            problems.append(
-                f"{step.file.path}:{statement.line}: `{words}` would end the step's "
-                "transaction before vezamig records it; remove BEGIN/COMMIT/ROLLBACK "
-                "(each step already runs in its own transaction; use "
-                "`-- vezamig:no-transaction` for statements that cannot)"
-            )
-    return problems
+    f = step.file
+    return run_problems(f.text, str(f.path), no_transaction=step.directives.no_transaction)
 
 
 class _CountingCursor(psycopg.Cursor[Any]):
@@ -262,11 +228,10 @@ class Runner:
                 "nothing was changed",
                 details=problems,
             )
-        problems = [p for step in plan.steps for p in transaction_control_problems(step)]
+        problems = [p for step in plan.steps for p in body_problems(step)]
         if problems:
             raise LayoutError(
-                f"{direction}: {len(problems)} transaction control statement(s) "
-                "in step bodies; nothing was changed",
+                f"{direction}: {len(problems)} statement(s) a step cannot run; nothing was changed",
                 details=problems,
             )
         dirty = [r.version for r in rows if r.state == "dirty"]

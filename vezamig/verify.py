@@ -26,7 +26,7 @@ def _one_line(message: str) -> str:
 
 
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
-    from vezamig.lint import lint_file
+    from vezamig.lint import lint_file, run_problems
     from vezamig.sqltext import analyze, excerpt
 
     report.files += 1
@@ -48,14 +48,16 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
         )
         return
     d = f.directives
+    # What `up`/`down` would refuse outright (exit 2) is a problem here too.
+    report.problems.extend(run_problems(f.text, str(f.path), no_transaction=d.no_transaction))
     for finding in lint_file(
         parsed, direction=direction, has_guard=bool(d.guards), no_transaction=d.no_transaction
     ):
-        line = f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
         if finding.code == "VZ006" and not d.no_transaction:
-            report.problems.append(line)  # `up`/`down` refuse such a file (exit 2)
-        else:
-            report.warnings.append(line)
+            continue  # reported just above, as a problem
+        report.warnings.append(
+            f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
+        )
 
 
 def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Path, str]]:
