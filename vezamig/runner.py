@@ -122,6 +122,15 @@ def describe_rows(rows: list[tuple[object, ...]], type_name: str | None = None) 
     return f"{value!r} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a boolean)"
 
 
+def _lost_session(exc: psycopg.Error) -> bool:
+    """The session ended under the query (terminated, server shut down, connection
+    broken): class 08 or 57P, or an operational error with no SQLSTATE (libpq's own)."""
+    state = exc.diag.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith(("08", "57P"))
+
+
 def body_problems(step: Step) -> list[str]:
     """Statements this step cannot run (lint.run_problems), checked before anything runs."""
     from vezamig.lint import run_problems
@@ -281,6 +290,8 @@ class Runner:
             )
             passed = False
         except psycopg.Error as exc:
+            if self.conn.broken or self.conn.closed or _lost_session(exc):
+                raise  # the server went away: the step failed, no guard said no
             diag = exc.diag
             returned = f"an error: {diag.sqlstate} {diag.message_primary or exc}"
             passed = False
@@ -662,6 +673,18 @@ class Runner:
                         "another session holds a lock the guard needs; retry later or "
                         "raise --lock-timeout"
                     ],
+                ) from None
+            except psycopg.Error as exc:
+                if not (self.conn.broken or self.conn.closed or _lost_session(exc)):
+                    raise
+                raise StepFailed(
+                    f"{step.direction} {step.version} ({step.migration.name}) failed before it "
+                    "started: the connection was lost while its guards ran; nothing was changed",
+                    details=[
+                        f"{step.file.path}: {str(exc).strip()}",
+                        "run the command again once the database is reachable",
+                    ],
+                    version=step.version,
                 ) from None
             finally:
                 self._rollback()

@@ -74,6 +74,31 @@ def test_a_session_terminated_by_the_server_mid_step_fails_clearly_and_changes_n
     assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok"), (3, "ok")]
 
 
+@pytest.mark.parametrize("no_transaction", [False, True])
+def test_a_session_terminated_during_a_guard_is_a_failure_not_a_refusal(
+    dsn: str, tree: Path, no_transaction: bool
+) -> None:
+    """A guard that never answered did not say no: exit 1, "connection lost", never the
+    exit 3 a script would read as "unsafe to proceed"."""
+    set_sleep(dsn, 600)
+    header = "-- vezamig:no-transaction\n" if no_transaction else ""
+    guard = "-- vezamig:guard SELECT true FROM fault_switch, pg_sleep(seconds)\n"
+    write_tree(tree, {"up/001_g_up.sql": f"{header}{guard}CREATE TABLE g (id int);\n"})
+    run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, "pg_sleep(seconds)")), what="the guard")
+    [pid] = active_backends(dsn, "pg_sleep(seconds)")
+    assert query(dsn, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    result = run.wait(timeout=30)
+
+    assert result.returncode == 1, result
+    assert "connection was lost while its guards ran" in result.stderr or (
+        "connection lost during the step" in result.stderr
+    )
+    assert "refused" not in result.stderr
+    assert "Traceback" not in result.output
+    assert versions(dsn) == [] and not table_exists(dsn, "g")
+
+
 def pg_ctl(cluster: ThrowawayCluster, *args: str) -> None:
     """Run pg_ctl on the private cluster as the OS user that owns it (as cluster.py does)."""
     argv = [str(cluster.bindir / "pg_ctl"), *args, "-D", str(cluster.datadir)]
