@@ -546,9 +546,12 @@ def test_a_lock_released_before_the_retry_lets_the_step_succeed(
     )
     up(runner, to=1)
     holder.append(hold_lock(dsn))
-    up(runner)
+    result = up(runner)
     assert applied_versions(dsn) == [1, 2]
     assert [(r["version"], r["outcome"]) for r in history(dsn)] == [(1, "ok"), (2, "ok")]
+    # The run says the step needed a retry: its own duration is the last attempt's.
+    assert history(dsn)[-1]["message"] == "after 1 lock-timeout retry"
+    assert result.results[-1].message == "after 1 lock-timeout retry"
 
 
 def test_the_lock_is_taken_before_the_guards_so_check_and_change_are_atomic(

@@ -244,7 +244,10 @@ class Output:
         self.out.write(
             (f"  {mark} ", "green"),
             f"{result.direction:<4} {result.version} {result.name}  ",
-            (f"{result.duration_ms} ms", "dim"),
+            (
+                f"{result.duration_ms} ms" + (f" ({result.message})" if result.message else ""),
+                "dim",
+            ),
         )
 
     def summary(self, results: Sequence[StepResult], direction: str, current: int) -> None:

@@ -492,7 +492,12 @@ class Runner:
                     else self.tracker.unrecord_sql(step.version)
                 )
                 # started_at: now() is the start of the step's transaction (its BEGIN).
-                history = self._history(step, "ok", _TRANSACTION_START, duration)
+                retried = (
+                    f"after {attempt} lock-timeout {'retry' if attempt == 1 else 'retries'}"
+                    if attempt
+                    else None
+                )
+                history = self._history(step, "ok", _TRANSACTION_START, duration, retried)
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
                 message = (
@@ -502,7 +507,12 @@ class Runner:
                 body = _CountingCursor(self.conn)
                 body.execute(message)
                 return StepResult(
-                    step.version, step.migration.name, step.direction, "ok", _ms_since(t0)
+                    step.version,
+                    step.migration.name,
+                    step.direction,
+                    "ok",
+                    _ms_since(t0),
+                    retried or "",
                 )
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
