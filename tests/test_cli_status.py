@@ -245,3 +245,53 @@ def test_a_directive_error_in_an_up_file_is_a_layout_error_for_every_command(
     assert r.returncode == 2, r
     assert f"{tree / 'up' / '001_a_up.sql'}:1: unknown directive `vezamig:gaurd`" in r.stderr
     assert user_tables(dsn) == []
+
+
+def test_the_terminal_tables_show_stored_text_literally_never_as_markup(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Names and messages come from files and the database: `[/]` must not crash rich,
+    and `[bold red]…[/]` or `[link=…]` must not style or link anything."""
+    from helpers import run_cli_on_terminal
+
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\n"})
+    migrate(dsn, tree)
+    execute(
+        dsn,
+        "INSERT INTO schema_migrations SELECT 700, 'gone_[/]', checksum, applied_at,"
+        " applied_by, duration_ms, false FROM schema_migrations WHERE version = 1;"
+        " INSERT INTO schema_migrations SELECT 701, '[bold red]evil[/] [link=http://x]y[/link]',"
+        " checksum, applied_at, applied_by, duration_ms, false FROM schema_migrations"
+        " WHERE version = 1;"
+        " UPDATE schema_migrations_history SET message = 'guard said [/] no'",
+    )
+    env = {"COLUMNS": "200"}
+    for command in ("status", "history"):
+        r = run_cli_on_terminal([command, "-d", dsn, "--dir", str(tree)], "", env=env)
+        assert r.returncode == 0, r
+        assert "Traceback" not in r.stdout and "MarkupError" not in r.stdout
+    status = run_cli_on_terminal(["status", "-d", dsn, "--dir", str(tree)], "", env=env)
+    assert "gone_[/]" in status.stdout
+    assert "[bold red]evil[/] [link=http://x]y[/link]" in status.stdout
+    assert "\x1b]8;" not in status.stdout  # no hyperlink escape
+    history_out = run_cli_on_terminal(["history", "-d", dsn, "--dir", str(tree)], "", env=env)
+    assert "guard said [/] no" in history_out.stdout
+
+
+def test_a_narrow_terminal_never_cuts_a_version_or_a_state(tmp_path: Path, dsn: str) -> None:
+    from helpers import run_cli_on_terminal
+
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/20240101120000_a_long_enough_name_up.sql": "SELECT 1;\n",
+            "up/20240101120001_b_up.sql": "SELECT 1;\n",
+        },
+    )
+    migrate(dsn, tree, to=20240101120000)
+    r = run_cli_on_terminal(
+        ["status", "-d", dsn, "--dir", str(tree)], "", env={"COLUMNS": "40", "NO_COLOR": "1"}
+    )
+    assert r.returncode == 0, r
+    for text in ("20240101120000", "20240101120001", "applied", "pending"):
+        assert text in r.stdout, (text, r.stdout)

@@ -684,10 +684,8 @@ def roundtrip(**opts: Any) -> None:
     from vezamig.roundtrip import require_empty, run_roundtrip
 
     # A scratch database must be named explicitly: DATABASE_URL may well point at
-    # production, so roundtrip ignores it and uses a throwaway cluster instead.
-    ctx = click.get_current_context()
-    if ctx.get_parameter_source("database_url") == click.core.ParameterSource.ENVIRONMENT:
-        opts["database_url"] = None
+    # production, so roundtrip ignores it (its -d reads no environment variable, see
+    # below) and uses a throwaway cluster instead.
     cfg = build_config(opts, "vezamig roundtrip")
     out = _output(opts)
     migrations = load_migrations(cfg, check_directives=True)
@@ -715,3 +713,18 @@ def roundtrip(**opts: Any) -> None:
         out.roundtrip_summary(report)
     if not report.ok:
         sys.exit(1)
+
+
+def _scratch_url_only(command: click.Command) -> None:
+    """roundtrip's -d names a scratch database; it never comes from DATABASE_URL."""
+    for param in command.params:
+        if param.name == "database_url" and isinstance(param, click.Option):
+            param.envvar = None
+            param.show_envvar = False
+            param.help = (
+                "An empty scratch database to run on (DATABASE_URL is ignored: it may be "
+                "production); default: a throwaway PostgreSQL."
+            )
+
+
+_scratch_url_only(roundtrip)

@@ -127,22 +127,31 @@ class Output:
         if not rows:
             self.line("no migrations found and none recorded")
             return
-        if isinstance(self.out, _Rich):
+        # A table only where it fits: a narrow terminal gets the plain lines, which
+        # wrap but never cut a version or a state.
+        needed = max(len(str(r.version)) + len(r.name) for r in rows) + 75
+        if isinstance(self.out, _Rich) and self.out.console.width >= needed:
             from rich.table import Table
             from rich.text import Text
 
+            # Every cell is a Text: names come from files and the database, and a plain
+            # string would be read as rich markup (`[/]` in a name must not crash).
             t = Table(show_edge=False, header_style="bold")
-            for col in ("version", "name", "state", "reversible", "applied at", "ms"):
-                t.add_column(col, justify="right" if col in ("version", "ms") else "left")
+            t.add_column("version", justify="right", no_wrap=True)
+            t.add_column("name", overflow="fold")
+            t.add_column("state", no_wrap=True)
+            t.add_column("reversible", no_wrap=True)
+            t.add_column("applied at", no_wrap=True)
+            t.add_column("ms", justify="right", no_wrap=True)
             for r in rows:
                 a = r.applied
                 t.add_row(
-                    str(r.version),
-                    r.name,
+                    Text(str(r.version)),
+                    Text(r.name),
                     Text(r.state, style=STATE_STYLE[r.state]),
-                    "yes" if r.reversible else "no",
-                    a.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if a else "",
-                    str(a.duration_ms) if a else "",
+                    Text("reversible" if r.reversible else "irreversible"),
+                    Text(a.applied_at.isoformat(timespec="seconds") if a else ""),
+                    Text(str(a.duration_ms) if a else ""),
                 )
             self.out.console.print(t)
         else:
@@ -267,35 +276,30 @@ class Output:
         if not rows:
             self.line("no history yet")
             return
-        if isinstance(self.out, _Rich):
+        # Nine columns: below 100 characters the table would squeeze versions into one
+        # digit per line; the tab-separated lines are clearer there.
+        if isinstance(self.out, _Rich) and self.out.console.width >= 100:
             from rich.table import Table
             from rich.text import Text
 
             t = Table(show_edge=False, header_style="bold")
-            for col in (
-                "id",
-                "when",
-                "version",
-                "name",
-                "direction",
-                "outcome",
-                "ms",
-                "who",
-                "message",
-            ):
-                t.add_column(col, overflow="fold")
+            for col in ("id", "when", "version"):
+                t.add_column(col, no_wrap=True, justify="right" if col != "when" else "left")
+            for col in ("name", "direction", "outcome", "ms", "who", "message"):
+                t.add_column(col, overflow="fold", no_wrap=col in ("direction", "outcome"))
             for r in rows:
                 style = {"ok": "green", "failed": "red", "refused": "yellow"}[r.outcome]
+                # Text cells: stored names and messages are never read as rich markup.
                 t.add_row(
-                    str(r.id),
-                    r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    str(r.version if r.version is not None else ""),
-                    r.name or "",
-                    r.direction,
+                    Text(str(r.id)),
+                    Text(r.started_at.isoformat(timespec="seconds")),
+                    Text(str(r.version if r.version is not None else "")),
+                    Text(r.name or ""),
+                    Text(r.direction),
                     Text(r.outcome, style=style),
-                    str(r.duration_ms if r.duration_ms is not None else ""),
-                    f"{r.db_user} ({r.os_user}@{r.host})",
-                    r.message or "",
+                    Text(str(r.duration_ms if r.duration_ms is not None else "")),
+                    Text(f"{r.db_user} ({r.os_user}@{r.host})"),
+                    Text(r.message or ""),
                 )
             self.out.console.print(t)
         else:
@@ -321,21 +325,8 @@ class Output:
             self.out.write(("      " + p, "red"))
 
     def roundtrip_summary(self, report: RoundtripReport) -> None:
-        if isinstance(self.out, _Rich) and not self.quiet:
-            from rich.table import Table
-            from rich.text import Text
-
-            t = Table(show_edge=False, header_style="bold", title="roundtrip")
-            for col in ("version", "name", "result", "ms"):
-                t.add_column(col, justify="right" if col in ("version", "ms") else "left")
-            for v in report.versions:
-                t.add_row(
-                    str(v.version),
-                    v.name,
-                    Text(v.result, style=RESULT_STYLE.get(v.result, "")),
-                    str(v.duration_ms),
-                )
-            self.out.console.print(t)
+        # Each version's line was printed as it finished (roundtrip_progress): the
+        # summary is one line, on a terminal as in a pipe.
         style = "bold green" if report.ok else "bold red"
         extra = "".join(
             f", {report.count(r)} {r}" for r in ("skipped", "not run") if report.count(r)
