@@ -350,3 +350,22 @@ def test_each_guard_adds_at_most_two_round_trips_to_its_step(
     guarded = vezamig(["up"], make_database(), write_migrations(tmp_path / "guarded", 4, guards=2))
     per_guard = (len(guarded) - len(plain)) / 8
     assert 0 < per_guard <= PER_GUARD, f"{per_guard} per guard:\n{listing(guarded)}"
+
+
+def test_plain_runs_never_load_the_sql_parser(tmp_path: Path, dsn: str) -> None:
+    """pglast costs tens of milliseconds to import: a run whose bodies hold no
+    transaction-control or COPY word, and whose files hold no directive, never loads it."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    folder = write_migrations(tmp_path / "plain", 3)
+    for args in (["up"], ["status"], ["down", "--to", "0", "--yes"]):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "vezamig", *args, "-d", dsn,
+             "--dir", str(folder)],
+            capture_output=True, text=True, env=cli_env(), timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "pglast" not in proc.stderr, args

@@ -19,7 +19,7 @@ Rules (codes are stable; never renumber):
   the step would fail every time.
 - VZ006 ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` in a file: vezamig owns the step's
   transaction; a ``COMMIT`` in the body would commit half a step without its
-  bookkeeping. In a transactional file ``run_problems`` reports it instead, as a
+  bookkeeping. In a transactional file ``runnable.run_problems`` reports it instead, as a
   problem (``up``/``down`` refuse such a file); in a no-transaction file it is a warning.
 
 "Existing table" means one the same file did not create earlier (``CREATE TABLE``,
@@ -30,7 +30,6 @@ of such a table). Names compare as PostgreSQL folds them; an unqualified name an
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,7 +56,7 @@ RULES: dict[str, str] = {
 }
 
 _SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
-_TXN_CONTROL = {
+TRANSACTION_CONTROL = {
     TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN",
     TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
     TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT",
@@ -68,46 +67,6 @@ _TXN_CONTROL = {
 }
 
 TableKey = tuple[str, str]
-
-# Only a body holding one of these words can hold a statement a step cannot run: the
-# parser is asked only then (`up` checks every step it runs).
-_RUN_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare|copy)\b", re.I)
-
-
-def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
-    """Statements a step cannot run correctly, as ``file:line: …``; `up`/`down` refuse
-    the plan on any (exit 2) and `verify` reports them as problems.
-
-    - In a transactional body, transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE
-      TRANSACTION, …) would end the step's transaction before its bookkeeping: half a
-      step committed without its record, or a record of changes thrown away.
-    - ``COPY … FROM STDIN`` / ``TO STDOUT`` exchange rows with the client, which
-      vezamig does not do: the server would go on with the rest of the step while
-      the client reports an error, so the outcome could not be told truthfully.
-    """
-    if not _RUN_WORDS.search(text):
-        return []
-    parsed = analyze(text)
-    problems: list[str] = []
-    for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
-        stmt = node.stmt
-        if isinstance(stmt, ast.TransactionStmt) and not no_transaction:
-            if stmt.kind is not None and TransactionStmtKind(stmt.kind) in _TXN_CONTROL:
-                words = " ".join(statement.text.split()[:2]).upper()
-                problems.append(
-                    f"{label}:{statement.line}: `{words}` would end the step's transaction "
-                    "before vezamig records it; remove BEGIN/COMMIT/ROLLBACK (each step "
-                    "already runs in its own transaction; use `-- vezamig:no-transaction` "
-                    "for statements that cannot)"
-                )
-        elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
-            way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
-            problems.append(
-                f"{label}:{statement.line}: `COPY … {way}` exchanges rows with the client, "
-                "which vezamig does not do; use INSERT … VALUES (or COPY from a file on the "
-                "database server) to load rows, and drop a COPY TO STDOUT"
-            )
-    return problems
 
 
 @dataclass(frozen=True)
@@ -298,9 +257,9 @@ class _Checker:
 
     def _transaction(self, node: ast.TransactionStmt) -> Iterator[tuple[str, str]]:
         kind = node.kind
-        if kind is None or kind not in _TXN_CONTROL:
+        if kind is None or kind not in TRANSACTION_CONTROL:
             return
-        what = _TXN_CONTROL[TransactionStmtKind(kind)]
+        what = TRANSACTION_CONTROL[TransactionStmtKind(kind)]
         if self.no_transaction:
             yield (
                 "VZ006",

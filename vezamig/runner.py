@@ -132,8 +132,8 @@ def _lost_session(exc: psycopg.Error) -> bool:
 
 
 def body_problems(step: Step) -> list[str]:
-    """Statements this step cannot run (lint.run_problems), checked before anything runs."""
-    from vezamig.lint import run_problems
+    """Statements this step cannot run (runnable.run_problems), checked before anything runs."""
+    from vezamig.runnable import run_problems
 
     f = step.file
     return run_problems(f.text, str(f.path), no_transaction=step.directives.no_transaction)

@@ -26,7 +26,8 @@ def _one_line(message: str) -> str:
 
 
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
-    from vezamig.lint import lint_file, run_problems
+    from vezamig.lint import lint_file
+    from vezamig.runnable import run_problems
     from vezamig.sqltext import analyze, excerpt
 
     report.files += 1

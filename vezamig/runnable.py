@@ -1,0 +1,54 @@
+"""Statements a step cannot run, found before anything runs (`up`, `down`, `verify`).
+
+Checked for every step of every run, so the common case costs one regular
+expression: PostgreSQL's parser (pglast, tens of milliseconds to import) is
+loaded only for a body that holds one of the words below.
+"""
+
+from __future__ import annotations
+
+import re
+
+_RUN_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare|copy)\b", re.I)
+
+
+def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
+    """Statements a step cannot run correctly, as ``file:line: …``; `up`/`down` refuse
+    the plan on any (exit 2) and `verify` reports them as problems.
+
+    - In a transactional body, transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE
+      TRANSACTION, …) would end the step's transaction before its bookkeeping: half a
+      step committed without its record, or a record of changes thrown away.
+    - ``COPY … FROM STDIN`` / ``TO STDOUT`` exchange rows with the client, which
+      vezamig does not do: the server would go on with the rest of the step while
+      the client reports an error, so the outcome could not be told truthfully.
+    """
+    if not _RUN_WORDS.search(text):
+        return []
+    from pglast import ast
+    from pglast.enums import TransactionStmtKind
+
+    from vezamig.lint import TRANSACTION_CONTROL
+    from vezamig.sqltext import analyze
+
+    parsed = analyze(text)
+    problems: list[str] = []
+    for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
+        stmt = node.stmt
+        if isinstance(stmt, ast.TransactionStmt) and not no_transaction:
+            if stmt.kind is not None and TransactionStmtKind(stmt.kind) in TRANSACTION_CONTROL:
+                words = " ".join(statement.text.split()[:2]).upper()
+                problems.append(
+                    f"{label}:{statement.line}: `{words}` would end the step's transaction "
+                    "before vezamig records it; remove BEGIN/COMMIT/ROLLBACK (each step "
+                    "already runs in its own transaction; use `-- vezamig:no-transaction` "
+                    "for statements that cannot)"
+                )
+        elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
+            way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
+            problems.append(
+                f"{label}:{statement.line}: `COPY … {way}` exchanges rows with the client, "
+                "which vezamig does not do; use INSERT … VALUES (or COPY from a file on the "
+                "database server) to load rows, and drop a COPY TO STDOUT"
+            )
+    return problems
