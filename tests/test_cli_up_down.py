@@ -500,10 +500,10 @@ def test_a_second_run_waits_for_the_run_lock_then_exits_4_naming_the_holder(
     tree = write_tree(tmp_path, reversible(1))
     holder = connect(dsn, application="deploy-bot")
     try:
-        key = acquire_run_lock(holder, ("schema_migrations",), 0)
+        lock = acquire_run_lock(holder, ("schema_migrations",), 0)
         pid = holder.info.backend_pid
         r = vz(dsn, tree, "up", "--lock-wait", "300ms")
-        release_run_lock(holder, key)
+        release_run_lock(holder, lock)
     finally:
         holder.close()
     assert r.returncode == 4, r
@@ -693,13 +693,13 @@ def test_a_second_run_waits_for_the_run_lock_and_proceeds_once_it_is_free(
     tree = write_tree(tmp_path, reversible(1))
     holder = connect(dsn, application="deploy-bot")
     try:
-        key = acquire_run_lock(holder, ("schema_migrations",), 0)
+        lock = acquire_run_lock(holder, ("schema_migrations",), 0)
         proc = start_cli(["up", "-d", dsn, "--dir", str(tree), "--lock-wait", "60s"])
         try:
             said = read_until(proc, "waiting up to 60s")
             assert f"pid {holder.info.backend_pid}" in said
             assert not table_exists(dsn, "t1")
-            release_run_lock(holder, key)
+            release_run_lock(holder, lock)
             code = proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
@@ -787,13 +787,13 @@ def test_sessions_with_different_search_paths_share_the_run_lock_of_the_table_th
         psycopg.connect(dsn, autocommit=True) as holder,
         psycopg.connect(dsn, autocommit=True, options="-c search_path=app,public") as other,
     ):
-        key = acquire_run_lock(holder, ("schema_migrations",), 0)
+        lock = acquire_run_lock(holder, ("schema_migrations",), 0)
         with pytest.raises(LockBusy):
             acquire_run_lock(other, ("schema_migrations",), 0)
         # A step that changes search_path cannot make the release miss its lock.
         holder.execute("SET search_path = app")
-        release_run_lock(holder, key)
-        assert acquire_run_lock(other, ("schema_migrations",), 0) == key
+        release_run_lock(holder, lock)
+        assert acquire_run_lock(other, ("schema_migrations",), 0).key == lock.key
 
 
 @pytest.mark.parametrize("no_transaction", [False, True])
@@ -1004,3 +1004,47 @@ def test_a_copy_that_talks_to_the_client_is_refused_before_anything_runs(
     assert f"{tree / 'up' / '002_x_up.sql'}:{body.count(chr(10))}: `COPY … {way}`" in r.stderr
     assert "nothing was changed" in r.stderr
     assert user_tables(dsn) == []  # not even version 1: the whole plan is checked first
+
+
+def test_each_step_starts_from_the_sessions_defaults(tmp_path: Path, dsn: str) -> None:
+    """A migration's session-level settings (a pg_dump file's empty search_path, SET ROLE,
+    read-only transactions) must not change how the next step runs, nor who writes the
+    bookkeeping: each step starts from a reset session."""
+    execute(dsn, "CREATE ROLE vz_owner_role NOLOGIN")
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_dump_up.sql": (
+                "SELECT pg_catalog.set_config('search_path', '', false);\n"
+                "CREATE TABLE public.a (id int);\n"
+            ),
+            "up/002_plain_up.sql": "CREATE TABLE b (id int);\n",  # unqualified: needs public
+            "up/003_owner_up.sql": (
+                "GRANT CREATE ON SCHEMA public TO vz_owner_role;\n"
+                "SET ROLE vz_owner_role;\nCREATE TABLE owned (id int);\n"
+            ),
+            "up/004_ro_up.sql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;\n",
+            "up/005_after_up.sql": "CREATE TABLE c (id int);\n",
+            "up/006_notx_up.sql": (
+                "-- vezamig:no-transaction\n"
+                "SELECT pg_catalog.set_config('search_path', '', false);\n"
+            ),
+            "up/007_last_up.sql": "CREATE TABLE d (id int);\n",
+        },
+    )
+    try:
+        r = vz(dsn, tree, "up")
+        assert r.returncode == 0, r
+        assert applied_versions(dsn) == [1, 2, 3, 4, 5, 6, 7]
+        assert query(dsn, "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'") == [
+            ("vz_owner_role",)
+        ]
+        owners = query(dsn, "SELECT DISTINCT tableowner FROM pg_tables WHERE tablename IN"
+                       " ('b', 'c', 'schema_migrations')")  # fmt: skip
+        assert len(owners) == 1 and owners != [("vz_owner_role",)]
+    finally:
+        execute(
+            dsn,
+            "DROP TABLE IF EXISTS owned;"
+            " REVOKE CREATE ON SCHEMA public FROM vz_owner_role; DROP ROLE vz_owner_role",
+        )

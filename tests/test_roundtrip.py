@@ -348,6 +348,25 @@ def test_a_refused_down_guard_fails_the_version_with_the_guard(tmp_path: Path, d
     assert any("guard:    SELECT false" in p for p in problems)
 
 
+def test_a_down_that_only_works_in_the_ups_session_fails_as_it_would_in_real_use(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Each step starts from the session's defaults, in a roundtrip as in a real run: a
+    down that relies on the search_path its up set cannot pass here and fail later."""
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_s_up.sql": "CREATE SCHEMA s;\n",
+            "down/001_s_down.sql": "DROP SCHEMA s;\n",
+            "up/002_x_up.sql": "SET search_path = s, public;\nCREATE TABLE x (i int);\n",
+            "down/002_x_down.sql": "DROP TABLE x;\n",
+        },
+    )
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree))
+    assert result.returncode == 1, result
+    assert 'table "x" does not exist' in result.stdout + result.stderr
+
+
 def test_roundtrip_refuses_a_database_that_is_not_empty(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(
         tmp_path,

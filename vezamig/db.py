@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -29,7 +29,7 @@ Connection = psycopg.Connection[Any]
 _LOCK_CLASS = 0x767A6D67  # fits a signed int4
 # What a server answers `SET client_connection_check_interval` with on a platform
 # that cannot poll sockets: the session setup is then sent without it.
-_NO_SOCKET_POLLING = (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported)
+NO_SOCKET_POLLING = (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported)
 # Linear time: a scheme starts only at a word boundary and nothing backtracks, so an
 # error quoting a 50 KB line of SQL is redacted in microseconds, not minutes.
 _URL_PASSWORD_RE = re.compile(
@@ -114,7 +114,7 @@ def connect(
     if writing:
         try:
             conn.execute(session_setup(conn))
-        except _NO_SOCKET_POLLING:
+        except NO_SOCKET_POLLING:
             conn.execute(session_setup(conn, check_connection=False))  # durability anyway
     return conn
 
@@ -203,6 +203,15 @@ def lock_holder(conn: Connection, key: int) -> str:
     )
 
 
+class RunLock(NamedTuple):
+    """The run lock a session holds: its key (for release_run_lock), and whether the
+    session setup sent with it could ask the server to poll the socket (Runner
+    sends the same setup again after each step's RESET ALL)."""
+
+    key: int
+    polls: bool | None  # None: no setup was sent with the lock
+
+
 def acquire_run_lock(
     conn: Connection,
     table: tuple[str, ...],
@@ -210,9 +219,8 @@ def acquire_run_lock(
     on_wait: Callable[[str], None] | None = None,
     *,
     setup: bool = False,
-) -> int:
-    """Session-level advisory lock on the same connection that runs the steps; returns
-    its key, for release_run_lock.
+) -> RunLock:
+    """Session-level advisory lock on the same connection that runs the steps.
 
     The key is computed by the server from the table's resolved name once, here: a
     step that changes search_path cannot make the release miss. Polling with
@@ -227,15 +235,17 @@ def acquire_run_lock(
     )
     deadline = time.monotonic() + wait_ms / 1000
     told = False
+    polls: bool | None = True if setup else None
     first = session_setup(conn) + "; " if setup else ""
     while True:
         try:
             cur = conn.execute(first + query)
-        except _NO_SOCKET_POLLING:
+        except NO_SOCKET_POLLING:
             if not first:
                 raise
             # nothing after the failing SET ran: try again without it
             first = session_setup(conn, check_connection=False) + "; "
+            polls = False
             continue
         first = ""
         while cur.nextset():  # the lock's answer is the last result
@@ -244,7 +254,7 @@ def acquire_run_lock(
         assert row is not None
         locked, key = row
         if locked:
-            return int(key)
+            return RunLock(int(key), polls)
         holder = lock_holder(conn, key)
         if time.monotonic() >= deadline:
             raise LockBusy(
@@ -257,9 +267,9 @@ def acquire_run_lock(
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def release_run_lock(conn: Connection, key: int) -> None:
+def release_run_lock(conn: Connection, lock: RunLock) -> None:
     conn.execute(
         sql.SQL("SELECT pg_advisory_unlock({}::int, {}::int)").format(
-            sql.Literal(_LOCK_CLASS), sql.Literal(key)
+            sql.Literal(_LOCK_CLASS), sql.Literal(lock.key)
         )
     )

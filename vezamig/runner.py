@@ -23,7 +23,13 @@ from psycopg.pq import ExecStatus
 from psycopg.pq.abc import PGresult
 
 from vezamig.config import Config
-from vezamig.db import Connection, acquire_run_lock, release_run_lock
+from vezamig.db import (
+    NO_SOCKET_POLLING,
+    Connection,
+    acquire_run_lock,
+    release_run_lock,
+    session_setup,
+)
 from vezamig.errors import (
     GuardRefused,
     Interrupted,
@@ -49,6 +55,9 @@ _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_g
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
 _TRANSACTION_START = sql.SQL("now()")
+# Before the bookkeeping: a body's SET ROLE (to create objects owned by another role)
+# must not decide who may write the tracking rows.
+_AS_SESSION_USER = "RESET ROLE"
 
 
 class Reporter(Protocol):
@@ -181,6 +190,7 @@ class Runner:
         self.reporter: Reporter = reporter or NullReporter()
         self.tracker = Tracker(conn, config, resolve_schema=not read_only)
         self._begin: str | None = None
+        self._polls: bool | None = None  # see _reset_sql
 
     # ---- reading -------------------------------------------------------------
 
@@ -204,7 +214,7 @@ class Runner:
     def run_lock(self, *, release: bool = True) -> Iterator[None]:
         """``release=False`` when the connection closes right after: the session's end
         frees the lock, and the unlock would be one more round trip."""
-        key = acquire_run_lock(
+        lock = acquire_run_lock(
             self.conn,
             self.config.table,
             self.config.lock_wait_ms,
@@ -212,13 +222,14 @@ class Runner:
             setup=self._setup_pending,
         )
         self._setup_pending = False
+        self._polls = lock.polls
         try:
             yield
         finally:
             if release and not self.conn.closed:
                 # On failure the session ends right after; the server frees the lock anyway.
                 with suppress(psycopg.Error):
-                    release_run_lock(self.conn, key)
+                    release_run_lock(self.conn, lock)
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         rows = self.status()
@@ -369,6 +380,41 @@ class Runner:
         )
         return self._begin + "; " + lock.as_string(self.conn)
 
+    def _reset_sql(self) -> str:
+        """Sent after each step: the next one starts from the session's defaults.
+
+        A migration's session-level settings (a pg_dump file's `set_config('search_path',
+        '', false)`, SET ROLE, SET SESSION CHARACTERISTICS, session_replication_role,
+        default_tablespace, …) must not change how the next step runs, in a run as in a
+        roundtrip. RESET ALL runs after COMMIT, in the step's own message, so it costs no
+        round trip and the next BEGIN starts a clean transaction; vezamig's own session
+        settings are sent again after it (the socket polling only where the server
+        accepted it with the run lock).
+        """
+        return "RESET ALL; " + session_setup(self.conn, check_connection=bool(self._polls))
+
+    def _committed_before(self, exc: psycopg.Error) -> bool:
+        """The step's message failed after its COMMIT, in the session reset that follows
+        it: the step is applied. The one statement there that can be refused is the
+        socket-polling setting (a platform that cannot poll), and only once it has been
+        refused is the session idle with that error (a failed COMMIT is idle too, but
+        with its own error)."""
+        if (
+            self.conn.broken
+            or self.conn.closed
+            or self.conn.info.transaction_status != 0
+            or not isinstance(exc, NO_SOCKET_POLLING)
+            or "client_connection_check_interval" not in str(exc)
+        ):
+            return False
+        self._committed_before_reset_failed()
+        return True
+
+    def _committed_before_reset_failed(self) -> None:
+        self._polls = False  # the one setting the reset may be refused: do without it
+        with suppress(psycopg.Error):
+            self.conn.execute(self._reset_sql())
+
     def _history(
         self,
         step: Step,
@@ -464,6 +510,7 @@ class Runner:
             phase = "lock"
             body: _CountingCursor | None = None
             body_start = n_prefix = 0
+            retried: str | None = None
             try:
                 # Round trips: one message for a plain step (prelude, body, bookkeeping,
                 # COMMIT); each guard adds its query and the message that opens its
@@ -501,8 +548,9 @@ class Runner:
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
                 message = (
-                    f"{prefix};\n{step.file.text}\n;"
-                    f"{record.as_string(self.conn)}; {history.as_string(self.conn)}; COMMIT"
+                    f"{prefix};\n{step.file.text}\n;{_AS_SESSION_USER}; "
+                    f"{record.as_string(self.conn)}; {history.as_string(self.conn)}; COMMIT; "
+                    f"{self._reset_sql()}"
                 )
                 body = _CountingCursor(self.conn)
                 body.execute(message)
@@ -574,6 +622,15 @@ class Runner:
             except psycopg.Error as exc:
                 from vezamig.sqltext import excerpt, line_col
 
+                if self._committed_before(exc):
+                    return StepResult(
+                        step.version,
+                        step.migration.name,
+                        step.direction,
+                        "ok",
+                        _ms_since(t0),
+                        retried or "",
+                    )
                 self._rollback()
                 failed_at: int | None = None
                 if phase == "step":
@@ -832,6 +889,11 @@ class Runner:
             )
             interrupted.details = details
             raise interrupted from None
+        # As after a transactional step: the next step starts from the session's defaults.
+        try:
+            self.conn.execute(self._reset_sql())
+        except psycopg.Error:
+            self._committed_before_reset_failed()
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
 
     def _history_update_sql(

@@ -218,8 +218,8 @@ def run_lock_held(dsn: str, table: tuple[str, ...] = ("schema_migrations",)) -> 
     from vezamig.db import acquire_run_lock, release_run_lock
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        key = acquire_run_lock(conn, table, 0)
+        lock = acquire_run_lock(conn, table, 0)
         try:
             yield
         finally:
-            release_run_lock(conn, key)
+            release_run_lock(conn, lock)
