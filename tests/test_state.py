@@ -19,6 +19,7 @@ from helpers import (
     user_tables,
     write_tree,
 )
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from vezamig.config import Config
 from vezamig.db import Connection, connect
@@ -309,3 +310,26 @@ def test_a_step_that_points_search_path_elsewhere_cannot_divert_the_bookkeeping(
     assert query(dsn, "SELECT count(*) FROM ev.schema_migrations_history") == [(0,)]
     r = run_cli(["up", "-d", dsn, "--dir", str(tree)])
     assert r.returncode == 0 and r.stdout == "nothing to do\n", r
+
+
+@pytest.mark.parametrize("why", ["no_create", "read_only"])
+def test_a_user_that_cannot_create_the_tracking_tables_gets_exit_2_not_a_raw_error(
+    tmp_path: Path, dsn: str, why: str
+) -> None:
+    role = f"vz_{why}"
+    execute(dsn, f"CREATE ROLE {role} LOGIN")
+    if why == "read_only":
+        execute(dsn, f"GRANT CREATE ON SCHEMA public TO {role};"
+                f" ALTER ROLE {role} SET default_transaction_read_only = on")  # fmt: skip
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\n"})
+    params = conninfo_to_dict(dsn)
+    params["user"] = role
+    try:
+        r = run_cli(["up", "-d", make_conninfo(**params), "--dir", str(tree)])
+        assert r.returncode == 2, r
+        assert "cannot create the tracking tables schema_migrations and" in r.stderr
+        assert f"the database user {role} needs CREATE on the schema (public)" in r.stderr
+        assert "Traceback" not in r.output
+        assert user_tables(dsn) == []
+    finally:
+        execute(dsn, f"REVOKE ALL ON SCHEMA public FROM {role}; DROP ROLE {role}")

@@ -19,6 +19,14 @@ from vezamig.config import Config
 from vezamig.db import Connection, os_identity, tool_version
 from vezamig.errors import TrackingTableError
 
+# Why the first write cannot create the tracking tables: a missing privilege, a
+# read-only session, no schema to create in (empty search_path, a missing schema).
+_CANNOT_CREATE = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.InvalidSchemaName,
+)
+
 EXPECTED_COLUMNS = {
     "version": "bigint",
     "name": "text",
@@ -273,6 +281,18 @@ class Tracker:
         script = sql.SQL("BEGIN; {}; COMMIT").format(sql.SQL("; ").join(stmts))
         try:
             self.conn.execute(script.as_string(self.conn))
+        except _CANNOT_CREATE as exc:
+            self.conn.execute("ROLLBACK")
+            raise TrackingTableError(
+                f"cannot create the tracking tables {self.label} and {self.history_label}: "
+                f"{exc.diag.sqlstate} {exc.diag.message_primary}; nothing was changed",
+                details=[
+                    f"the database user {self.conn.info.user} needs CREATE on the schema "
+                    f"({self._resolved or self.schema or 'current_schema()'}), or a writable "
+                    "session; grant it, or point --table at a schema it may create in "
+                    "(--table schema.table)"
+                ],
+            ) from None
         except Exception:
             self.conn.execute("ROLLBACK")
             raise
