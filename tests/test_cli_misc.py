@@ -4,6 +4,7 @@ directive errors, tracking-table options, connections and password redaction
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -665,3 +666,75 @@ def test_libpq_finds_the_password_in_a_pgpass_file_and_it_is_never_shown(
     assert refused.returncode == 5, refused
     assert "password" in refused.stderr
     assert "pa55-in-file" not in r.output + refused.output
+
+
+def test_closed_standard_streams_never_crash(tmp_path: Path, dsn: str) -> None:
+    """`>&-`, `2>&-`, `<&-`: output goes nowhere, `down` without stdin refuses."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    tree = write_tree(tmp_path, SIMPLE)
+    base = [sys.executable, "-m", "vezamig"]
+
+    def run(args: list[str], close: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args, "-d", dsn, "--dir", str(tree)],
+            capture_output=close != 1 and close != 2, text=True, env=cli_env(),
+            pass_fds=(), timeout=60,
+            stdin=subprocess.DEVNULL if close != 0 else None,
+            preexec_fn=lambda: os.close(close),
+        )  # fmt: skip
+
+    assert run(["status"], 1).returncode == 0
+    assert run(["status"], 2).returncode == 0
+    from helpers import migrate
+
+    migrate(dsn, tree)
+    down = run(["down", "--to", "0"], 0)
+    assert down.returncode == 3, down.stderr
+    assert "no confirmation" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_an_output_that_cannot_encode_utf8_gets_question_marks_not_a_traceback(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(["status", "-d", dsn, "--dir", str(tree)], env={"PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0, r
+    assert "? table schema_migrations ?" in r.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_as_sigpipe_does(tmp_path: Path, dsn: str) -> None:
+    """`vezamig status | head -1` exits 141 (128 + SIGPIPE), never 1 ("a step failed")."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    files = {f"up/{v:04d}_m{v}_up.sql": "SELECT 1;\n" for v in range(1, 3001)}
+    tree = write_tree(tmp_path, files)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vezamig", "status", "-d", dsn, "--dir", str(tree)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    with proc.stderr:
+        proc.stdout.readline()
+        proc.stdout.close()  # as `head -1` does
+        assert proc.wait(timeout=60) == 141
+        assert "Traceback" not in proc.stderr.read().decode()
+
+
+def test_an_empty_no_color_does_not_turn_colour_off() -> None:
+    from vezamig.cli import _no_color
+
+    os.environ.pop("NO_COLOR", None)
+    try:
+        os.environ["NO_COLOR"] = ""
+        assert _no_color(False) is False
+        os.environ["NO_COLOR"] = "1"
+        assert _no_color(False) is True
+    finally:
+        os.environ.pop("NO_COLOR", None)

@@ -38,10 +38,11 @@ if TYPE_CHECKING:
     from vezamig.runner import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
+EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE, what shells report for `| head`
 
 
 def _no_color(flag: bool) -> bool:
-    return flag or "NO_COLOR" in os.environ
+    return flag or bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
 
 
 def _output(opts: dict[str, Any]) -> Output:
@@ -77,6 +78,10 @@ def handle_errors(fn: F) -> F:
             if exc.code == EXIT_TERMINATED:
                 _fail(Interrupted("terminated (SIGTERM)", exit_code=EXIT_TERMINATED), opts)
             raise
+        except BrokenPipeError:
+            # The reader went away (`vezamig status | head -1`): exit as a program killed
+            # by SIGPIPE does, not 1 ("a step failed"); a run stops between steps.
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):
                 raise
@@ -460,6 +465,7 @@ def main() -> None:
     # imported and the files are loaded (measured: -14 ms of a 200 ms `status`).
     # New objects are still collected as usual.
     gc.freeze()
+    _usable_streams()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli(prog_name="vezamig")
@@ -469,7 +475,22 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
+    except BrokenPipeError:  # outside a command (click's own output)
+        code = EXIT_BROKEN_PIPE
     _exit_now(code)
+
+
+def _usable_streams() -> None:
+    """A closed stdin/stdout/stderr (`<&-`, `>&-`) reads and writes nothing instead of
+    crashing (Python sets it to None); an output that cannot encode UTF-8 (LC_ALL=C)
+    gets `?` for what it cannot show instead of an exception."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 def _exit_status(code: object) -> int:
