@@ -163,3 +163,11 @@ def test_history_reads_the_table_named_by_table(dsn: str, tmp_path: Path) -> Non
     assert as_json(dsn, base) == []
     rows = as_json(dsn, base, "--table", "ops.migrations")
     assert [r["version"] for r in rows] == [2, 1]
+
+
+def test_a_limit_larger_than_bigint_is_a_usage_error(dsn: str, tmp_path: Path) -> None:
+    from helpers import run_cli
+
+    r = run_cli(["history", "-d", dsn, "--limit", "99999999999999999999"])
+    assert r.returncode == 2, r
+    assert "--limit" in r.stderr and "Traceback" not in r.output

@@ -161,3 +161,11 @@ def test_new_reports_a_file_it_cannot_write_without_a_traceback(tmp_path: Path) 
     assert "cannot write" in result.stderr and "File name too long" in result.stderr
     assert "Traceback" not in result.output
     assert names(base / "up") == names(base / "down") == []
+
+
+def test_new_refuses_a_version_the_tracking_table_could_not_hold(tmp_path: Path) -> None:
+    base = write_tree(tmp_path / "sql", {"up/9223372036854775807_max_up.sql": "SELECT 1;\n"})
+    result = new(base, "foo")
+    assert result.returncode == EXIT_USAGE, result
+    assert "above what the tracking table's bigint holds" in result.stderr
+    assert names(base / "up") == ["9223372036854775807_max_up.sql"]

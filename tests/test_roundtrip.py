@@ -621,3 +621,22 @@ def test_an_interrupted_roundtrip_stops_and_removes_its_server(
     assert "roundtrip:" not in out  # no summary: the run was abandoned, not judged
     assert "3 after" not in out
     assert_server_gone(running, private_tmp)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--from", "3", "--to", "2"], "--from 3 is above --to 2"),
+        (["--from", "99"], "no migration in the --from/--to range"),
+    ],
+)
+def test_a_from_to_range_that_checks_nothing_is_a_usage_error(
+    tmp_path: Path, dsn: str, args: list[str], says: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {"up/001_a_up.sql": "CREATE TABLE a ();\n", "down/001_a_down.sql": "DROP TABLE a;\n"},
+    )
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree), *args)
+    assert result.returncode == 2, result
+    assert says in result.stderr

@@ -665,7 +665,9 @@ def repair(**opts: Any) -> None:
 @cli.command()
 @db_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array on stdout.")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Newest N rows only.")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=2**63 - 1), metavar="N", help="Newest N rows only."
+)
 @handle_errors
 def history(**opts: Any) -> None:
     """The audit log, newest first. Read-only."""
@@ -710,6 +712,17 @@ def roundtrip(**opts: Any) -> None:
     cfg = build_config(opts, "vezamig roundtrip")
     out = _output(opts)
     migrations = load_migrations(cfg, check_directives=True)
+    first, last = opts["first"], opts["last"]
+    if first is not None and last is not None and first > last:
+        raise UsageError(f"--from {first} is above --to {last}: nothing would be checked")
+    if (first is not None or last is not None) and not any(
+        (first is None or m.version >= first) and (last is None or m.version <= last)
+        for m in migrations
+    ):
+        raise UsageError(
+            "no migration in the --from/--to range: nothing would be checked "
+            "(a green run must mean something)"
+        )
     cluster = None if cfg.conninfo else ThrowawayCluster(opts["pg_bin"])
     with cluster if cluster is not None else nullcontext():
         conninfo = cluster.conninfo() if cluster is not None else cfg.conninfo

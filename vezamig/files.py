@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _UP_RE = re.compile(r"([0-9]+)_([A-Za-z0-9_.-]+)\.sql")
 _DOWN_RE = re.compile(r"([0-9]+)_([A-Za-z0-9_.-]+)_down\.sql")
 # The tracking table's version column is a bigint.
-_MAX_VERSION = 2**63 - 1
+MAX_VERSION = 2**63 - 1
 # Directives start with this. A file that does not mention the tool at all (in any
 # case: `VEZAMIG:guard` or `vezamig guard` are reported, never silently ignored) has
 # none, misplaced or not.
@@ -269,10 +269,10 @@ def _scan(
         if version == 0:
             problems.append(f'{path}: version 0 is reserved for "nothing applied"; start at 1')
             continue
-        if version > _MAX_VERSION:
+        if version > MAX_VERSION:
             problems.append(
                 f"{path}: version {version} is larger than the tracking table's "
-                f"bigint allows ({_MAX_VERSION}); use a shorter number"
+                f"bigint allows ({MAX_VERSION}); use a shorter number"
             )
             continue
         if version in found:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vezamig.errors import UsageError
+from vezamig.files import MAX_VERSION
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VERSION_RE = re.compile(r"^([0-9]+)_.*\.sql$")
@@ -75,6 +76,11 @@ def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = Fals
     versions = _existing(up_dir) + _existing(down_dir)
     width = max((len(v) for v in versions), default=3)
     version = max((int(v) for v in versions), default=0) + 1
+    if version > MAX_VERSION:
+        raise UsageError(
+            f"the next version would be {version}, above what the tracking table's bigint "
+            f"holds ({MAX_VERSION}); no file was created"
+        )
     stem = f"{version:0{width}d}_{name}"
     up = up_dir / f"{stem}{_up_suffix(up_dir)}"
     down = None if irreversible else down_dir / f"{stem}_down.sql"
