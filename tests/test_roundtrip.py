@@ -280,9 +280,23 @@ def test_human_output_lists_each_version_and_a_summary(tmp_path: Path, dsn: str)
     assert result.returncode == 1, result
     lines = result.stdout.splitlines()
     assert any(line.split()[:3] == ["irreversible", "1", "base"] for line in lines), result
-    assert any(line.split()[:3] == ["fail", "2", "storage"] for line in lines), result
-    assert f"      {sentence}" in lines
+    # A failing version is an error: on stderr, with what is wrong.
+    errors = result.stderr.splitlines()
+    assert any(line.split()[:3] == ["fail", "2", "storage"] for line in errors), result
+    assert f"      {sentence}" in errors
     assert lines[-1] == "roundtrip: 0 passed, 1 failed, 1 irreversible (applied, not reversible)"
+
+
+def test_quiet_keeps_the_failing_versions_and_why(tmp_path: Path, dsn: str) -> None:
+    up, down, sentence = FORGOTTEN["column"]
+    tree = write_tree(
+        tmp_path, {**BASE, "up/002_storage_up.sql": up, "down/002_storage_down.sql": down}
+    )
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree), "-q")
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    assert any(line.split()[:3] == ["fail", "2", "storage"] for line in result.stderr.splitlines())
+    assert sentence in result.stderr
 
 
 def test_json_output_is_only_json_on_stdout(tmp_path: Path, dsn: str) -> None:
@@ -558,7 +572,7 @@ def test_a_failing_roundtrip_stops_and_removes_its_server(
     running = start_roundtrip(tree, private_tmp)
     code, out, err = finish(running)
     assert code == 1, out + err
-    assert "table slow still exists after down of 1" in out
+    assert "table slow still exists after down of 1" in err
     assert_server_gone(running, private_tmp)
 
 
@@ -574,7 +588,7 @@ def test_a_failing_step_stops_and_removes_the_server(tmp_path: Path, private_tmp
     running = start_roundtrip(tree, private_tmp)
     code, out, err = finish(running)
     assert code == 1, out + err
-    assert "up 2 (broken) failed and was rolled back" in out
+    assert "up 2 (broken) failed and was rolled back" in err
     assert_server_gone(running, private_tmp)
 
 

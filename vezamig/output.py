@@ -314,15 +314,18 @@ class Output:
     # ---- roundtrip ------------------------------------------------------------------
 
     def roundtrip_progress(self, v: VersionReport) -> None:
-        if self.quiet:
+        # A failing version is an error: on stderr, also with --quiet.
+        failed = v.result == "fail"
+        if self.quiet and not failed:
             return
-        self.out.write(
+        stream = self.err if failed else self.out
+        stream.write(
             (f"  {v.result:<12}", RESULT_STYLE.get(v.result, "")),
             f" {v.version} {v.name}  ",
             (f"{v.duration_ms} ms", "dim"),
         )
         for p in v.problems:
-            self.out.write(("      " + p, "red"))
+            stream.write(("      " + p, "red"))
 
     def roundtrip_summary(self, report: RoundtripReport) -> None:
         # Each version's line was printed as it finished (roundtrip_progress): the
