@@ -1048,3 +1048,23 @@ def test_each_step_starts_from_the_sessions_defaults(tmp_path: Path, dsn: str) -
             "DROP TABLE IF EXISTS owned;"
             " REVOKE CREATE ON SCHEMA public FROM vz_owner_role; DROP ROLE vz_owner_role",
         )
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1;\n", 1),
+        ("SELECT 1;\n/* never closed\nSELECT 2;\n", 2),
+        ("SELECT 1;\nSELECT 'x\n", 2),
+    ],
+)
+def test_a_file_that_ends_inside_a_quote_or_comment_is_named_not_vezamigs_own_sql(
+    tmp_path: Path, dsn: str, body: str, line: int
+) -> None:
+    tree = write_tree(tmp_path, {"up/001_u_up.sql": body})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert f"{tree / 'up' / '001_u_up.sql'}:{line}:" in r.stderr
+    assert "the file ends inside a string, a dollar quote or a comment" in r.stderr
+    assert "schema_migrations" not in r.stderr and "COMMIT" not in r.stderr
+    assert applied_versions(dsn) == []

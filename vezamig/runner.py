@@ -635,7 +635,12 @@ class Runner:
                 failed_at: int | None = None
                 if phase == "step":
                     phase, failed_at = self._locate(step, exc, body, body_start, n_prefix)
-                lines = self._explain(step, exc, phase, offset=failed_at)
+                unfinished = (
+                    self._unfinished_text(step)
+                    if phase == "bookkeeping" or exc.diag.sqlstate == "42601"
+                    else None
+                )
+                lines = unfinished or self._explain(step, exc, phase, offset=failed_at)
                 if (
                     failed_at is not None
                     and not exc.diag.statement_position
@@ -650,6 +655,24 @@ class Runner:
                     details=lines,
                     version=step.version,
                 ) from None
+
+    def _unfinished_text(self, step: Step) -> list[str] | None:
+        """A body that ends inside a string, a dollar quote or a comment swallows the
+        bookkeeping after it, and the server's error quotes vezamig's own SQL: say
+        what is wrong with the file instead, as `verify` would (failure path only)."""
+        from vezamig.sqltext import analyze, excerpt
+
+        f = step.file
+        err = analyze(f.text).error
+        if err is None or "unterminated" not in err.message:
+            return None
+        return [
+            f"{f.path}:{err.line}:{err.column}: {err.message}",
+            *excerpt(f.text, err.line, column=err.column),
+            "the file ends inside a string, a dollar quote or a comment, so PostgreSQL "
+            "read the rest of the step as part of it; nothing of the step ran "
+            "(`vezamig verify` finds this without a database)",
+        ]
 
     def _explain(
         self,
