@@ -738,3 +738,19 @@ def test_an_empty_no_color_does_not_turn_colour_off() -> None:
         assert _no_color(False) is True
     finally:
         os.environ.pop("NO_COLOR", None)
+
+
+def test_a_printed_command_repeats_a_d_without_its_password(tmp_path: Path, dsn: str) -> None:
+    """Commands vezamig tells the operator to run can be pasted; a -d holding a password is
+    replaced by a placeholder, never printed."""
+    from helpers import migrate
+
+    tree = write_tree(tmp_path, SIMPLE)
+    migrate(dsn, tree)
+    (tree / "up" / "001_a_up.sql").write_text("CREATE TABLE a (id int); -- edited\n")
+    r = run_cli(["up", "-d", f"{dsn} password=s3cretpw", "--dir", str(tree)])
+    assert r.returncode == 3, r
+    assert f"`vezamig repair --checksums -d '<the -d URL of this run>' --dir {tree}`" in r.stderr
+    assert "s3cretpw" not in r.output
+    r = run_cli(["up", "--dir", str(tree)], env={"DATABASE_URL": dsn})  # from the environment
+    assert f"`vezamig repair --checksums --dir {tree}`" in r.stderr, r

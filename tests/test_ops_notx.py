@@ -196,9 +196,10 @@ def test_every_later_up_and_down_refuses_while_a_version_is_dirty(dsn: str, tmp_
         err = result.stderr
         assert "version 2 (email_indexes) is dirty" in err
         assert "Last recorded progress: statement 2 of 3 failed" in err
+        opts = f"-d {shlex.quote(dsn)} --dir {base}"  # this run's -d and --dir, to paste
         assert (
-            f"`vezamig repair --applied 2 --dir {base}` if the version's changes are in place, "
-            f"or `vezamig repair --rolled-back 2 --dir {base}` if they are not"
+            f"`vezamig repair --applied 2 {opts}` if the version's changes are in place, "
+            f"or `vezamig repair --rolled-back 2 {opts}` if they are not"
         ) in err
 
     assert query(dsn, "SELECT to_regclass('later') IS NULL") == [(True,)]
@@ -283,16 +284,16 @@ def test_a_failed_no_transaction_down_leaves_the_version_recorded_and_dirty(
     assert tracking(dsn) == {1: False, 2: True}
 
     # For a down, finishing it by hand means the version is rolled back.
-    resolve = f"`vezamig repair --rolled-back 2 --dir {base}` if you finished the rollback"
+    opts = f"-d {shlex.quote(dsn)} --dir {base}"
+    resolve = f"`vezamig repair --rolled-back 2 {opts}` if you finished the rollback"
     assert resolve in result.stderr, result
-    assert f"`vezamig repair --applied 2 --dir {base}` if you undid it" in result.stderr
-    assert "(with the same -d as this run)" in result.stderr
+    assert f"`vezamig repair --applied 2 {opts}` if you undid it" in result.stderr
 
     # The down did remove what it could; the operator finishes it and pastes the command.
     execute(dsn, "DROP INDEX uq_t_email; DROP INDEX idx_t_id_email")
     printed = shlex.split(resolve.split("`")[1])
     assert printed[:4] == ["vezamig", "repair", "--rolled-back", "2"]
-    r = run_cli([*printed[1:], "--yes"], env={"DATABASE_URL": dsn}, cwd=tmp_path)
+    r = run_cli([*printed[1:], "--yes"], cwd=tmp_path)  # as printed: -d included
     assert r.returncode == EXIT_OK, r
     assert applied_versions(dsn) == [1]
 
@@ -417,9 +418,10 @@ def test_ctrl_c_cancels_the_running_statement_and_leaves_the_version_dirty(
             proc.communicate()
     assert proc.returncode == 130, err
     assert f"statement that failed (interrupted): 2 of 3 at {path}:3" in err
+    opts = f"-d {shlex.quote(dsn)} --dir {base} --table ops.migrations"
     assert (
-        f"`vezamig repair --applied 1 --dir {base} --table ops.migrations` if you finished the "
-        f"step by hand, or `vezamig repair --rolled-back 1 --dir {base} --table ops.migrations` "
+        f"`vezamig repair --applied 1 {opts}` if you finished the "
+        f"step by hand, or `vezamig repair --rolled-back 1 {opts}` "
         "if you undid it"
     ) in err
     assert backends_running(dsn, "vezamig_test_sleep") == []  # cancelled on the server

@@ -233,6 +233,7 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
         down_dir = None if _source(ctx, "down_dir") == "ENVIRONMENT" else down_dir
     return Config(
         conninfo=opts.get("database_url"),
+        conninfo_given=ctx is not None and _source(ctx, "database_url") == "COMMANDLINE",
         # An explicit `--table ""` is an error, not the default table (another project's?).
         table=parse_table("schema_migrations" if opts.get("table") is None else opts["table"]),
         up_dir=up_dir or base / "up",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +64,7 @@ class Config:
     statement_timeout_ms: int = 0
     lock_wait_ms: int = 60_000
     application: str = "vezamig"
+    conninfo_given: bool = False  # -d on the command line (not DATABASE_URL): see command
 
     @property
     def history_table(self) -> tuple[str, ...]:
@@ -75,11 +75,18 @@ class Config:
         return ".".join(self.table)
 
     def command(self, args: str) -> str:
-        """``vezamig ARGS`` with this run's folder and table options, so that a command
-        vezamig tells the operator to run can be pasted as printed. The connection is
-        not repeated: it may hold a password."""
+        """``vezamig ARGS`` with this run's folder, table and -d options, so that a command
+        vezamig tells the operator to run can be pasted as printed. A -d that holds a
+        password is not repeated: a placeholder says to pass it again."""
+        import shlex
+
         default = Config()
         opts = ""
+        if self.conninfo and self.conninfo_given:
+            from vezamig.db import has_password
+
+            url = "'<the -d URL of this run>'" if has_password(self.conninfo) else None
+            opts += f" -d {url or shlex.quote(self.conninfo)}"
         if (self.up_dir, self.down_dir) != (default.up_dir, default.down_dir):
             base = self.up_dir.parent
             if (self.up_dir.name, self.down_dir) == ("up", base / "down"):

@@ -50,6 +50,11 @@ def redact(text: str, conninfo: str | None = None) -> str:
     return text
 
 
+def has_password(conninfo: str) -> bool:
+    """Whether the conninfo carries a password in any form (never to be printed)."""
+    return bool(_passwords_in(conninfo))
+
+
 _QUERY_PASSWORD_RE = re.compile(r"[?&]password=(?P<pw>[^&#]*)", re.I)
 
 

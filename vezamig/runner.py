@@ -8,7 +8,6 @@ does not finish.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -894,8 +893,6 @@ class Runner:
                 f"statements not run: {not_run}",
                 f"version {v} is now dirty: check the database, then run {resolve}",
             ]
-            if self.config.conninfo and self.config.conninfo != os.environ.get("DATABASE_URL"):
-                details.append("(with the same -d as this run)")
             if failed:
                 raise StepFailed(
                     f"{step.direction} {v} ({step.migration.name}) failed part-way "
