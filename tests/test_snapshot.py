@@ -192,6 +192,11 @@ CHANGED_CASES = {
         "function answer() changed after down of 985:"
         " line 5 was 'AS $function$SELECT 41$function$', now 'AS $function$SELECT 42$function$'",
     ),
+    "function volatility": Case(
+        "ALTER FUNCTION answer() VOLATILE",  # VOLATILE is the default: its line goes away
+        "",
+        "function answer() changed after down of 985: line 4 ' IMMUTABLE' is gone",
+    ),
     "index definition": Case(
         "DROP INDEX idx_tracks_title; CREATE INDEX idx_tracks_title ON tracks (lower(title))",
         "",

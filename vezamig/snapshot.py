@@ -470,16 +470,23 @@ def _excerpt(expected: str, actual: str) -> tuple[str, str]:
             return f"was {expected!r}", f"now {actual!r}"
         a, b = _window(expected, actual)
         return f"was {a!r}", f"now {b!r}"
+    from difflib import SequenceMatcher
+
     old_lines = expected.splitlines()
     new_lines = actual.splitlines()
-    for number in range(max(len(old_lines), len(new_lines))):
-        old = old_lines[number] if number < len(old_lines) else None
-        new = new_lines[number] if number < len(new_lines) else None
-        if old != new:
-            a, b = _window(old or "", new or "")
-            was = "(no line)" if old is None else repr(a)
-            now = "(no line)" if new is None else repr(b)
-            return f"line {number + 1} was {was}", f"now {now}"
+    # The first block of lines that differs, as a line diff sees it: a line that was
+    # removed or added is named as such, not as every later line shifted by one.
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, old_lines, new_lines).get_opcodes():
+        if tag == "equal":
+            continue
+        old = old_lines[i1] if i1 < i2 else None
+        new = new_lines[j1] if j1 < j2 else None
+        a, b = _window(old or "", new or "")
+        if new is None:
+            return f"line {i1 + 1} {a!r} is gone", f"now {i2 - i1} line(s) fewer"
+        if old is None:
+            return f"line {j1 + 1} {b!r} is new", f"now {j2 - j1} line(s) more"
+        return f"line {i1 + 1} was {a!r}", f"now {b!r}"
     return f"was {expected!r}", f"now {actual!r}"  # differ only in trailing newlines
 
 
