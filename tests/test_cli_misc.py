@@ -748,9 +748,11 @@ def test_a_printed_command_repeats_a_d_without_its_password(tmp_path: Path, dsn:
     tree = write_tree(tmp_path, SIMPLE)
     migrate(dsn, tree)
     (tree / "up" / "001_a_up.sql").write_text("CREATE TABLE a (id int); -- edited\n")
-    r = run_cli(["up", "-d", f"{dsn} password=s3cretpw", "--dir", str(tree)])
-    assert r.returncode == 3, r
-    assert f"`vezamig repair --checksums -d '<the -d URL of this run>' --dir {tree}`" in r.stderr
-    assert "s3cretpw" not in r.output
+    for secret in ("password", "sslpassword"):
+        r = run_cli(["up", "-d", f"{dsn} {secret}=s3cretpw", "--dir", str(tree)])
+        assert r.returncode == 3, r
+        hint = f"`vezamig repair --checksums -d '<the -d URL of this run>' --dir {tree}`"
+        assert hint in r.stderr, r
+        assert "s3cretpw" not in r.output
     r = run_cli(["up", "--dir", str(tree)], env={"DATABASE_URL": dsn})  # from the environment
     assert f"`vezamig repair --checksums --dir {tree}`" in r.stderr, r

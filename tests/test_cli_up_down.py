@@ -1068,3 +1068,44 @@ def test_a_file_that_ends_inside_a_quote_or_comment_is_named_not_vezamigs_own_sq
     assert "the file ends inside a string, a dollar quote or a comment" in r.stderr
     assert "schema_migrations" not in r.stderr and "COMMIT" not in r.stderr
     assert applied_versions(dsn) == []
+
+
+def test_a_role_switched_by_a_step_never_writes_the_bookkeeping_nor_the_next_step(
+    tmp_path: Path, dsn: str
+) -> None:
+    """SET ROLE in a non-transactional step and SET SESSION AUTHORIZATION in a
+    transactional one: recorded by the user who connected; later steps run as that user;
+    the non-transactional step's own statements keep the role it set."""
+    execute(dsn, "CREATE ROLE vz_other NOLOGIN; GRANT CREATE ON SCHEMA public TO vz_other")
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_notx_up.sql": (
+                "-- vezamig:no-transaction\nSET ROLE vz_other;\n"
+                "CREATE TABLE by_role AS SELECT current_user AS cu;\n"
+            ),
+            "up/002_after_up.sql": "CREATE TABLE after1 AS SELECT current_user AS cu;\n",
+            "up/003_auth_up.sql": (
+                "SET SESSION AUTHORIZATION vz_other;\n"
+                "CREATE TABLE by_auth AS SELECT session_user::text AS su;\n"
+            ),
+            "up/004_after_up.sql": "CREATE TABLE after2 AS SELECT session_user::text AS su;\n",
+        },
+    )
+    me = query(dsn, "SELECT current_user")[0][0]
+    try:
+        r = vz(dsn, tree, "up")
+        assert r.returncode == 0, r
+        assert applied_versions(dsn) == [1, 2, 3, 4]
+        assert query(dsn, "SELECT cu FROM by_role") == [("vz_other",)]
+        assert query(dsn, "SELECT cu FROM after1") == [(me,)]
+        assert query(dsn, "SELECT su FROM by_auth") == [("vz_other",)]
+        assert query(dsn, "SELECT su FROM after2") == [(me,)]
+        assert {h["db_user"] for h in history(dsn)} == {me}
+        assert history(dsn)[0]["message"] == "2 of 2 statements ran"
+    finally:
+        execute(
+            dsn,
+            "DROP TABLE IF EXISTS by_role, by_auth; REVOKE CREATE ON SCHEMA public FROM vz_other;"
+            " DROP ROLE vz_other",
+        )

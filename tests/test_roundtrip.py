@@ -641,7 +641,8 @@ def test_an_interrupted_roundtrip_stops_and_removes_its_server(
     ("args", "says"),
     [
         (["--from", "3", "--to", "2"], "--from 3 is above --to 2"),
-        (["--from", "99"], "no migration in the --from/--to range"),
+        (["--from", "99"], "no reversible migration in the --from/--to range"),
+        (["--from", "2", "--to", "2"], "no reversible migration in the --from/--to range"),
     ],
 )
 def test_a_from_to_range_that_checks_nothing_is_a_usage_error(
@@ -649,7 +650,11 @@ def test_a_from_to_range_that_checks_nothing_is_a_usage_error(
 ) -> None:
     tree = write_tree(
         tmp_path,
-        {"up/001_a_up.sql": "CREATE TABLE a ();\n", "down/001_a_down.sql": "DROP TABLE a;\n"},
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();\n",
+            "down/001_a_down.sql": "DROP TABLE a;\n",
+            "up/002_b_up.sql": "CREATE TABLE b ();\n",  # irreversible: nothing to prove
+        },
     )
     result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree), *args)
     assert result.returncode == 2, result

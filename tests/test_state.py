@@ -328,8 +328,30 @@ def test_a_user_that_cannot_create_the_tracking_tables_gets_exit_2_not_a_raw_err
         r = run_cli(["up", "-d", make_conninfo(**params), "--dir", str(tree)])
         assert r.returncode == 2, r
         assert "cannot create the tracking tables schema_migrations and" in r.stderr
-        assert f"the database user {role} needs CREATE on the schema (public)" in r.stderr
+        hint = (
+            f"the database user {role} needs CREATE on the schema public"
+            if why == "no_create"
+            else f"the session is read-only (default_transaction_read_only for {role}"
+        )
+        assert hint in r.stderr
         assert "Traceback" not in r.output
         assert user_tables(dsn) == []
     finally:
         execute(dsn, f"REVOKE ALL ON SCHEMA public FROM {role}; DROP ROLE {role}")
+
+
+def test_a_user_may_keep_its_tracking_tables_in_a_schema_it_owns(tmp_path: Path, dsn: str) -> None:
+    """No CREATE on the database is needed for a schema that exists."""
+    role = "vz_schema_owner"
+    execute(dsn, f"CREATE ROLE {role} LOGIN; CREATE SCHEMA app AUTHORIZATION {role}")
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE app.a (id int);\n"})
+    params = conninfo_to_dict(dsn)
+    params["user"] = role
+    try:
+        r = run_cli(["up", "-d", make_conninfo(**params), "--table", "app.migrations",
+                     "--dir", str(tree)])  # fmt: skip
+        assert r.returncode == 0, r
+        assert query(dsn, "SELECT version FROM app.migrations") == [(1,)]
+        assert query(dsn, "SELECT tableowner FROM pg_tables WHERE tablename = 'a'") == [(role,)]
+    finally:
+        execute(dsn, f"DROP SCHEMA app CASCADE; DROP ROLE {role}")

@@ -717,11 +717,13 @@ def roundtrip(**opts: Any) -> None:
     if first is not None and last is not None and first > last:
         raise UsageError(f"--from {first} is above --to {last}: nothing would be checked")
     if (first is not None or last is not None) and not any(
-        (first is None or m.version >= first) and (last is None or m.version <= last)
+        m.reversible
+        and (first is None or m.version >= first)
+        and (last is None or m.version <= last)
         for m in migrations
     ):
         raise UsageError(
-            "no migration in the --from/--to range: nothing would be checked "
+            "no reversible migration in the --from/--to range: nothing would be checked "
             "(a green run must mean something)"
         )
     cluster = None if cfg.conninfo else ThrowawayCluster(opts["pg_bin"])

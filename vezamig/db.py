@@ -35,7 +35,10 @@ NO_SOCKET_POLLING = (psycopg.errors.InvalidParameterValue, psycopg.errors.Featur
 _URL_PASSWORD_RE = re.compile(
     r"(?P<pre>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^:/@\s]*+:)(?P<pw>[^@/\s]*+)(?=@)", re.I
 )
-_KV_PASSWORD_RE = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+# password and sslpassword (the client key's passphrase) are both secrets.
+_KV_PASSWORD_RE = re.compile(
+    r"(?P<pre>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I
+)
 
 
 def redact(text: str, conninfo: str | None = None) -> str:
@@ -55,7 +58,7 @@ def has_password(conninfo: str) -> bool:
     return bool(_passwords_in(conninfo))
 
 
-_QUERY_PASSWORD_RE = re.compile(r"[?&]password=(?P<pw>[^&#]*)", re.I)
+_QUERY_PASSWORD_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>[^&#]*)", re.I)
 
 
 def _passwords_in(conninfo: str | None) -> set[str]:
@@ -67,9 +70,8 @@ def _passwords_in(conninfo: str | None) -> set[str]:
 
     found: set[str] = set()
     try:
-        parsed = conninfo_to_dict(conninfo).get("password")
-        if parsed:
-            found.add(str(parsed))
+        params = conninfo_to_dict(conninfo)
+        found.update(str(params[k]) for k in ("password", "sslpassword") if params.get(k))
     except psycopg.ProgrammingError:
         pass
     for pattern in (_URL_PASSWORD_RE, _QUERY_PASSWORD_RE, _KV_PASSWORD_RE):

@@ -54,9 +54,11 @@ _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_g
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
 _TRANSACTION_START = sql.SQL("now()")
-# Before the bookkeeping: a body's SET ROLE (to create objects owned by another role)
-# must not decide who may write the tracking rows.
-_AS_SESSION_USER = "RESET ROLE"
+# Before the bookkeeping, inside its transaction: a body's SET ROLE or SET SESSION
+# AUTHORIZATION (to create objects owned by another role) must not decide who writes
+# the tracking rows. LOCAL: a non-transactional step's own statements keep the role
+# they set. DEFAULT is the user who connected, which any user may switch back to.
+_AS_SESSION_USER = "SET LOCAL SESSION AUTHORIZATION DEFAULT"
 
 
 class Reporter(Protocol):
@@ -390,7 +392,9 @@ class Runner:
         settings are sent again after it (the socket polling only where the server
         accepted it with the run lock).
         """
-        return "RESET ALL; " + session_setup(self.conn, check_connection=bool(self._polls))
+        # RESET ALL leaves the role and session user alone: switched back explicitly.
+        setup = session_setup(self.conn, check_connection=self._polls is not False)
+        return f"RESET ALL; SET SESSION AUTHORIZATION DEFAULT; {setup}"
 
     def _committed_before(self, exc: psycopg.Error) -> bool:
         """The step's message failed after its COMMIT, in the session reset that follows
@@ -666,7 +670,7 @@ class Runner:
         if err is None or "unterminated" not in err.message:
             return None
         return [
-            f"{f.path}:{err.line}:{err.column}: {err.message}",
+            f"{f.path}:{err.line}:{err.column}: {' '.join(err.message.split())}",
             *excerpt(f.text, err.line, column=err.column),
             "the file ends inside a string, a dollar quote or a comment, so PostgreSQL "
             "read the rest of the step as part of it; nothing of the step ran "
@@ -707,14 +711,15 @@ class Runner:
             lk = step.directives.locks
             where = f"{f.path}:{lk[0].line}" if lk else where
         sqlstate = diag.sqlstate or "?"
-        lines.append(f"{where}: {sqlstate} {diag.message_primary or str(exc).strip()}")
+        primary = " ".join((diag.message_primary or str(exc).strip()).split())  # one line
+        lines.append(f"{where}: {sqlstate} {primary}")
         if diag.message_detail:
             lines.append(f"detail: {diag.message_detail}")
         if diag.message_hint:
             lines.append(f"hint: {diag.message_hint}")
         if diag.context:
             lines.append(f"context: {diag.context.strip()}")
-        if isinstance(exc, pgerrors.QueryCanceled):
+        if isinstance(exc, pgerrors.QueryCanceled) and "statement timeout" in primary:
             lines.append(
                 f"statement_timeout is {self.config.statement_timeout_ms} ms (--statement-timeout)"
             )
@@ -831,8 +836,9 @@ class Runner:
                 else self.tracker.unrecord_sql(step.version)
             )
             self.conn.execute(
-                sql.SQL("BEGIN; {}; {}; COMMIT")
+                sql.SQL("BEGIN; {}; {}; {}; COMMIT")
                 .format(
+                    sql.SQL(_AS_SESSION_USER),
                     finish,
                     self._history_update_sql(
                         hist_id, "ok", duration, f"{total} of {total} statements ran"
@@ -935,8 +941,7 @@ class Runner:
         if self.conn.closed or self.conn.broken:
             return
         with suppress(psycopg.Error):  # progress is best effort; the step goes on
-            self.conn.execute(
-                self._history_update_sql(hist_id, outcome, duration_ms, message).as_string(
-                    self.conn
-                )
-            )
+            update = self._history_update_sql(hist_id, outcome, duration_ms, message)
+            # As the user who connected, whatever role the statements switched to.
+            self.conn.execute(f"BEGIN; {_AS_SESSION_USER}; {update.as_string(self.conn)}; COMMIT")
+        self._rollback()  # a failed update leaves the transaction open

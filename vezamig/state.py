@@ -255,7 +255,9 @@ class Tracker:
         # Absent when last checked; CREATE … IF NOT EXISTS covers a creation since then
         # (callers hold the run lock, and check again under it before planning).
         stmts: list[sql.Composable] = []
-        if self.schema:
+        if self.schema and not self._schema_exists(self.schema):
+            # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
+            # even for a schema that exists (one the user owns, say).
             stmts.append(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
@@ -286,17 +288,39 @@ class Tracker:
             raise TrackingTableError(
                 f"cannot create the tracking tables {self.label} and {self.history_label}: "
                 f"{exc.diag.sqlstate} {exc.diag.message_primary}; nothing was changed",
-                details=[
-                    f"the database user {self.conn.info.user} needs CREATE on the schema "
-                    f"({self._resolved or self.schema or 'current_schema()'}), or a writable "
-                    "session; grant it, or point --table at a schema it may create in "
-                    "(--table schema.table)"
-                ],
+                details=[self._cannot_create_hint(exc)],
             ) from None
         except Exception:
             self.conn.execute("ROLLBACK")
             raise
         self._exists = True
+
+    def _schema_exists(self, schema: str) -> bool:
+        row = self.conn.execute(
+            "SELECT to_regnamespace(%s) IS NOT NULL", (sql.Identifier(schema).as_string(),)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _cannot_create_hint(self, exc: psycopg.Error) -> str:
+        user = self.conn.info.user
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            return (
+                f"the session is read-only (default_transaction_read_only for {user}, or a "
+                "standby): connect as a user, or to a server, that may write"
+            )
+        if isinstance(exc, psycopg.errors.InvalidSchemaName):
+            return (
+                "no schema to create them in: search_path names no schema that exists; "
+                "fix search_path, or name one with --table schema.table"
+            )
+        schema = self._resolved or self.schema
+        where = f"on the schema {schema}" if schema else "on the schema"
+        if self.schema and not self._schema_exists(self.schema):
+            where = f"on the database, to create the schema {self.schema}"
+        return (
+            f"the database user {user} needs CREATE {where}; grant it, or point --table "
+            "at a schema it may create tables in (--table schema.table)"
+        )
 
     def applied(self) -> dict[int, AppliedRow]:
         """The tracking rows, checking the tables' shape first if not yet done.
