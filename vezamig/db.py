@@ -126,7 +126,9 @@ def connect(
     return conn
 
 
-def session_setup(conn: Connection, *, check_connection: bool = True) -> str:
+def session_setup(
+    conn: Connection, *, check_connection: bool = True, sync: bool | None = None
+) -> str:
     """What a session that changes the database sets first, as one message.
 
     - If vezamig is killed (SIGKILL, OOM) mid-statement, the server otherwise keeps
@@ -135,12 +137,19 @@ def session_setup(conn: Connection, *, check_connection: bool = True) -> str:
     - A step we report as applied must survive a server crash: with
       synchronous_commit off the crash could silently undo it (and its record).
       Other values are kept.
+
+    ``sync``: whether turning synchronous_commit on is known to be needed (True), known
+    not to be (False), or to be decided by the server (None), as after a RESET ALL.
     """
     check = (
         "SET client_connection_check_interval = '1s'; "
         if check_connection and conn.info.server_version >= 140000
         else ""
     )
+    if sync is True:  # known to be needed (and cheaper than a query)
+        return check + "SET synchronous_commit = on"
+    if sync is False:  # known not to be needed: keep the server's value
+        return check.removesuffix("; ")
     return (
         check + "SELECT set_config('synchronous_commit', 'on', false)"
         " WHERE current_setting('synchronous_commit') = 'off'"
@@ -217,6 +226,9 @@ class RunLock(NamedTuple):
 
     key: int
     polls: bool | None  # None: no setup was sent with the lock
+    # The setup turned synchronous_commit on (the server's default was off): after a
+    # RESET ALL it must be turned on again. None: not known.
+    forced_sync: bool | None = None
 
 
 def acquire_run_lock(
@@ -243,6 +255,7 @@ def acquire_run_lock(
     deadline = time.monotonic() + wait_ms / 1000
     told = False
     polls: bool | None = True if setup else None
+    forced_sync: bool | None = None
     first = session_setup(conn) + "; " if setup else ""
     while True:
         try:
@@ -254,14 +267,18 @@ def acquire_run_lock(
             first = session_setup(conn, check_connection=False) + "; "
             polls = False
             continue
-        first = ""
-        while cur.nextset():  # the lock's answer is the last result
-            pass
-        row = cur.fetchone()
-        assert row is not None
+        sent_setup, first = bool(first), ""
+        answers: list[list[Any]] = []
+        while True:  # the setup's answers, then the lock's (the last result)
+            answers.append(cur.fetchall() if cur.description is not None else [])
+            if not cur.nextset():
+                break
+        if sent_setup:
+            forced_sync = bool(answers[-2])  # set_config answers a row only if it changed
+        row = answers[-1][0]
         locked, key = row
         if locked:
-            return RunLock(int(key), polls)
+            return RunLock(int(key), polls, forced_sync)
         holder = lock_holder(conn, key)
         if time.monotonic() >= deadline:
             raise LockBusy(

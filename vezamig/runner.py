@@ -192,6 +192,7 @@ class Runner:
         self.tracker = Tracker(conn, config, resolve_schema=not read_only)
         self._begin: str | None = None
         self._polls: bool | None = None  # see _reset_sql
+        self._forced_sync: bool | None = None
 
     # ---- reading -------------------------------------------------------------
 
@@ -224,6 +225,7 @@ class Runner:
         )
         self._setup_pending = False
         self._polls = lock.polls
+        self._forced_sync = lock.forced_sync
         try:
             yield
         finally:
@@ -393,8 +395,10 @@ class Runner:
         accepted it with the run lock).
         """
         # RESET ALL leaves the role and session user alone: switched back explicitly.
-        setup = session_setup(self.conn, check_connection=self._polls is not False)
-        return f"RESET ALL; SET SESSION AUTHORIZATION DEFAULT; {setup}"
+        setup = session_setup(
+            self.conn, check_connection=self._polls is not False, sync=self._forced_sync
+        )
+        return "RESET ALL; SET SESSION AUTHORIZATION DEFAULT" + (f"; {setup}" if setup else "")
 
     def _committed_before(self, exc: psycopg.Error) -> bool:
         """The step's message failed after its COMMIT, in the session reset that follows
