@@ -400,6 +400,11 @@ class Runner:
         )
         return "RESET ALL; SET SESSION AUTHORIZATION DEFAULT" + (f"; {setup}" if setup else "")
 
+    @staticmethod
+    def _ok(step: Step, t0: float, retried: str | None) -> StepResult:
+        m = step.migration
+        return StepResult(m.version, m.name, step.direction, "ok", _ms_since(t0), retried or "")
+
     def _committed_before(self, exc: psycopg.Error) -> bool:
         """The step's message failed after its COMMIT, in the session reset that follows
         it: the step is applied. The one statement there that can be refused is the
@@ -561,14 +566,7 @@ class Runner:
                 )
                 body = _CountingCursor(self.conn)
                 body.execute(message)
-                return StepResult(
-                    step.version,
-                    step.migration.name,
-                    step.direction,
-                    "ok",
-                    _ms_since(t0),
-                    retried or "",
-                )
+                return self._ok(step, t0, retried)
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
                 attempt += 1
@@ -630,14 +628,7 @@ class Runner:
                 from vezamig.sqltext import excerpt, line_col
 
                 if self._committed_before(exc):
-                    return StepResult(
-                        step.version,
-                        step.migration.name,
-                        step.direction,
-                        "ok",
-                        _ms_since(t0),
-                        retried or "",
-                    )
+                    return self._ok(step, t0, retried)
                 self._rollback()
                 failed_at: int | None = None
                 if phase == "step":
