@@ -985,6 +985,19 @@ def test_steps_commit_durably_even_where_the_server_default_is_not(
     assert query(dsn, "SELECT v FROM seen") == [("on",), ("on",)]
 
 
+def test_a_pg_dump_copy_with_its_rows_inline_is_refused_before_anything_runs(
+    tmp_path: Path, dsn: str
+) -> None:
+    """pg_dump's `COPY t FROM stdin;` + rows + `\\.` is not SQL the server can take in a
+    step: refused up front, naming the COPY, with nothing created."""
+    body = "CREATE TABLE cb (x int);\nCOPY cb (x) FROM stdin;\n1\n2\n\\.\n"
+    tree = write_tree(tmp_path, {**reversible(1), "up/002_dump_up.sql": body})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 2, r
+    assert f"{tree / 'up' / '002_dump_up.sql'}:2: `COPY … FROM STDIN` exchanges rows" in r.stderr
+    assert user_tables(dsn) == []
+
+
 @pytest.mark.parametrize(
     ("body", "way"),
     [

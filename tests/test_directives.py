@@ -197,6 +197,9 @@ def test_a_syntax_error_that_stops_the_lexer_is_a_problem_with_file_line_and_col
         "-- vezamig guard SELECT false",
         "-- vezamig lock t",
         "/* VEZAMIG:no-transaction */",
+        "-- vezamig-guard SELECT false",
+        "-- vezamig_guard SELECT false",
+        "-- vezamig.lock t",
     ],
 )
 def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) -> None:

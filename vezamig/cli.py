@@ -478,6 +478,12 @@ def main() -> None:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:  # outside a command (click's own output)
         code = EXIT_BROKEN_PIPE
+    try:
+        sys.stdout.flush()  # a reader that left before the end (`--json | head -c 10`)
+    except BrokenPipeError:
+        code = code or EXIT_BROKEN_PIPE
+    except (OSError, ValueError):
+        pass
     _exit_now(code)
 
 

@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from vezamig.sqltext import Comment
 
 KNOWN = ("guard", "lock", "no-transaction")
-# Almost a directive: another case, a space before the colon, or no colon before a known
-# name (`VEZAMIG:guard`, `vezamig guard …`). Reported, so that a typo cannot silently
-# switch a guard off; prose such as `-- vezamig runs this file …` is left alone.
-_LOOKALIKE = re.compile(r"vezamig\s*:|vezamig\s+(?:guard|lock|no-transaction)\b", re.I)
+# Almost a directive: another case, a space before the colon, or no colon (or - _ .)
+# before a known name (`VEZAMIG:guard`, `vezamig guard …`, `vezamig-guard`). Reported,
+# so that a typo cannot silently switch a guard off; prose such as `-- vezamig runs
+# this file …` is left alone.
+_LOOKALIKE = re.compile(
+    r"vezamig\s*:|vezamig(?:\s+|\s*[-_.]\s*)(?:guard|lock|no-transaction)\b", re.I
+)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import re
 
+_COPY_STDIN = re.compile(r"^[ \t]*COPY\b[^;]*?\bFROM\s+STDIN\b", re.I | re.M)
+_COPY_PROBLEM = (
+    "`COPY … {way}` exchanges rows with the client, which vezamig does not do; use "
+    "INSERT … VALUES (or COPY from a file on the database server) to load rows, and drop "
+    "a COPY TO STDOUT"
+)
 _RUN_WORDS = re.compile(r"\b(begin|start|commit|rollback|end|abort|prepare|copy)\b", re.I)
 
 
@@ -33,11 +39,18 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
 
     parsed = analyze(text)
     problems: list[str] = []
+    if parsed.error is not None:
+        # pg_dump's `COPY t FROM stdin;` followed by its rows and `\.` does not parse
+        # as SQL: name the COPY rather than leave only a syntax error at its first row.
+        for m in _COPY_STDIN.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way='FROM STDIN')}")
+        return problems
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt
         if isinstance(stmt, ast.TransactionStmt) and not no_transaction:
             if stmt.kind is not None and TransactionStmtKind(stmt.kind) in TRANSACTION_CONTROL:
-                words = " ".join(statement.text.split()[:2]).upper()
+                words = " ".join(statement.text.rstrip(";").split())[:40]
                 problems.append(
                     f"{label}:{statement.line}: `{words}` would end the step's transaction "
                     "before vezamig records it; remove BEGIN/COMMIT/ROLLBACK (each step "
@@ -46,9 +59,5 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
                 )
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
-            problems.append(
-                f"{label}:{statement.line}: `COPY … {way}` exchanges rows with the client, "
-                "which vezamig does not do; use INSERT … VALUES (or COPY from a file on the "
-                "database server) to load rows, and drop a COPY TO STDOUT"
-            )
+            problems.append(f"{label}:{statement.line}: {_COPY_PROBLEM.format(way=way)}")
     return problems
