@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +22,7 @@ import click
 
 from vezamig import __version__
 from vezamig.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     Interrupted,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from vezamig.runner import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE, what shells report for `| head`
 
 
 def _no_color(flag: bool) -> bool:
@@ -478,12 +478,6 @@ def main() -> None:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:  # outside a command (click's own output)
         code = EXIT_BROKEN_PIPE
-    try:
-        sys.stdout.flush()  # a reader that left before the end (`--json | head -c 10`)
-    except BrokenPipeError:
-        code = code or EXIT_BROKEN_PIPE
-    except (OSError, ValueError):
-        pass
     _exit_now(code)
 
 
@@ -522,8 +516,12 @@ def _exit_now(code: int) -> None:
     interpreter the normal way, with its traceback.
     """
     for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):  # a closed pipe (`| head`), a closed stream
+        try:
             stream.flush()
+        except BrokenPipeError:  # a reader that left before the end (`| head -c 10`)
+            code = code or EXIT_BROKEN_PIPE
+        except (OSError, ValueError):  # a closed stream
+            pass
     os._exit(code)
 
 
