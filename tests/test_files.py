@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from helpers import write_tree
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vezamig.errors import EXIT_USAGE, LayoutError
-from vezamig.files import checksum_of, collect, discover
+from vezamig.files import _mentions_directives, checksum_of, collect, discover
 
 
 def load(base: Path) -> dict[int, tuple[str, bool]]:
@@ -401,3 +403,13 @@ def test_a_layout_failure_also_reports_the_down_files_not_read_yet(tmp_path: Pat
         f"{base}/up/001_a_up.sql:1",
         f"{base}/down/003_c_down.sql:1",
     ]
+
+
+@given(st.text(alphabet="vezamigVEZAMIG z-:\n", max_size=40))
+def test_the_fast_directive_scan_finds_exactly_what_a_substring_search_finds(text: str) -> None:
+    """The scan behind `mentions_vezamig` looks for the rare `z` first (issue 7); it
+    must answer exactly as the plain search it replaced."""
+    assert _mentions_directives(text) == ("ezamig" in text or "EZAMIG" in text)
+    assert _mentions_directives("CREATE TABLE t (at timestamptz);\n" + text) == (
+        "ezamig" in text or "EZAMIG" in text
+    )
