@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from helpers import (
     CliResult,
     applied_versions,
+    cli_env,
     execute,
     history,
     migrate,
@@ -756,3 +757,41 @@ def test_a_printed_command_repeats_a_d_without_its_password(tmp_path: Path, dsn:
         assert "s3cretpw" not in r.output
     r = run_cli(["up", "--dir", str(tree)], env={"DATABASE_URL": dsn})  # from the environment
     assert f"`vezamig repair --checksums --dir {tree}`" in r.stderr, r
+
+
+def test_the_cycle_collector_is_off_for_status_and_on_while_steps_run(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Start-up garbage (click, psycopg, files, rows) lives until exit, so collecting
+    it is pure cost (issue 7): `status` never collects; a run turns the collector back
+    on before its steps, whose garbage grows with the run."""
+    import subprocess
+    import sys
+
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\n"})
+    probe = (
+        "import gc, sys\n"
+        "from vezamig import cli, plan, runner\n"
+        "real = runner.Runner.execute\n"
+        "def execute(self, p):\n"
+        "    print('steps with gc', gc.isenabled(), file=sys.stderr)\n"
+        "    return real(self, p)\n"
+        "runner.Runner.execute = execute\n"
+        "real_rows = plan.status_rows\n"
+        "def status_rows(*a):\n"
+        "    print('status with gc', gc.isenabled(), file=sys.stderr)\n"
+        "    return real_rows(*a)\n"
+        "runner.status_rows = status_rows\n"
+        "sys.argv = ['vezamig'] + sys.argv[1:]\n"
+        "cli.main()\n"
+    )
+    for command, expected in (("up", "steps with gc True"), ("status", "status with gc False")):
+        r = subprocess.run(
+            [sys.executable, "-c", probe, command, "-d", dsn, "--dir", str(tree)],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=60,
+        )
+        assert r.returncode == 0, r
+        assert expected in r.stderr, r.stderr

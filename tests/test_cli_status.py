@@ -142,6 +142,28 @@ def test_status_json_has_the_spec_shape(tmp_path: Path, dsn: str) -> None:
     assert migrations[1]["checksum"] == checksum_of(b"CREATE TABLE t2 (edited int);\n")
 
 
+def test_applied_at_is_shown_in_the_sessions_time_zone(tmp_path: Path, dsn: str) -> None:
+    """The server formats applied_at (issue 7): in the session's TimeZone (PGTZ), the
+    same instant as stored, and a hand-edited `infinity` is shown, not a crash."""
+    from zoneinfo import ZoneInfo
+
+    tree = write_tree(
+        tmp_path, {"up/001_a_up.sql": "SELECT 1;\n", "up/002_b_up.sql": "SELECT 2;\n"}
+    )
+    migrate(dsn, tree)
+    execute(dsn, "UPDATE schema_migrations SET applied_at = 'infinity' WHERE version = 2")
+    stored = query(dsn, "SELECT applied_at FROM schema_migrations WHERE version = 1")[0][0]
+    args = ["-d", dsn, "--dir", str(tree)]
+    r = run_cli(["status", "--json", *args], env={"PGTZ": "America/St_Johns"})
+    assert r.returncode == 0, r
+    shown = [m["applied_at"] for m in json.loads(r.stdout)["migrations"]]
+    local = stored.astimezone(ZoneInfo("America/St_Johns")).replace(microsecond=0)
+    assert shown == [local.isoformat(), "infinity"]
+    plain = run_cli(["status", *args], env={"PGTZ": "America/St_Johns"})
+    assert plain.returncode == 0, plain
+    assert local.isoformat() in plain.stdout and "infinity" in plain.stdout
+
+
 def test_status_json_on_an_empty_database(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
     data = status_json(dsn, tree)

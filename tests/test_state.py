@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -137,7 +138,9 @@ def test_applied_rows_carry_who_applied_them(conn: Connection, dsn: str) -> None
     db_user = query(dsn, "SELECT current_user")[0][0]
     assert db_user in row.applied_by
     assert f"{getpass.getuser()}@{socket.gethostname()}" in row.applied_by
-    assert row.applied_at.tzinfo is not None
+    # ISO 8601 in whole seconds with the session's offset, formatted by the server.
+    assert datetime.fromisoformat(row.applied_at).tzinfo is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", row.applied_at)
 
 
 def test_history_rows_are_append_only_with_increasing_ids(conn: Connection, dsn: str) -> None:

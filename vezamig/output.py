@@ -150,7 +150,7 @@ class Output:
                     Text(r.name),
                     Text(r.state, style=STATE_STYLE[r.state]),
                     Text("reversible" if r.reversible else "irreversible"),
-                    Text(a.applied_at.isoformat(timespec="seconds") if a else ""),
+                    Text(a.applied_at if a else ""),
                     Text(str(a.duration_ms) if a else ""),
                 )
             self.out.console.print(t)
@@ -161,7 +161,7 @@ class Output:
             lines = []
             for r in rows:
                 a = r.applied
-                applied = a.applied_at.isoformat(timespec="seconds") if a else "-"
+                applied = a.applied_at if a else "-"
                 lines.append(
                     f"{r.version:>6}  {r.name.ljust(width)}  {state[r.state]}"
                     f"{kind[r.reversible]}{applied}\n"
