@@ -72,7 +72,7 @@ def _no_directives() -> ParsedHeader:
 class SqlFile:
     """One migration file, read and hashed once per run."""
 
-    __slots__ = ("_bom", "_checksum", "_header", "_mentions", "location", "text")
+    __slots__ = ("_bom", "_checksum", "_header", "location", "mentions_vezamig", "text")
 
     def __init__(
         self, location: str, text: str, checksum: str | None = None, *, bom: bool = False
@@ -82,7 +82,9 @@ class SqlFile:
         self._checksum = checksum
         self._bom = bom
         self._header: ParsedHeader | None = None
-        self._mentions: bool | None = None
+        # Could hold a directive, or something that looks like one: scanned while the
+        # text is fresh in the cache, as every command checks the up files' directives.
+        self.mentions_vezamig = _mentions_directives(text)
 
     def __repr__(self) -> str:
         return f"SqlFile({self.location!r})"
@@ -120,13 +122,6 @@ class SqlFile:
     def problems(self) -> list[str]:
         """Directive problems as ``file:line: …``; a file not mentioning vezamig has none."""
         return list(self.header.problems) if self.mentions_vezamig else []
-
-    @property
-    def mentions_vezamig(self) -> bool:
-        """Could hold a directive, or something that looks like one (scanned once)."""
-        if self._mentions is None:
-            self._mentions = _mentions_directives(self.text)
-        return self._mentions
 
 
 class Migration:
@@ -212,16 +207,24 @@ def read_sql(
                 data = b"".join(chunks)
         finally:
             os.close(fd)
+        text = data.decode()
     except OSError as exc:
         return None, f"{location}: cannot read ({exc.strerror})"
-    try:
-        text = data.decode()
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         return None, (
             f"{location}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); save the file as UTF-8"
         )
+    if "\r" in text or "\x00" in text or text.startswith("\ufeff"):
+        return _unusual(location, data, text, hashed)
+    return SqlFile(location, text, _sha256(data).hexdigest() if hashed else None), None
+
+
+def _unusual(
+    location: str, data: bytes, text: str, hashed: bool
+) -> tuple[SqlFile | None, str | None]:
+    """A file with a BOM, CRs or a NUL: rare, so off the common path."""
     bom = text.startswith("\ufeff")
     if bom:
         text = text[1:]
@@ -380,7 +383,8 @@ def directive_problems(migrations: list[Migration]) -> list[str]:
     """Directive problems of every file read so far (a down file not read is skipped)."""
     problems: list[str] = []
     for m in migrations:
-        for f in (m.up, m._down):
-            if f is not None:
-                problems.extend(f.problems)
+        if m.up.mentions_vezamig:  # most files do not: skip the call
+            problems.extend(m.up.header.problems)
+        if m._down is not None and m._down.mentions_vezamig:
+            problems.extend(m._down.header.problems)
     return problems

@@ -129,8 +129,9 @@ class Output:
             return
         # A table only where it fits: a narrow terminal gets the plain lines, which
         # wrap but never cut a version or a state.
-        needed = max(len(str(r.version)) + len(r.name) for r in rows) + 75
-        if isinstance(self.out, _Rich) and self.out.console.width >= needed:
+        if isinstance(self.out, _Rich) and self.out.console.width >= (
+            max(len(str(r.version)) + len(r.name) for r in rows) + 75
+        ):
             from rich.table import Table
             from rich.text import Text
 
