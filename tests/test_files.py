@@ -413,3 +413,32 @@ def test_the_fast_directive_scan_finds_exactly_what_a_substring_search_finds(tex
     assert _mentions_directives("CREATE TABLE t (at timestamptz);\n" + text) == (
         "ezamig" in text or "EZAMIG" in text
     )
+
+
+def test_a_listing_without_texts_keeps_checksums_and_directives_only(tmp_path: Path) -> None:
+    """`status` loads with texts=False (issue 7): same checksums and directive problems,
+    no text kept for files without directives, and asking for one is a loud bug."""
+    files = {
+        "up/001_plain_up.sql": "CREATE TABLE a ();\n",
+        "up/002_crlf_up.sql": "\ufeffCREATE TABLE b ();\r\n",
+        "up/003_guarded_up.sql": "-- vezamig:guard SELECT true\nCREATE TABLE c ();\n",
+        "down/001_plain_down.sql": "DROP TABLE a;\n",
+    }
+    write_tree(tmp_path, files)
+    full = discover(tmp_path / "up", tmp_path / "down", check_directives=True, read_down=False)
+    lean = discover(
+        tmp_path / "up", tmp_path / "down", check_directives=True, read_down=False, texts=False
+    )
+    assert [(m.version, m.checksum, m.reversible) for m in lean] == [
+        (m.version, m.checksum, m.reversible) for m in full
+    ]
+    assert lean[2].up.text == full[2].up.text  # a file with directives keeps its text
+    assert [g.query for g in lean[2].up.directives.guards] == ["SELECT true"]
+    for m in lean[:2]:
+        with pytest.raises(RuntimeError, match="loaded without its text"):
+            m.up.text  # noqa: B018
+    bad = tmp_path / "bad"
+    write_tree(bad, {"up/001_a_up.sql": "-- vezamig:gaurd SELECT 1\nSELECT 1;\n"})
+    with pytest.raises(LayoutError) as info:
+        discover(bad / "up", bad / "down", check_directives=True, read_down=False, texts=False)
+    assert "unknown directive `vezamig:gaurd`" in "\n".join(info.value.details)

@@ -247,12 +247,16 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
 
 
 def load_migrations(
-    cfg: Config, *, check_directives: bool, read_down: bool | None = None
+    cfg: Config, *, check_directives: bool, read_down: bool | None = None, texts: bool = True
 ) -> list[Migration]:
     from vezamig.files import discover
 
     return discover(
-        cfg.up_dir, cfg.down_dir, check_directives=check_directives, read_down=read_down
+        cfg.up_dir,
+        cfg.down_dir,
+        check_directives=check_directives,
+        read_down=read_down,
+        texts=texts,
     )
 
 
@@ -415,7 +419,8 @@ def status(**opts: Any) -> None:
     from vezamig.db import describe
 
     cfg = build_config(opts, "vezamig status")
-    migrations = load_migrations(cfg, check_directives=True, read_down=False)
+    # status runs and parses nothing: the up files' texts are not kept (issue 7).
+    migrations = load_migrations(cfg, check_directives=True, read_down=False, texts=False)
     with open_runner(cfg, migrations, None, writing=False) as runner:
         rows = runner.status()
         duplicates = runner.duplicates()
