@@ -91,9 +91,10 @@ class SqlFile:
         # text is fresh in the cache, as every command checks the up files' directives.
         self.mentions_vezamig = _mentions_directives(text)
         # `keep_text=False` (`status`): the checksum and the directives are all it needs,
-        # so the text of a file without directives is not kept. Kept, a kilobyte per
-        # version is new memory to fault in (≈ 2 µs per version at N=2000, issue 7).
-        self._text = text if keep_text or self.mentions_vezamig else None
+        # so the text of a hashed file without directives is not kept. Kept, a kilobyte
+        # per version is new memory to fault in (≈ 2 µs per version at N=2000, issue 7).
+        drop = not keep_text and checksum is not None and not self.mentions_vezamig
+        self._text = None if drop else text
 
     def __repr__(self) -> str:
         return f"SqlFile({self.location!r})"
