@@ -412,8 +412,7 @@ def directive_problems(migrations: list[Migration]) -> list[str]:
     """Directive problems of every file read so far (a down file not read is skipped)."""
     problems: list[str] = []
     for m in migrations:
-        if m.up.mentions_vezamig:  # most files do not: skip the call
-            problems.extend(m.up.header.problems)
-        if m._down is not None and m._down.mentions_vezamig:
-            problems.extend(m._down.header.problems)
+        for f in (m.up, m._down):
+            if f is not None and f.mentions_vezamig:  # most files: nothing to ask
+                problems.extend(f.problems)
     return problems
