@@ -133,6 +133,18 @@ def test_a_failed_step_shows_postgresqls_detail(tmp_path: Path, dsn: str) -> Non
     assert not table_exists(dsn, "t")
 
 
+def test_a_failed_step_in_a_cr_only_file_names_the_line_an_editor_shows(
+    tmp_path: Path, dsn: str
+) -> None:
+    text = b"-- t\rCREATE TABLE t (id int UNIQUE);\rINSERT INTO t VALUES (7), (7);\r"
+    tree = write_tree(tmp_path, {"up/001_t_up.sql": text})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert f"{tree / 'up' / '001_t_up.sql'}:3:1: 23505" in r.stderr
+    assert "> 3 | INSERT INTO t VALUES (7), (7);" in r.stderr
+    assert not table_exists(dsn, "t")
+
+
 def test_statement_timeout_fails_a_slow_step_with_exit_1_and_rolls_it_back(
     tmp_path: Path, dsn: str
 ) -> None:

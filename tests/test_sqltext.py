@@ -262,6 +262,23 @@ def test_line_text_strips_the_line_ending_and_is_empty_out_of_range() -> None:
     assert [line_text(text, n) for n in (0, 1, 2, 3, 4)] == ["", "one", "two", "three", ""]
 
 
+def test_a_lone_carriage_return_ends_a_line_as_in_postgresqls_lexer() -> None:
+    # A classic-Mac file: PostgreSQL ends a `--` comment at a lone CR, psql counts it
+    # as a new line in its error positions, and so does vezamig.
+    text = "-- one\rSELECT 1;\r\nSELEC 2;\rlast"
+    assert line_col(text, text.index("SELECT")) == Position(2, 1)
+    assert line_col(text, text.index("SELEC 2") + 2) == Position(3, 3)
+    assert line_col(text, text.index("last")) == Position(4, 1)
+    assert [line_text(text, n) for n in range(1, 6)] == [
+        "-- one",
+        "SELECT 1;",
+        "SELEC 2;",
+        "last",
+        "",
+    ]
+    assert excerpt(text, 3, context=1) == ["  2 | SELECT 1;", "> 3 | SELEC 2;", "  4 | last"]
+
+
 @given(st.text(alphabet="ab\n\r€ ", max_size=60), st.integers(min_value=-2, max_value=70))
 def test_line_index_agrees_with_line_col(text: str, offset: int) -> None:
     index = LineIndex(text)

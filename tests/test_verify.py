@@ -141,6 +141,15 @@ def test_a_syntax_error_shows_file_line_column_the_line_and_a_caret(tmp_path: Pa
     assert lines[i + 2].strip() == "| ^"
 
 
+def test_a_cr_only_file_reports_the_line_an_editor_shows(tmp_path: Path) -> None:
+    up = b"-- users\rCREATE TABLE users (\r  id int,\r);\r"
+    base = write_tree(tmp_path / "sql", {"up/001_users_up.sql": up})
+    result = verify(base)
+    assert result.returncode == EXIT_USAGE, result
+    assert '001_users_up.sql:4:1: syntax error at or near ")"' in result.stderr
+    assert "> 4 | );" in result.stderr
+
+
 def test_a_missing_folder_is_exit_2(tmp_path: Path) -> None:
     result = verify(tmp_path / "nowhere")
     assert result.returncode == EXIT_USAGE, result
@@ -152,6 +161,9 @@ def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
     result = verify(base)
     assert result.returncode == EXIT_USAGE, result
     assert f"{base}/up/001_a_up.sql:2: not valid UTF-8" in result.stderr
+    write_tree(base, {"up/001_a_up.sql": b"-- a\r\rSELECT '\xff';\r"})
+    result = verify(base)
+    assert f"{base}/up/001_a_up.sql:3: not valid UTF-8" in result.stderr, result
 
 
 # ---- lint ------------------------------------------------------------------------------

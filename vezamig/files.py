@@ -229,7 +229,8 @@ def read_sql(
     except OSError as exc:
         return None, f"{location}: cannot read ({exc.strerror})"
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        before = data[: exc.start]  # lines end as in sqltext.line_col
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
         return None, (
             f"{location}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); save the file as UTF-8"

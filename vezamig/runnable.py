@@ -35,7 +35,7 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
     from pglast.enums import TransactionStmtKind
 
     from vezamig.lint import TRANSACTION_CONTROL
-    from vezamig.sqltext import analyze
+    from vezamig.sqltext import analyze, line_col
 
     parsed = analyze(text)
     problems: list[str] = []
@@ -43,7 +43,7 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
         # pg_dump's `COPY t FROM stdin;` followed by its rows and `\.` does not parse
         # as SQL: name the COPY rather than leave only a syntax error at its first row.
         for m in _COPY_STDIN.finditer(text):
-            line = text.count("\n", 0, m.start()) + 1
+            line = line_col(text, m.start()).line
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way='FROM STDIN')}")
         return problems
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):

@@ -63,10 +63,14 @@ class Position:
 def line_col(text: str, offset: int) -> Position:
     """Map a character offset to a 1-based line/column.
 
-    Only ``\\n`` ends a line, so CRLF files number lines as editors do. Offsets
+    ``\\n``, ``\\r\\n`` and a lone ``\\r`` each end a line, as in PostgreSQL's lexer
+    (a ``--`` comment stops at either) and in psql's error positions, so a CRLF
+    or a classic-Mac (CR-only) file numbers its lines as an editor does. Offsets
     past the end are clamped, because PostgreSQL reports "at end of input" one
     character beyond the text.
     """
+    if "\r" in text:  # rare: off the common path
+        return LineIndex(text).position(offset)
     offset = max(0, min(offset, len(text)))
     line_start = text.rfind("\n", 0, offset) + 1
     return Position(text.count("\n", 0, offset) + 1, offset - line_start + 1)
@@ -74,6 +78,8 @@ def line_col(text: str, offset: int) -> Position:
 
 def line_text(text: str, line: int) -> str:
     """The text of 1-based ``line`` without its line ending; "" when out of range."""
+    if "\r" in text:
+        return LineIndex(text).line_text(line)
     if line < 1:
         return ""
     start = 0
@@ -82,23 +88,29 @@ def line_text(text: str, line: int) -> str:
         if start == 0:
             return ""
     end = text.find("\n", start)
-    row = text[start:] if end == -1 else text[start:end]
-    return row.removesuffix("\r")
+    return text[start:] if end == -1 else text[start:end]
+
+
+_LINE_END = re.compile(r"\r\n?|\n")
 
 
 class LineIndex:
-    """Line starts of one text, for many offset lookups at O(log n) each."""
+    """Line starts of one text, for many offset lookups at O(log n) each.
+    Line ends as in ``line_col``."""
 
     __slots__ = ("_starts", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         starts = [0]
-        find = text.find
-        i = find("\n")
-        while i != -1:
-            starts.append(i + 1)
-            i = find("\n", i + 1)
+        if "\r" in text:
+            starts += [m.end() for m in _LINE_END.finditer(text)]
+        else:
+            find = text.find
+            i = find("\n")
+            while i != -1:
+                starts.append(i + 1)
+                i = find("\n", i + 1)
         self._starts = starts
 
     def position(self, offset: int) -> Position:
@@ -110,8 +122,10 @@ class LineIndex:
         if not 1 <= line <= len(self._starts):
             return ""
         start = self._starts[line - 1]
-        end = self._starts[line] - 1 if line < len(self._starts) else len(self.text)
-        return self.text[start:end].removesuffix("\r")
+        if line == len(self._starts):
+            return self.text[start:]
+        row = self.text[start : self._starts[line]]
+        return row[:-2] if row.endswith("\r\n") else row[:-1]
 
     @property
     def line_count(self) -> int:
@@ -134,7 +148,7 @@ def excerpt(text: str, line: int, context: int = 2, *, column: int | None = None
     """
     index = LineIndex(text)
     last = index.line_count
-    if text.endswith("\n") and last > 1:
+    if text.endswith(("\n", "\r")) and last > 1:
         last -= 1  # the empty "line" after a final newline is not worth showing
     line = max(1, min(line, last))
     first, stop = max(1, line - context), min(last, line + context)
