@@ -186,6 +186,13 @@ def test_a_quoted_hostile_lock_name_is_kept_as_one_identifier() -> None:
 def test_a_syntax_error_that_stops_the_lexer_is_a_problem_with_file_line_and_column() -> None:
     [problem] = parse("-- vezamig:guard SELECT true\nSELECT 'unterminated;\n").problems
     assert problem.startswith("sql/up/001_a_up.sql:2:")
+    assert "\n" not in problem  # the parser quotes the token, line break and all
+
+
+def test_a_lexer_error_does_not_hide_the_directive_problems_before_it() -> None:
+    header = parse("-- vezamig:gaurd SELECT true\nSELECT 1;\nSELECT 'oops;\n")
+    assert [p.split(":")[1] for p in header.problems] == ["1", "3"]
+    assert "unknown directive `vezamig:gaurd`" in header.problems[0]
 
 
 @pytest.mark.parametrize(
@@ -200,6 +207,10 @@ def test_a_syntax_error_that_stops_the_lexer_is_a_problem_with_file_line_and_col
         "-- vezamig-guard SELECT false",
         "-- vezamig_guard SELECT false",
         "-- vezamig.lock t",
+        "-- VEZAMIg:guard SELECT false",
+        "--- vezamig:guard SELECT false",
+        "/** vezamig:guard SELECT false */",
+        "-- * vezamig:guard SELECT false",
     ],
 )
 def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) -> None:
@@ -209,6 +220,23 @@ def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) ->
     assert problem.startswith("sql/up/001_a_up.sql:1: `")
     assert "looks like a directive but is not one" in problem
     assert "`vezamig:NAME` (lower case, a colon, no space)" in problem
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "/*\n * vezamig:guard SELECT false\n */",
+        "/* Roll back 7 only while nothing is stored.\n   vezamig:guard SELECT false */",
+    ],
+)
+def test_a_directive_on_a_later_line_of_a_block_comment_is_an_error(comment: str) -> None:
+    # SPEC: a directive is a comment whose text *starts* with `vezamig:`; one further
+    # down is not, and must not be a guard that silently never runs.
+    header = parse(f"{comment}\nDROP TABLE t;\n")
+    assert header.directives == Directives()
+    [problem] = header.problems
+    assert problem.startswith("sql/up/001_a_up.sql:2: `vezamig:guard SELECT false")
+    assert "looks like a directive but is not one" in problem
 
 
 def test_prose_that_mentions_vezamig_is_not_mistaken_for_a_directive() -> None:

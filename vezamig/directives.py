@@ -27,6 +27,8 @@ _LOOKALIKE = re.compile(
     r"vezamig\s*:|vezamig(?:\s+|\s*[-_.]\s*)(?:guard|lock|no-transaction)\b", re.I
 )
 
+_LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as in sqltext.line_col
+
 
 @dataclass(frozen=True)
 class Guard:
@@ -64,22 +66,28 @@ class ParsedHeader:
 
 def parse_directives(text: str, label: str) -> ParsedHeader:
     """Read the directives of one file; ``problems`` holds every error as ``file:line: …``."""
-    from vezamig.sqltext import SqlSyntaxError, header_and_body_comments
+    from vezamig.sqltext import file_comments
 
     problems: list[str] = []
-    try:
-        header, body, first = header_and_body_comments(text)
-    except SqlSyntaxError as exc:
-        return ParsedHeader(
-            Directives(), [f"{label}:{exc.line}:{exc.column}: {exc.message}"], has_sql=True
-        )
+    header, body, first, error = file_comments(text)
+    if error is not None:
+        # The file is refused for its syntax, but its comments up to the error are
+        # still checked, so one run shows every problem.
+        problems.append(f"{label}:{error.line}:{error.column}: {error.one_line}")
     for comment in (*header, *body):
-        if not _is_directive(comment) and _LOOKALIKE.match(comment.text.strip()):
-            problems.append(
-                f"{label}:{comment.line}: `{comment.text.strip().splitlines()[0]}` looks like "
-                "a directive but is not one; write directives as `vezamig:NAME` (lower case, "
-                "a colon, no space)"
-            )
+        if _is_directive(comment):
+            continue
+        raw = text[comment.start : comment.end]  # with its markers and line breaks
+        for n, row in enumerate(_LINE_BREAK.split(raw)):
+            # `--- …`, `/** …`, ` * …` inside a block, a closing `*/`
+            row = row.lstrip("/-* \t").strip().removesuffix("*/").rstrip()
+            if _LOOKALIKE.match(row):
+                problems.append(
+                    f"{label}:{comment.line + n}: `{row}` looks like a directive but is not "
+                    "one; write directives as `vezamig:NAME` (lower case, a colon, no "
+                    "space) at the start of a comment"
+                )
+                break
     for comment in body:
         if _is_directive(comment):
             problems.append(
@@ -127,7 +135,7 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         )
     directives = Directives(tuple(guards), tuple(locks), no_tx_line is not None)
     problems.sort(key=lambda p: _line_of(p, label))  # in file order, whichever check found it
-    return ParsedHeader(directives, problems, has_sql=first is not None)
+    return ParsedHeader(directives, problems, has_sql=first is not None or error is not None)
 
 
 def _line_of(problem: str, label: str) -> int:

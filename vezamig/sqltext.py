@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Comment",
+    "FileComments",
     "LineIndex",
     "Position",
     "SqlFile",
@@ -34,6 +35,7 @@ __all__ = [
     "Statement",
     "analyze",
     "excerpt",
+    "file_comments",
     "header_and_body_comments",
     "line_col",
     "line_text",
@@ -221,6 +223,12 @@ class SqlSyntaxError(LayoutError):
         self.line = line
         self.column = column
         self.line_text = line_text
+
+    @property
+    def one_line(self) -> str:
+        """The message on one line: the parser quotes the offending token, which may
+        hold a line break (an unterminated string)."""
+        return self.message.replace("\r", "").replace("\n", "\\n")
 
     def __str__(self) -> str:
         return f"line {self.line}, column {self.column}: {self.message}"
@@ -468,18 +476,31 @@ def syntax_check(sql: str) -> SqlSyntaxError | None:
     return analyze(sql).error
 
 
-def header_and_body_comments(sql: str) -> tuple[list[Comment], list[Comment], int | None]:
+class FileComments(NamedTuple):
     """Comments before the first SQL token (the header, where directives live),
-    comments after it, and that token's offset (None for a file without SQL).
+    comments after it, that token's offset (None for a file without SQL), and a
+    lexer error (unterminated quote or comment), with the comments before it."""
 
-    Works on files with grammar errors (only the lexer is needed); a lexer error
-    (unterminated quote or comment) raises SqlSyntaxError.
-    """
+    header: list[Comment]
+    body: list[Comment]
+    first: int | None
+    error: SqlSyntaxError | None
+
+
+def file_comments(sql: str) -> FileComments:
+    """Works on files with grammar errors (only the lexer is needed), and up to the
+    error on a file the lexer rejects, so one run reports both."""
     lines = LineIndex(sql)
     tokens, error = _scan(sql, lines)
+    header, body, first, _ = _classify(sql, tokens, lines)
+    return FileComments(header, body, first, error)
+
+
+def header_and_body_comments(sql: str) -> tuple[list[Comment], list[Comment], int | None]:
+    """``file_comments`` without the error: a lexer error raises SqlSyntaxError."""
+    header, body, first, error = file_comments(sql)
     if error is not None:
         raise error
-    header, body, first, _ = _classify(sql, tokens, lines)
     return header, body, first
 
 

@@ -20,11 +20,6 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _one_line(message: str) -> str:
-    # The parser quotes the offending token, which may hold a line break.
-    return message.replace("\r", "").replace("\n", "\\n")
-
-
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     from vezamig.lint import lint_file
     from vezamig.runnable import run_problems
@@ -35,10 +30,10 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     err = parsed.error
     # A lexer error also stops the directive reader, which reports it in its own
     # words; the syntax error below says the same thing with the line's text.
-    same = None if err is None else f"{f.path}:{err.line}:{err.column}: {err.message}"
+    same = None if err is None else f"{f.path}:{err.line}:{err.column}: {err.one_line}"
     report.problems.extend(p for p in f.header.problems if p != same)
     if err is not None:
-        message = _one_line(err.message)
+        message = err.one_line
         if not message.startswith("syntax error"):
             message = f"syntax error: {message}"
         shown = excerpt(f.text, err.line, context=0, column=err.column)
