@@ -301,6 +301,30 @@ def test_a_down_file_broken_after_its_up_ran_stops_its_rollback_not_other_runs(
     assert run_cli(["verify", "--dir", str(tree)]).returncode == 2
 
 
+def test_a_run_stopped_by_its_own_down_file_lists_every_broken_down_file(
+    tmp_path: Path, dsn: str
+) -> None:
+    files: dict[str, str] = {}
+    for v in (1, 2, 3):
+        files[f"up/00{v}_t{v}_up.sql"] = f"CREATE TABLE t{v} ();"
+        files[f"down/00{v}_t{v}_down.sql"] = f"DROP TABLE t{v};"
+    tree = write_tree(tmp_path, files)
+    assert vz(dsn, tree, "up").returncode == 0
+    write_tree(
+        tree,
+        {
+            "down/001_t1_down.sql": "-- vezamig:gaurd SELECT true\nDROP TABLE t1;",
+            "down/003_t3_down.sql": "-- vezamig:lokc t3\nDROP TABLE t3;",
+        },
+    )
+    refused = vz(dsn, tree, "down", "--yes")  # runs 003 only; 001 is broken too
+    assert refused.returncode == 2, refused
+    assert "down: 2 problem(s) in the down files; nothing was changed" in refused.stderr
+    err = refused.stderr
+    assert err.index("001_t1_down.sql:1: unknown directive") < err.index("003_t3_down.sql:1:")
+    assert applied_versions(dsn) == [1, 2, 3]
+
+
 @pytest.mark.parametrize("lock", ['"; DROP TABLE users; --', "tracks; DROP TABLE users"])
 def test_a_hostile_lock_directive_is_rejected_and_touches_nothing(
     tmp_path: Path, dsn: str, lock: str

@@ -246,9 +246,10 @@ class Runner:
         # checks the rollback of what it applies before applying it).
         problems = [p for step in plan.steps for p in step.migration.down_problems()]
         if problems:
+            # Failing anyway: every down file, so one run lists every problem.
+            problems = [p for m in self.migrations for p in m.down_problems()]
             raise LayoutError(
-                f"{direction}: {len(problems)} problem(s) in the down files of this run; "
-                "nothing was changed",
+                f"{direction}: {len(problems)} problem(s) in the down files; nothing was changed",
                 details=problems,
             )
         problems = [p for step in plan.steps for p in body_problems(step)]
