@@ -108,7 +108,17 @@ def test_the_new_files_teach_the_directives_without_activating_any(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    "name", ["add email", "add/email", "../escape", "größe", "add_email_up", "add_email_down", ""]
+    "name",
+    [
+        "add email",
+        "add/email",
+        "../escape",
+        "größe",
+        "add_email_up",
+        "add_email_down",
+        "",
+        "add_y\n",
+    ],
 )
 def test_a_name_that_would_not_match_the_file_rules_is_refused(tmp_path: Path, name: str) -> None:
     base = tmp_path / "sql"

@@ -9,7 +9,7 @@ from pathlib import Path
 from vezamig.errors import UsageError
 from vezamig.files import MAX_VERSION
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION_RE = re.compile(r"^([0-9]+)_.*\.sql$")
 
 UP_TEMPLATE = """\
@@ -65,7 +65,7 @@ def _up_suffix(up_dir: Path) -> str:
 
 
 def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = False) -> NewFiles:
-    if not _NAME_RE.match(name) or name.endswith(("_up", "_down")):
+    if not _NAME_RE.fullmatch(name) or name.endswith(("_up", "_down")):
         raise UsageError(
             f"name `{name}` is not valid: use letters, digits, `_`, `.` and `-` "
             "(e.g. add_tracks_storage_backend), without a trailing _up/_down"
