@@ -25,7 +25,8 @@ from helpers import (
     write_tree,
 )
 
-from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, EXIT_USAGE
+from vezamig.db import connect
+from vezamig.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, EXIT_USAGE
 
 CREATE_T = """\
 -- 1: accounts with e-mails that are not unique yet.
@@ -331,6 +332,61 @@ def test_guards_of_a_no_transaction_step_run_in_a_read_only_transaction(
     assert "read-only transaction" in result.stderr
     assert query(dsn, "SELECT is_called FROM s") == [(False,)]
     assert query(dsn, "SELECT to_regclass('never') IS NULL") == [(True,)]
+
+
+def test_a_guard_that_hits_the_lock_timeout_is_retried_then_exits_4_with_one_row(
+    dsn: str, tmp_path: Path
+) -> None:
+    # SPEC §5 --lock-retries holds for every step: here the guard needs the lock.
+    up = (
+        "-- vezamig:no-transaction\n"
+        "-- vezamig:guard SELECT count(*) = 0 FROM t\n"
+        "CREATE INDEX CONCURRENTLY t_id ON t (id);\n"
+    )
+    base = tree(tmp_path, up__002_email_indexes_up=up)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    holder = connect(dsn)
+    try:
+        holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        result = vz(dsn, base, "up", "--lock-timeout", "100ms", "--lock-retries", "1")
+    finally:
+        holder.close()
+    assert result.returncode == EXIT_LOCKED, result
+    assert "retry 1/1" in result.stderr
+    assert "up 2 (email_indexes) gave up: lock timeout (100 ms) after 2 attempt(s)" in (
+        result.stderr
+    )
+    assert applied_versions(dsn) == [1] and indexes(dsn) == {}
+    row = history(dsn)[-1]
+    assert (row["version"], row["outcome"]) == (2, "failed")
+    assert row["message"].startswith("lock timeout (100 ms) after 2 attempt(s)")
+
+
+def test_ctrl_c_in_a_guard_of_a_no_transaction_step_names_the_step_and_records_it(
+    dsn: str, tmp_path: Path
+) -> None:
+    up = (
+        "-- vezamig:no-transaction\n"
+        "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"
+        "CREATE TABLE never (id int);\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_x_up.sql": up})
+    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
+    try:
+        wait_for(lambda: bool(backends_running(dsn, "vezamig_test_sleep")), what="the guard")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "interrupted during up 1 (x); the guard was cancelled and nothing was changed" in err
+    assert backends_running(dsn, "vezamig_test_sleep") == []
+    assert applied_versions(dsn) == []
+    assert [(r["version"], r["outcome"], r["message"]) for r in history(dsn)] == [
+        (1, "failed", "interrupted")
+    ]
 
 
 def test_a_no_transaction_file_that_does_not_parse_is_refused_before_anything_runs(

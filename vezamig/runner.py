@@ -571,60 +571,10 @@ class Runner:
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
                 attempt += 1
-                if attempt > self.config.lock_retries:
-                    msg = (
-                        f"lock timeout ({self.config.lock_timeout_ms} ms) after {attempt} "
-                        f"attempt(s): {exc.diag.message_primary}"
-                    )
-                    self._record_failure(step, "failed", started_at, t0, msg)
-                    raise LockBusy(
-                        f"{step.direction} {step.version} ({step.migration.name}) gave up: "
-                        f"{msg}; the step was rolled back",
-                        details=[
-                            "another session holds a lock this step needs; find it with "
-                            "pg_locks/pg_stat_activity, or retry later / raise "
-                            "--lock-timeout or --lock-retries"
-                        ],
-                    ) from None
-                pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
-                self.reporter.info(
-                    f"{step.version}: lock timeout ({exc.diag.message_primary}); rolled back, "
-                    f"retry {attempt}/{self.config.lock_retries} in {pause:g}s"
-                )
-                try:
-                    time.sleep(pause)
-                except (KeyboardInterrupt, SystemExit) as stop:
-                    code = (
-                        stop.code
-                        if isinstance(stop, SystemExit) and isinstance(stop.code, int)
-                        else 130
-                    )
-                    self._record_failure(
-                        step,
-                        "failed",
-                        started_at,
-                        t0,
-                        f"interrupted while waiting to retry after a lock timeout "
-                        f"({attempt} attempt(s))",
-                    )
-                    raise Interrupted(
-                        f"interrupted during {step.direction} {step.version} "
-                        f"({step.migration.name}) while waiting to retry after a lock timeout; "
-                        "the step was rolled back",
-                        exit_code=code,
-                    ) from None
+                self._wait_to_retry(step, exc, attempt, started_at, t0)
             except (KeyboardInterrupt, SystemExit) as exc:
                 self._rollback()
-                code = (
-                    exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
-                )
-                self._record_failure(step, "failed", started_at, t0, "interrupted")
-                raise Interrupted(
-                    f"interrupted during {step.direction} {step.version} "
-                    f"({step.migration.name}); the running statement was cancelled and the step "
-                    "rolled back",
-                    exit_code=code,
-                ) from None
+                raise self._interrupted(step, exc, started_at, t0) from None
             except psycopg.Error as exc:
                 from vezamig.sqltext import excerpt, line_col
 
@@ -654,6 +604,68 @@ class Runner:
                     details=lines,
                     version=step.version,
                 ) from None
+
+    def _wait_to_retry(
+        self,
+        step: Step,
+        exc: pgerrors.LockNotAvailable,
+        attempt: int,
+        started_at: datetime,
+        t0: float,
+    ) -> None:
+        """After a lock timeout (rolled back): pause before attempt ``attempt + 1``, or
+        give up (exit 4) with one history row for the step's final outcome."""
+        if attempt > self.config.lock_retries:
+            msg = (
+                f"lock timeout ({self.config.lock_timeout_ms} ms) after {attempt} "
+                f"attempt(s): {exc.diag.message_primary}"
+            )
+            self._record_failure(step, "failed", started_at, t0, msg)
+            raise LockBusy(
+                f"{step.direction} {step.version} ({step.migration.name}) gave up: "
+                f"{msg}; the step was rolled back",
+                details=[
+                    "another session holds a lock this step needs; find it with "
+                    "pg_locks/pg_stat_activity, or retry later / raise "
+                    "--lock-timeout or --lock-retries"
+                ],
+            ) from None
+        pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
+        self.reporter.info(
+            f"{step.version}: lock timeout ({exc.diag.message_primary}); rolled back, "
+            f"retry {attempt}/{self.config.lock_retries} in {pause:g}s"
+        )
+        try:
+            time.sleep(pause)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            raise self._interrupted(
+                step,
+                stop,
+                started_at,
+                t0,
+                history=f"interrupted while waiting to retry after a lock timeout "
+                f"({attempt} attempt(s))",
+                then=" while waiting to retry after a lock timeout; the step was rolled back",
+            ) from None
+
+    def _interrupted(
+        self,
+        step: Step,
+        stop: KeyboardInterrupt | SystemExit,
+        started_at: datetime,
+        t0: float,
+        *,
+        history: str = "interrupted",
+        then: str = "; the running statement was cancelled and the step rolled back",
+    ) -> Interrupted:
+        """Ctrl-C or SIGTERM in a step (rolled back by the caller): its history row, and
+        the error that names it (exit 130, or SIGTERM's code)."""
+        code = stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
+        self._record_failure(step, "failed", started_at, t0, history)
+        return Interrupted(
+            f"interrupted during {step.direction} {step.version} ({step.migration.name}){then}",
+            exit_code=code,
+        )
 
     def _unfinished_text(self, step: Step) -> list[str] | None:
         """A body that ends inside a string, a dollar quote or a comment swallows the
@@ -730,6 +742,41 @@ class Runner:
 
     # ---- non-transactional steps (SPEC §6) ---------------------------------------
 
+    def _no_tx_guards(self, step: Step, started_at: datetime, t0: float) -> list[GuardResult]:
+        """A no-transaction step's guards, in their own read-only transaction (SPEC §6).
+        A lock timeout is retried and Ctrl-C recorded as in a transactional step."""
+        attempt = 0
+        while True:
+            try:
+                self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
+                try:
+                    return [self._eval_guard(g) for g in step.directives.guards]
+                finally:
+                    self._rollback()
+            except pgerrors.LockNotAvailable as exc:
+                attempt += 1
+                self._wait_to_retry(step, exc, attempt, started_at, t0)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                raise self._interrupted(
+                    step,
+                    exc,
+                    started_at,
+                    t0,
+                    then="; the guard was cancelled and nothing was changed",
+                ) from None
+            except psycopg.Error as exc:
+                if not (self.conn.broken or self.conn.closed or _lost_session(exc)):
+                    raise
+                raise StepFailed(
+                    f"{step.direction} {step.version} ({step.migration.name}) failed before it "
+                    "started: the connection was lost while its guards ran; nothing was changed",
+                    details=[
+                        f"{step.file.path}: {str(exc).strip()}",
+                        "run the command again once the database is reachable",
+                    ],
+                    version=step.version,
+                ) from None
+
     def _run_no_tx(self, step: Step) -> StepResult:
         from vezamig.errors import LayoutError
         from vezamig.sqltext import SqlSyntaxError, Statement, excerpt, split_statements
@@ -749,36 +796,8 @@ class Runner:
                     "`vezamig verify` checks every file without a database",
                 ],
             ) from None
-        guards = step.directives.guards
-        if guards:
-            self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
-            try:
-                results = [self._eval_guard(g) for g in guards]
-            except pgerrors.LockNotAvailable as exc:
-                self._rollback()
-                raise LockBusy(
-                    f"{step.direction} {step.version} ({step.migration.name}): a guard hit the "
-                    f"lock timeout ({exc.diag.message_primary}); nothing was changed",
-                    details=[
-                        "another session holds a lock the guard needs; retry later or "
-                        "raise --lock-timeout"
-                    ],
-                ) from None
-            except psycopg.Error as exc:
-                if not (self.conn.broken or self.conn.closed or _lost_session(exc)):
-                    raise
-                raise StepFailed(
-                    f"{step.direction} {step.version} ({step.migration.name}) failed before it "
-                    "started: the connection was lost while its guards ran; nothing was changed",
-                    details=[
-                        f"{step.file.path}: {str(exc).strip()}",
-                        "run the command again once the database is reachable",
-                    ],
-                    version=step.version,
-                ) from None
-            finally:
-                self._rollback()
-            for g in results:
+        if step.directives.guards:
+            for g in self._no_tx_guards(step, started_at, t0):
                 if not g.passed:
                     raise self._refused(step, g, started_at, t0)
         total = len(statements)
