@@ -457,8 +457,25 @@ def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
     ):
         assert r.returncode == 2, r
         assert "cannot read the database URL" in r.stderr
+        assert "check -d/--database-url or DATABASE_URL" in r.stderr
         assert "s3cret" not in r.output
         assert "\n\n" not in r.stderr  # libpq's trailing newline is not passed on
+
+
+def test_a_connect_timeout_that_is_not_a_number_is_a_usage_error_not_a_failed_step(
+    tmp_path: Path,
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    for r in (
+        run_cli(
+            ["status", "--dir", str(tree), "-d", "dbname=x password=s3cret connect_timeout=abc"]
+        ),
+        run_cli(["up", "--dir", str(tree), "-d", "dbname=x"], env={"PGCONNECT_TIMEOUT": "abc"}),
+    ):
+        assert r.returncode == 2, r
+        assert "cannot use the database URL: bad value for connect_timeout: 'abc'" in r.stderr
+        assert "PGCONNECT_TIMEOUT" in r.stderr
+        assert "s3cret" not in r.output
 
 
 def test_a_password_in_a_working_url_appears_nowhere(tmp_path: Path, dsn: str) -> None:

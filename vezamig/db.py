@@ -92,6 +92,9 @@ def os_identity() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
+_URL_HINT = "check -d/--database-url or DATABASE_URL"
+
+
 def connect(
     conninfo: str | None, application: str = "vezamig", *, writing: bool = True
 ) -> Connection:
@@ -106,7 +109,8 @@ def connect(
         params = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         raise UsageError(
-            f"cannot read the database URL: {redact(str(exc).strip(), conninfo)}"
+            f"cannot read the database URL: {redact(str(exc).strip(), conninfo)}",
+            details=[_URL_HINT],
         ) from None
     extra: dict[str, Any] = {"application_name": application, "autocommit": True}
     if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
@@ -117,6 +121,13 @@ def connect(
         raise ConnectError(
             "cannot connect to the database: " + redact(str(exc).strip(), conninfo),
             details=["check -d/--database-url (or DATABASE_URL, PGHOST, PGDATABASE, ~/.pgpass)"],
+        ) from None
+    except psycopg.ProgrammingError as exc:
+        # Rejected before any attempt (`connect_timeout=abc`, also from PGCONNECT_TIMEOUT):
+        # a configuration error, like a URL that does not parse.
+        raise UsageError(
+            "cannot use the database URL: " + redact(str(exc).strip(), conninfo),
+            details=[_URL_HINT + " (and PGCONNECT_TIMEOUT)"],
         ) from None
     if writing:
         try:
