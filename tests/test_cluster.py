@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,59 @@ def test_a_signal_to_a_process_running_a_cluster_removes_the_cluster(
     assert ("KeyboardInterrupt" if signum == signal.SIGINT else "Interrupted") in stderr
     assert not process_alive(pid)
     assert not folder.exists()
+    assert leftovers(private_tmp) == []
+
+
+SLOW_INITDB = textwrap.dedent(
+    """
+    import sys, tempfile
+    from vezamig.cluster import ThrowawayCluster, raise_on_sigterm
+    tempfile.tempdir = sys.argv[1]
+    with raise_on_sigterm(), ThrowawayCluster():
+        pass
+    """
+)
+
+
+def _initdb_pids(folder: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[0].endswith(b"initdb") and str(folder).encode() in b" ".join(cmdline):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_vezamig_alone_during_initdb_leaves_no_initdb_and_no_folder(
+    private_tmp: Path, signum: signal.Signals
+) -> None:
+    # Not Ctrl-C on a terminal (that reaches the whole process group): `kill -INT pid`,
+    # or a CI timeout, reaches vezamig only; initdb runs under runuser as root.
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_INITDB, str(private_tmp)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _initdb_pids(private_tmp) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _initdb_pids(private_tmp), "initdb never started"
+        child.send_signal(signum)
+        child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode != 0
+    assert _initdb_pids(private_tmp) == []
     assert leftovers(private_tmp) == []
 
 

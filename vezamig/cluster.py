@@ -190,19 +190,28 @@ class ThrowawayCluster:
                     "extra_groups": os.getgrouplist(self.os_user, entry.pw_gid),
                 }
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        proc = subprocess.run(
+        # Its own process group: a signal that reaches only vezamig (`kill -INT pid`, a CI
+        # timeout) must not leave initdb running under runuser, writing into the folder
+        # that stop() removes; the whole group is killed instead.
+        proc = subprocess.Popen(
             argv,
             cwd=self.tmpdir,
             env=env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            check=False,
+            start_new_session=True,
             **kwargs,
         )
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            _kill_group(proc)
+            raise
         if proc.returncode != 0:
-            output = (proc.stdout + proc.stderr).strip().splitlines()[-_LOG_TAIL:]
+            output = (stdout + stderr).strip().splitlines()[-_LOG_TAIL:]
             raise ClusterError(
                 f"{what} failed (exit {proc.returncode}) for the throwaway cluster",
                 details=[*output, *self._log_tail()],
@@ -240,6 +249,22 @@ class ThrowawayCluster:
                 return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill a tool's process group and wait until no member is left (a few seconds
+    at most). The postmaster is not in it: pg_ctl starts it in a session of its own,
+    and _stop_server takes care of it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
 
 
 def process_alive(pid: int) -> bool:
