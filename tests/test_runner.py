@@ -345,6 +345,13 @@ def test_a_guard_that_returns_true_lets_the_step_run(make_runner: MakeRunner, ds
         ("SELECT true UNION ALL SELECT false", "2 rows"),
         ("SELECT 1", "1 (an int4, not a boolean)"),
         ("SELECT 'true'::text", "'true' (a text, not a boolean)"),
+        # What PostgreSQL shows, never a Python repr (Decimal('1.5'), [True], b'…').
+        ("SELECT 1.5::numeric", "1.5 (a numeric, not a boolean)"),
+        ("SELECT ARRAY[true]", "'{t}' (a bool[], not a boolean)"),
+        ("SELECT ROW(true, 1)", "'(t,1)' (a record, not a boolean)"),
+        ("SELECT '\\x00ff'::bytea", "'\\x00ff' (a bytea, not a boolean)"),
+        ("SELECT '{\"a\": 1}'::jsonb", "'{\"a\": 1}' (a jsonb, not a boolean)"),
+        ("SELECT 'it''s'", "'it''s' (a text, not a boolean)"),
         ("SELECT count(*) = 0 FROM no_such_table", "an error: 42P01"),
         ("SELECT 1/0 = 1", "an error: 22012"),
         ("VALUES (true), (true)", "2 rows"),

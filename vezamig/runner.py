@@ -114,22 +114,27 @@ def _ms_since(t0: float) -> int:
     return round((time.monotonic() - t0) * 1000)
 
 
-def describe_rows(rows: list[tuple[object, ...]], type_name: str | None = None) -> str:
-    """What a guard returned, in words; ``type_name``: PostgreSQL's name for the first
-    column's type (pg_type's `int4`, not Python's `int`: the operator wrote SQL)."""
+_NUMERIC_TYPES = frozenset({"int2", "int4", "int8", "numeric", "float4", "float8", "oid"})
+_BOOL_OID = 16
+
+
+def describe_result(rows: int, columns: int, first: str | None, type_name: str | None) -> str:
+    """What a guard returned, in words: ``first`` is the first value in PostgreSQL's own
+    text form (`2026-12-01 19:43:18+00`, `{t}`, not a Python repr: the operator wrote
+    SQL), ``type_name`` pg_type's name for its type (`int4`, not Python's `int`)."""
     if not rows:
         return "no row"
-    if len(rows) > 1:
-        return f"{len(rows)} rows"
-    if not rows[0]:
+    if rows > 1:
+        return f"{rows} rows"
+    if not columns:
         return "a row with no column"
-    value = rows[0][0]
-    if value is None:
+    if first is None:
         return "NULL"
-    if isinstance(value, bool):
-        return str(value).lower()
-    kind = type_name or type(value).__name__
-    return f"{value!r} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a boolean)"
+    kind = type_name or "unknown"
+    if kind == "bool":
+        return "true" if first == "t" else "false"
+    shown = first if kind in _NUMERIC_TYPES else "'" + first.replace("'", "''") + "'"
+    return f"{shown} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a boolean)"
 
 
 def _lost_session(exc: psycopg.Error) -> bool:
@@ -287,11 +292,20 @@ class Runner:
     def _guard_query(self, guard: Guard) -> GuardResult:
         """The guard's verdict; the caller has opened the read-only savepoint and rolls it back."""
         try:
-            cur = self.conn.execute(guard.query, binary=True)  # extended protocol: one statement
-            rows = cur.fetchmany(2) if cur.description is not None else []
-            first = cur.description[0].type_display if cur.description else None
-            returned = describe_rows([tuple(r) for r in rows], first)
-            passed = len(rows) == 1 and len(rows[0]) >= 1 and rows[0][0] is True
+            # In a pipeline psycopg always uses the extended protocol: one statement, never
+            # a `; SET …` after it. Read raw, in text format: the value as PostgreSQL
+            # writes it, and no Python object built for a verdict.
+            with self.conn.pipeline():
+                cur = self.conn.execute(guard.query, binary=False)
+            res = cur.pgresult
+            rows = res.ntuples if res is not None else 0
+            columns = res.nfields if res is not None else 0
+            raw = res.get_value(0, 0) if res is not None and rows and columns else None
+            first = None if raw is None else raw.decode(self.conn.info.encoding, "replace")
+            type_name = cur.description[0].type_display if cur.description else None
+            returned = describe_result(rows, columns, first, type_name)
+            is_bool = res is not None and columns >= 1 and res.ftype(0) == _BOOL_OID
+            passed = rows == 1 and is_bool and first == "t"
         except pgerrors.LockNotAvailable:
             raise  # lock_timeout: the step is retried, not judged
         except pgerrors.QueryCanceled as exc:
