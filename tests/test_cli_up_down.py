@@ -162,6 +162,27 @@ def test_statement_timeout_fails_a_slow_step_with_exit_1_and_rolls_it_back(
 # ---- guards --------------------------------------------------------------------------------
 
 
+def test_a_guard_that_releases_the_run_lock_refuses_its_step(tmp_path: Path, dsn: str) -> None:
+    # SPEC §5: one run at a time. A savepoint's rollback does not give a session lock
+    # back, so a guard calling pg_advisory_unlock_all() would let a second run in.
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();\n",
+            "up/002_b_up.sql": (
+                "-- vezamig:guard SELECT pg_advisory_unlock_all()::text = ''\nCREATE TABLE b ();\n"
+            ),
+        },
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 3, r
+    assert "up 2 (b) refused by its guard" in r.stderr
+    assert "released vezamig's run lock" in r.stderr
+    assert "Traceback" not in r.output and "WARNING" not in r.output
+    assert applied_versions(dsn) == [1] and not table_exists(dsn, "b")
+    assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "refused")]
+
+
 @pytest.mark.parametrize(
     ("guard", "returned"),
     [

@@ -302,6 +302,21 @@ def acquire_run_lock(
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
+def run_lock_held_sql(conn: Connection, lock: RunLock) -> str:
+    """A query answering whether this session still holds ``lock``: a guard that
+    calls pg_advisory_unlock_all() would otherwise end the one-run-at-a-time rule
+    unseen (a savepoint's rollback does not give a session lock back)."""
+    return (
+        sql.SQL(
+            "SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+            " AND pid = pg_backend_pid() AND granted AND classid::int = {}::int"
+            " AND objid::int = {}::int AND objsubid = 2"
+        )
+        .format(sql.Literal(_LOCK_CLASS), sql.Literal(lock.key))
+        .as_string(conn)
+    )
+
+
 def release_run_lock(conn: Connection, lock: RunLock) -> None:
     conn.execute(
         sql.SQL("SELECT pg_advisory_unlock({}::int, {}::int)").format(

@@ -27,6 +27,7 @@ from vezamig.db import (
     Connection,
     acquire_run_lock,
     release_run_lock,
+    run_lock_held_sql,
     session_setup,
 )
 from vezamig.errors import (
@@ -197,6 +198,7 @@ class Runner:
         self.tracker = Tracker(conn, config, resolve_schema=not read_only)
         self._begin: str | None = None
         self._polls: bool | None = None  # see _reset_sql
+        self._lock_held: str | None = None  # while run_lock holds the lock: see _guard_query
         self._forced_sync: bool | None = None
 
     # ---- reading -------------------------------------------------------------
@@ -229,11 +231,13 @@ class Runner:
             setup=self._setup_pending,
         )
         self._setup_pending = False
+        self._lock_held = run_lock_held_sql(self.conn, lock)
         self._polls = lock.polls
         self._forced_sync = lock.forced_sync
         try:
             yield
         finally:
+            self._lock_held = None
             if release and not self.conn.closed:
                 # On failure the session ends right after; the server frees the lock anyway.
                 with suppress(psycopg.Error):
@@ -295,8 +299,22 @@ class Runner:
             # In a pipeline psycopg always uses the extended protocol: one statement, never
             # a `; SET …` after it. Read raw, in text format: the value as PostgreSQL
             # writes it, and no Python object built for a verdict.
+            # Under the run lock, the same round trip asks whether the guard left it held.
+            # prepare=False: a guard runs once per step; a prepared statement would outlive
+            # the step and be deallocated by psycopg with a message of its own.
             with self.conn.pipeline():
-                cur = self.conn.execute(guard.query, binary=False)
+                cur = self.conn.execute(guard.query, binary=False, prepare=False)
+                held = (
+                    self.conn.execute(self._lock_held, prepare=False) if self._lock_held else None
+                )
+            if held is not None and held.fetchone() == (0,):
+                return GuardResult(
+                    guard,
+                    False,
+                    "its answer does not count: it released vezamig's run lock "
+                    "(pg_advisory_unlock_all()?); a guard must only read, and without the "
+                    "lock another run could apply the same versions at once",
+                )
             res = cur.pgresult
             rows = res.ntuples if res is not None else 0
             columns = res.nfields if res is not None else 0
