@@ -145,6 +145,25 @@ def test_a_failed_step_in_a_cr_only_file_names_the_line_an_editor_shows(
     assert not table_exists(dsn, "t")
 
 
+def test_a_lock_directive_that_fails_names_its_line_column_and_shows_it(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_x_up.sql": (
+                "-- x\n-- vezamig:lock pg_class\n-- vezamig:lock public.nosuchtable\nSELECT 1;\n"
+            )
+        },
+    )
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    path = tree / "up" / "001_x_up.sql"
+    assert f'{path}:3:17: 42P01 relation "public.nosuchtable" does not exist' in r.stderr
+    assert "> 3 | -- vezamig:lock public.nosuchtable" in r.stderr
+    assert applied_versions(dsn) == []
+
+
 def test_statement_timeout_fails_a_slow_step_with_exit_1_and_rolls_it_back(
     tmp_path: Path, dsn: str
 ) -> None:

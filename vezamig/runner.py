@@ -138,6 +138,27 @@ def describe_result(rows: int, columns: int, first: str | None, type_name: str |
     return f"{shown} ({'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a boolean)"
 
 
+def _lock_position(step: Step, message: str) -> tuple[int, int]:
+    """Line and column of the `vezamig:lock` table a LOCK failed on: PostgreSQL names it
+    in quotes (`relation "tracks" does not exist`); else the first lock directive."""
+    from vezamig.sqltext import LineIndex
+
+    locks = step.directives.locks
+    named = message.split('"')[1] if message.count('"') >= 2 else ""
+    for lock in locks:
+        for table in lock.tables:
+            if named in (table[-1], ".".join(table)):
+                row = LineIndex(step.file.text).line_text(lock.line).lower()
+                start = row.find("vezamig:lock")
+                start = start + len("vezamig:lock") if start >= 0 else 0
+                for name in (".".join(table), table[-1]):  # as written, if unquoted
+                    at = row.find(name.lower(), start)
+                    if at >= 0:
+                        return lock.line, at + 1
+                return lock.line, 1
+    return locks[0].line, 1
+
+
 def _lost_session(exc: psycopg.Error) -> bool:
     """The session ended under the query (terminated, server shut down, connection
     broken): class 08 or 57P, or an operational error with no SQLSTATE (libpq's own)."""
@@ -747,9 +768,9 @@ class Runner:
         elif phase == "body" and offset is not None:
             p = line_col(f.text, offset)
             where = f"{f.path}:{p.line}:{p.column}"
-        elif phase == "lock":
-            lk = step.directives.locks
-            where = f"{f.path}:{lk[0].line}" if lk else where
+        elif phase == "lock" and step.directives.locks:
+            line, column = _lock_position(step, diag.message_primary or "")
+            where = f"{f.path}:{line}:{column}"
         sqlstate = diag.sqlstate or "?"
         primary = " ".join((diag.message_primary or str(exc).strip()).split())  # one line
         lines.append(f"{where}: {sqlstate} {primary}")
@@ -766,6 +787,9 @@ class Runner:
         if phase == "body" and pos:
             p = line_col(f.text, (offset or 0) + int(pos) - 1)
             lines.extend(excerpt(f.text, p.line))
+        elif phase == "lock" and step.directives.locks:
+            line, column = _lock_position(step, diag.message_primary or "")
+            lines.extend(excerpt(f.text, line, context=0, column=column))
         elif phase == "bookkeeping":
             lines.append(
                 "the error came at COMMIT (e.g. a deferred constraint) or while recording the step"
