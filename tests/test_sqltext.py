@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -383,3 +385,118 @@ def test_excerpt_keeps_a_window_of_a_huge_line_around_the_error_column() -> None
     marked = next(line for line in lines if line.startswith(">"))
     caret = next(line for line in lines if line.rstrip().endswith("^"))
     assert marked[caret.index("^")] == "B"
+
+
+# ---- the directive reader's short cut for large files ----------------------------------
+
+_PIECES = st.sampled_from(
+    [
+        "SELECT 1",
+        ";",
+        " ",
+        "\n",
+        "\r",
+        "-- vezamig:guard SELECT true\n",
+        "-- VEZAMIg:lock t\n",
+        "-- plain\n",
+        "/* vezamig:lock t */",
+        "/* a /* nested vezamig: */ b */",
+        "/*\n * vezamig:guard x\n */",
+        "'vezamig: in a string'",
+        "'it''s; -- no'",
+        "$$ vezamig:guard ; $$",
+        "$t$ ; -- $$ ; $t$",
+        "E'\\' ; '",
+        "é",
+        '"vezamig"',
+        "CREATE RULE r AS ON INSERT TO t DO (SELECT 1; SELECT 2)",
+        "COPY t FROM stdin",
+    ]
+)
+
+
+@given(st.lists(_PIECES, max_size=25))
+def test_the_large_file_short_cut_finds_what_lexing_the_whole_file_finds(pieces: list[str]) -> None:
+    from vezamig.sqltext import _directive_comments_quick, file_comments
+
+    sql = "".join(pieces)
+    quick = _directive_comments_quick(sql)
+    if quick is None:
+        return  # it declined: the long way answers
+    full = file_comments(sql)
+    assert full.error is None  # the short cut never hides a lexer error
+    assert quick.header == full.header
+    assert quick.first == full.first
+    mentions = [c for c in full.body if "vezamig" in sql[c.start : c.end].lower()]
+    assert quick.body == mentions
+
+
+def test_a_large_seed_file_is_read_for_directives_without_lexing_every_row() -> None:
+    from vezamig.sqltext import LARGE_FILE, directive_comments, file_comments
+
+    rows = "".join(f"INSERT INTO t VALUES ({i}, 'start', 'é');\n" for i in range(3000))
+    sql = (
+        "-- seed\n-- vezamig:lock t\nCREATE TABLE t (id int, a text, b text);\n"
+        + rows
+        + "/* vezamig:guard SELECT true */\nSELECT 1;\n-- tail, no mention\n"
+    )
+    assert len(sql) > LARGE_FILE
+    quick = directive_comments(sql)
+    full = file_comments(sql)
+    assert quick.header == full.header and quick.first == full.first
+    assert [c.text for c in quick.body] == ["vezamig:guard SELECT true"]
+    assert quick.body[0].line == 3004
+
+
+# ---- the pre-filter in front of the parser for statements a step cannot run ------------
+
+_BODY_PIECES = st.sampled_from(
+    [
+        "COMMIT",
+        "begin",
+        "START TRANSACTION",
+        "end",
+        "ABORT",
+        "ROLLBACK",
+        "PREPARE TRANSACTION 'x'",
+        "COPY t FROM stdin",
+        "COPY t TO STDOUT",
+        "SELECT 'commit'",
+        "SELECT 1 AS end",
+        "INSERT INTO t VALUES ('start')",
+        "-- c\n",
+        "-- c\r",
+        "/* c */",
+        "/* a /* b */ c */",
+        ";",
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "\f",
+        "SELECT 1",
+        "$$ ; $$",
+    ]
+)
+
+
+@given(st.lists(_BODY_PIECES, max_size=12))
+def test_the_run_words_pre_filter_never_hides_a_statement_a_step_cannot_run(
+    pieces: list[str],
+) -> None:
+    """The regular expression spares the parser for bodies that cannot hold such a
+    statement (issue 7: a seed file with `'start'` in its rows took 20 s); it must
+    never skip one that does."""
+    import vezamig.runnable as runnable
+
+    text = "".join(pieces)
+    if runnable._RUN_WORDS.search(text):
+        return
+    parsed_anyway = re.compile("")  # matches everything: always parse
+    original = runnable._RUN_WORDS
+    runnable._RUN_WORDS = parsed_anyway
+    try:
+        for no_transaction in (False, True):
+            assert runnable.run_problems(text, "f.sql", no_transaction=no_transaction) == []
+    finally:
+        runnable._RUN_WORDS = original

@@ -66,10 +66,10 @@ class ParsedHeader:
 
 def parse_directives(text: str, label: str) -> ParsedHeader:
     """Read the directives of one file; ``problems`` holds every error as ``file:line: …``."""
-    from vezamig.sqltext import file_comments
+    from vezamig.sqltext import directive_comments
 
     problems: list[str] = []
-    header, body, first, error = file_comments(text)
+    header, body, first, error = directive_comments(text)
     if error is not None:
         # The file is refused for its syntax, but its comments up to the error are
         # still checked, so one run shows every problem.

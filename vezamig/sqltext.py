@@ -370,7 +370,7 @@ def _error_args(exc: Exception) -> tuple[str, int | None]:
     return message, index
 
 
-def _comment(text: str, tok: Any, lines: LineIndex) -> Comment:
+def _comment(text: str, tok: Any, lines: LineIndex | _Lines) -> Comment:
     start, end = tok.start, tok.end + 1
     block = tok.name == "C_COMMENT"
     body = text[start + 2 : end - 2] if block else text[start + 2 : end]
@@ -494,6 +494,111 @@ def file_comments(sql: str) -> FileComments:
     tokens, error = _scan(sql, lines)
     header, body, first, _ = _classify(sql, tokens, lines)
     return FileComments(header, body, first, error)
+
+
+_MENTION = re.compile("vezamig", re.I)
+# Above this size the directive reader lexes only what can hold a directive: a 10 MB
+# seed file of 200,000 INSERTs is 3 million tokens, seconds of pglast objects.
+LARGE_FILE = 64 * 1024
+_PREFIX_SCAN = 4096
+# A dollar-quote tag with a non-ASCII character: the ASCII copy the short cut lexes
+# could close such a string elsewhere (`$é$ … $à$`), so those files take the long way.
+_NON_ASCII_TAG = re.compile(r"\$(?:\w|[^\x00-\x7f])*[^\x00-\x7f](?:\w|[^\x00-\x7f])*\$")
+
+
+def directive_comments(sql: str) -> FileComments:
+    """What the directive reader needs: ``file_comments``, but of the body only the
+    comments that mention vezamig (in any case; the others cannot be a directive or
+    look like one).
+
+    A large file is not lexed whole: the header is lexed from a prefix, and of the
+    body only the statements (and the gaps between them) that mention vezamig,
+    found with libpg_query's own statement splitter. Any doubt (a lexer error, a
+    non-ASCII dollar-quote tag) takes the long way, whose answer is the same.
+    """
+    if len(sql) >= LARGE_FILE:
+        quick = _directive_comments_quick(sql)
+        if quick is not None:
+            return quick
+    found = file_comments(sql)
+    body = [c for c in found.body if _MENTION.search(sql, c.start, c.end)]
+    return found._replace(body=body)
+
+
+class _Lines:
+    """``LineIndex.position`` for a few offsets, without indexing a whole large file."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def position(self, offset: int) -> Position:
+        return line_col(self.text, offset)
+
+
+def _directive_comments_quick(sql: str) -> FileComments | None:
+    from pglast.parser import ParseError, scan, split
+
+    if not sql.isascii() and _NON_ASCII_TAG.search(sql):
+        return None
+    text = sql if sql.isascii() else _NON_ASCII.sub("x", sql)  # same tokens, see _scan
+    try:
+        slices = split(text, with_parser=False, only_slices=True)
+    except ParseError:
+        return None  # a lexer error: reported by the long way, with its position
+    lines = _Lines(sql)
+    if not slices:
+        return None  # comments only: small enough to lex whole in any case
+
+    # The header: the comments before the first SQL token, lexed from a prefix long
+    # enough that the first SQL token is not its (maybe cut) last token.
+    header: list[Comment] = []
+    first: int | None = None
+    n = _PREFIX_SCAN
+    while first is None:
+        end = min(len(text), slices[0].start + n)
+        try:
+            tokens = scan(text[:end])
+        except ParseError:
+            tokens = []  # cut inside a string or comment: lex more
+        sql_at = [  # a stray `;` does not end the header (see _classify)
+            i for i, t in enumerate(tokens) if t.name not in _COMMENT_TOKENS | {_SEMICOLON}
+        ]
+        if sql_at and (sql_at[0] < len(tokens) - 1 or end == len(text)):
+            first = tokens[sql_at[0]].start
+            header = [
+                _comment(sql, t, lines) for t in tokens[: sql_at[0]] if t.name in _COMMENT_TOKENS
+            ]
+        elif end == len(text):
+            return None
+        n *= 4
+
+    # The body: each statement, and each gap between statements (empty statements,
+    # trailing comments), is lexically whole; lex those that mention vezamig.
+    body: list[Comment] = []
+    regions: list[tuple[int, int]] = []
+    pos = first
+    for piece in slices:
+        if piece.start > pos:
+            regions.append((pos, piece.start))
+        regions.append((max(pos, piece.start), piece.stop))
+        pos = piece.stop
+    regions.append((pos, len(text)))
+    for start, stop in regions:
+        if stop > start and _MENTION.search(sql, start, stop):
+            for tok in scan(text[start:stop]):
+                if tok.name in _COMMENT_TOKENS:
+                    shifted = _Tok2(tok.start + start, tok.end + start, tok.name)
+                    if _MENTION.search(sql, shifted.start, shifted.end + 1):
+                        body.append(_comment(sql, shifted, lines))
+    return FileComments(header, body, first, None)
+
+
+class _Tok2(NamedTuple):
+    """A pglast token moved to its offset in the whole file (``end`` inclusive)."""
+
+    start: int
+    end: int
+    name: str
 
 
 def header_and_body_comments(sql: str) -> tuple[list[Comment], list[Comment], int | None]:
