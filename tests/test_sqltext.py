@@ -500,3 +500,66 @@ def test_the_run_words_pre_filter_never_hides_a_statement_a_step_cannot_run(
             assert runnable.run_problems(text, "f.sql", no_transaction=no_transaction) == []
     finally:
         runnable._RUN_WORDS = original
+
+
+# ---- large files analysed in pieces (verify, and up's check of a body) ------------------
+
+_STATEMENTS = st.sampled_from(
+    [
+        "SELECT 1;\n",
+        "CREATE TABLE t (id int);\n",
+        "CREATE INDEX i ON t (id);\n",
+        "ALTER TABLE t ADD COLUMN c int NOT NULL;\n",
+        "INSERT INTO t VALUES (1, 'é;');\n",
+        "-- a comment\n",
+        "/* a block\n comment; */\n",
+        ";\n",
+        "COMMIT;\n",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\n"
+        "BEGIN ATOMIC\n SELECT 1;\n SELECT 2;\nEND;\n",
+        "CREATE RULE r AS ON INSERT TO t DO (SELECT 1;\n SELECT 2);\n",
+        "SELECT 'a\nb;';\n",
+        "SELECT 1; SELECT 2;\n",
+        "SELEC 1;\n",
+        "SELECT $$ ;\n $$;\n",
+        "SELECT 1;\r",
+        "DROP TABLE t; -- trailing\n",
+    ]
+)
+
+
+@given(st.lists(_STATEMENTS, max_size=20), st.integers(min_value=1, max_value=80))
+def test_analysing_in_pieces_finds_what_analysing_the_whole_file_finds(
+    parts: list[str], size: int
+) -> None:
+    from vezamig.lint import Linter, lint_file
+    from vezamig.runnable import parsed_run_problems
+    from vezamig.sqltext import analyze_pieces
+
+    sql = "".join(parts)
+    whole = analyze(sql)
+    pieces = list(analyze_pieces(sql, size=size))
+    if pieces[-1].whole:
+        # one piece, or a piece that did not parse: the whole file, analysed at once
+        error = pieces[-1].parsed.error
+        assert error is whole.error is None or (
+            error is not None
+            and whole.error is not None
+            and (error.message, error.line, error.column)
+            == (whole.error.message, whole.error.line, whole.error.column)
+        )
+        assert pieces[-1].parsed.statements == whole.statements
+        return
+    assert whole.error is None
+    assert all(not p.whole and p.parsed.error is None for p in pieces)
+    got = [(s.text, s.line + p.line_base, s.column) for p in pieces for s in p.parsed.statements]
+    assert got == [(s.text, s.line, s.column) for s in whole.statements]
+    linter = Linter(direction="up", has_guard=False, no_transaction=False)
+    found = [f for p in pieces for f in linter.feed(p.parsed, p.line_base)]
+    assert found == lint_file(whole, direction="up", has_guard=False, no_transaction=False)
+    run = [
+        r
+        for p in pieces
+        for r in parsed_run_problems(p.parsed, "f", no_transaction=False, line_base=p.line_base)
+    ]
+    assert run == parsed_run_problems(whole, "f", no_transaction=False)

@@ -94,18 +94,32 @@ def lint_file(
     parsed: SqlFile, *, direction: str, has_guard: bool, no_transaction: bool
 ) -> list[Finding]:
     """Like ``lint_sql`` on an already analysed file, so ``verify`` parses once."""
-    if direction not in ("up", "down"):
-        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
     if parsed.error is not None:
         return []
-    checker = _Checker(direction == "down", has_guard, no_transaction)
-    findings: list[Finding] = []
-    for statement, raw in zip(parsed.statements, parsed.nodes, strict=True):
-        if raw.stmt is None:
-            continue
-        for code, message in checker.check(raw.stmt):
-            findings.append(Finding(code, message, statement.line, statement.column))
-    return findings
+    linter = Linter(direction=direction, has_guard=has_guard, no_transaction=no_transaction)
+    return linter.feed(parsed)
+
+
+class Linter:
+    """Lints a file fed in order, whole or in pieces (sqltext.analyze_pieces): it
+    remembers the tables created by the statements it has seen."""
+
+    def __init__(self, *, direction: str, has_guard: bool, no_transaction: bool) -> None:
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
+        self._checker = _Checker(direction == "down", has_guard, no_transaction)
+
+    def feed(self, parsed: SqlFile, line_base: int = 0) -> list[Finding]:
+        """Findings of the next piece (which parsed), at their lines in the file."""
+        findings: list[Finding] = []
+        for statement, raw in zip(parsed.statements, parsed.nodes, strict=True):
+            if raw.stmt is None:
+                continue
+            for code, message in self._checker.check(raw.stmt):
+                findings.append(
+                    Finding(code, message, statement.line + line_base, statement.column)
+                )
+        return findings
 
 
 def _key(schema: str | None, name: str) -> TableKey:

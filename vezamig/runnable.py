@@ -12,6 +12,10 @@ statement is missed; data such as `'start'` or `'end'` inside a row is not a rea
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vezamig.sqltext import SqlFile
 
 _COPY_STDIN = re.compile(r"^[ \t]*COPY\b[^;]*?\bFROM\s+STDIN\b", re.I | re.M)
 _COPY_PROBLEM = (
@@ -37,33 +41,51 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
     """
     if not _RUN_WORDS.search(text):
         return []
+    from vezamig.sqltext import analyze_pieces
+
+    problems: list[str] = []
+    for piece in analyze_pieces(text):
+        if piece.whole:
+            problems = []  # supersedes the pieces before it
+        problems += parsed_run_problems(
+            piece.parsed, label, no_transaction=no_transaction, line_base=piece.line_base
+        )
+    return problems
+
+
+def parsed_run_problems(
+    parsed: SqlFile, label: str, *, no_transaction: bool, line_base: int = 0
+) -> list[str]:
+    """``run_problems`` of a file (or a piece of one, ``line_base`` lines in) already
+    analysed, as ``verify`` has it."""
     from pglast import ast
     from pglast.enums import TransactionStmtKind
 
     from vezamig.lint import TRANSACTION_CONTROL
-    from vezamig.sqltext import analyze, line_col
+    from vezamig.sqltext import line_col
 
-    parsed = analyze(text)
     problems: list[str] = []
     if parsed.error is not None:
         # pg_dump's `COPY t FROM stdin;` followed by its rows and `\.` does not parse
         # as SQL: name the COPY rather than leave only a syntax error at its first row.
+        text = parsed.text
         for m in _COPY_STDIN.finditer(text):
-            line = line_col(text, m.start()).line
+            line = line_col(text, m.start()).line + line_base
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way='FROM STDIN')}")
         return problems
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt
+        line = statement.line + line_base
         if isinstance(stmt, ast.TransactionStmt) and not no_transaction:
             if stmt.kind is not None and TransactionStmtKind(stmt.kind) in TRANSACTION_CONTROL:
                 words = " ".join(statement.text.rstrip(";").split())[:40]
                 problems.append(
-                    f"{label}:{statement.line}: `{words}` would end the step's transaction "
+                    f"{label}:{line}: `{words}` would end the step's transaction "
                     "before vezamig records it; remove BEGIN/COMMIT/ROLLBACK (each step "
                     "already runs in its own transaction; use `-- vezamig:no-transaction` "
                     "for statements that cannot)"
                 )
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
-            problems.append(f"{label}:{statement.line}: {_COPY_PROBLEM.format(way=way)}")
+            problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
     return problems

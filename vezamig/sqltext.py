@@ -15,8 +15,9 @@ so the position helpers (used when a step fails) cost nothing at start-up.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -29,11 +30,13 @@ __all__ = [
     "Comment",
     "FileComments",
     "LineIndex",
+    "Piece",
     "Position",
     "SqlFile",
     "SqlSyntaxError",
     "Statement",
     "analyze",
+    "analyze_pieces",
     "excerpt",
     "file_comments",
     "header_and_body_comments",
@@ -49,6 +52,15 @@ _COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _MASKABLE = _COMMENT_TOKENS | {"SCONST", "USCONST"}
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _SEMICOLON = "ASCII_59"
+_MENTION = re.compile("vezamig", re.I)
+# From this size on, files are lexed and parsed in parts (directive_comments,
+# analyze_pieces): a 10 MB seed file of 200,000 INSERTs is 3 million tokens and
+# as many syntax-tree nodes, seconds and gigabytes of pglast objects at once.
+LARGE_FILE = 64 * 1024
+_PREFIX_SCAN = 4096
+# A dollar-quote tag with a non-ASCII character: the ASCII copy the short cuts lex
+# could close such a string elsewhere (`$é$ … $à$`), so those files take the long way.
+_NON_ASCII_TAG = re.compile(r"\$(?:\w|[^\x00-\x7f])*[^\x00-\x7f](?:\w|[^\x00-\x7f])*\$")
 
 
 # --------------------------------------------------------------------------- positions
@@ -460,6 +472,66 @@ def _statements(
     return tuple(result)
 
 
+class Piece(NamedTuple):
+    """Part of a file, analysed: its statements' lines are ``line_base`` lines into the
+    file (columns are the file's: a piece starts at the start of a line). ``whole``:
+    the file analysed at once, which supersedes every piece before it."""
+
+    line_base: int
+    parsed: SqlFile
+    whole: bool = False
+
+
+def analyze_pieces(sql: str, size: int = LARGE_FILE) -> Iterator[Piece]:
+    """``analyze`` in pieces of about ``size`` characters, for bounded memory: a 10 MB
+    seed file's tokens and syntax trees take gigabytes at once.
+
+    The pieces are cut at line starts between statements, where libpg_query's
+    splitter ends one, so each is lexed and parsed exactly as within the file. When a
+    piece does not parse (a syntax error, or a cut the grammar does not agree with,
+    such as inside `BEGIN ATOMIC … END`), the whole file is analysed and yielded
+    instead, with ``whole`` set: its error is the file's first, worded as always.
+    A file smaller than ``size`` is one piece.
+    """
+    cuts = _cuts(sql, size) if len(sql) >= size else []
+    if not cuts:
+        yield Piece(0, analyze(sql), whole=True)
+        return
+    base = 0
+    for start, stop in zip([0, *cuts], [*cuts, len(sql)], strict=True):
+        parsed = analyze(sql[start:stop])
+        if parsed.error is not None:
+            yield Piece(0, analyze(sql), whole=True)
+            return
+        yield Piece(base, parsed)
+        base += parsed.lines.line_count - 1  # every piece but the last ends with "\n"
+
+
+def _cuts(sql: str, size: int) -> list[int]:
+    """Offsets just after a line end that follows a statement's end (and nothing but
+    `;`, blanks or a line comment), about ``size`` apart; [] when in doubt."""
+    from pglast.parser import ParseError, split
+
+    if not sql.isascii() and _NON_ASCII_TAG.search(sql):
+        return []
+    text = sql if sql.isascii() else _NON_ASCII.sub("x", sql)  # same tokens, see _scan
+    try:
+        slices = split(text, with_parser=False, only_slices=True)
+    except ParseError:
+        return []
+    cuts: list[int] = []
+    last = 0
+    for prev, nxt in itertools.pairwise(slices):
+        if prev.stop - last < size:
+            continue
+        newline = text.find("\n", prev.stop, nxt.start)
+        if newline == -1 or "/*" in text[prev.stop : newline]:
+            continue  # same line as the next statement, or inside a block comment
+        last = newline + 1
+        cuts.append(last)
+    return cuts
+
+
 # --------------------------------------------------------------------------- views
 
 
@@ -494,16 +566,6 @@ def file_comments(sql: str) -> FileComments:
     tokens, error = _scan(sql, lines)
     header, body, first, _ = _classify(sql, tokens, lines)
     return FileComments(header, body, first, error)
-
-
-_MENTION = re.compile("vezamig", re.I)
-# Above this size the directive reader lexes only what can hold a directive: a 10 MB
-# seed file of 200,000 INSERTs is 3 million tokens, seconds of pglast objects.
-LARGE_FILE = 64 * 1024
-_PREFIX_SCAN = 4096
-# A dollar-quote tag with a non-ASCII character: the ASCII copy the short cut lexes
-# could close such a string elsewhere (`$é$ … $à$`), so those files take the long way.
-_NON_ASCII_TAG = re.compile(r"\$(?:\w|[^\x00-\x7f])*[^\x00-\x7f](?:\w|[^\x00-\x7f])*\$")
 
 
 def directive_comments(sql: str) -> FileComments:

@@ -21,13 +21,40 @@ class VerifyReport:
 
 
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
-    from vezamig.lint import lint_file
-    from vezamig.runnable import run_problems
-    from vezamig.sqltext import analyze, excerpt
+    from vezamig.lint import Linter
+    from vezamig.runnable import parsed_run_problems
+    from vezamig.sqltext import analyze_pieces, excerpt
 
     report.files += 1
-    parsed = analyze(f.text)
-    err = parsed.error
+    d = f.directives
+    label = str(f.path)
+
+    def new_linter() -> Linter:
+        return Linter(
+            direction=direction, has_guard=bool(d.guards), no_transaction=d.no_transaction
+        )
+
+    # A large file is analysed in pieces (bounded memory); a piece that does not parse
+    # makes the whole file be analysed at once, which supersedes the pieces before it.
+    linter = new_linter()
+    run: list[str] = []
+    warnings: list[str] = []
+    err = None
+    for piece in analyze_pieces(f.text):
+        if piece.whole:
+            linter, run, warnings = new_linter(), [], []
+        parsed, base = piece.parsed, piece.line_base
+        if parsed.error is not None:
+            err = parsed.error
+            break
+        # What `up`/`down` would refuse outright (exit 2) is a problem here too.
+        run += parsed_run_problems(parsed, label, no_transaction=d.no_transaction, line_base=base)
+        for finding in linter.feed(parsed, base):
+            if finding.code == "VZ006" and not d.no_transaction:
+                continue  # reported as a problem, just above
+            warnings.append(
+                f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
+            )
     # A lexer error also stops the directive reader, which reports it in its own
     # words; the syntax error below says the same thing with the line's text.
     same = None if err is None else f"{f.path}:{err.line}:{err.column}: {err.one_line}"
@@ -43,17 +70,8 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
             )
         )
         return
-    d = f.directives
-    # What `up`/`down` would refuse outright (exit 2) is a problem here too.
-    report.problems.extend(run_problems(f.text, str(f.path), no_transaction=d.no_transaction))
-    for finding in lint_file(
-        parsed, direction=direction, has_guard=bool(d.guards), no_transaction=d.no_transaction
-    ):
-        if finding.code == "VZ006" and not d.no_transaction:
-            continue  # reported just above, as a problem
-        report.warnings.append(
-            f"{f.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
-        )
+    report.problems.extend(run)
+    report.warnings.extend(warnings)
 
 
 def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Path, str]]:
