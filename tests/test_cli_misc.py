@@ -836,3 +836,23 @@ def test_the_cycle_collector_is_off_for_status_and_on_while_steps_run(
         )
         assert r.returncode == 0, r
         assert expected in r.stderr, r.stderr
+
+
+def test_a_role_without_rights_on_the_tracking_tables_is_a_configuration_error(
+    tmp_path: Path, dsn: str
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    tree = write_tree(tmp_path, SIMPLE)
+    assert run_cli(["up", "--dir", str(tree), "-d", dsn]).returncode == 0
+    role = f"vz_monitor_{os.getpid()}"
+    execute(dsn, f"CREATE ROLE {role} LOGIN")
+    try:
+        monitor = make_conninfo(dsn, user=role)
+        for args in (["status", "--dir", str(tree)], ["history"], ["up", "--dir", str(tree)]):
+            r = run_cli([*args, "-d", monitor])
+            assert r.returncode == 2, r  # not 1: no step ran, nothing failed
+            assert "permission denied for table schema_migrations" in r.stderr
+            assert "GRANT SELECT ON schema_migrations, schema_migrations_history" in r.stderr
+    finally:
+        execute(dsn, f"DROP ROLE {role}")

@@ -514,6 +514,22 @@ def test_dry_run_exits_3_on_a_preflight_refusal(tmp_path: Path, dsn: str) -> Non
     assert applied_versions(dsn) == [1, 2]
 
 
+def test_a_dry_run_refused_for_other_reasons_still_shows_every_guard_result(
+    tmp_path: Path, dsn: str
+) -> None:
+    # One dry run shows every blocker: here 3 is irreversible and 1's guard says no.
+    files = dict(DRY)
+    files["up/003_irr_up.sql"] = "CREATE TABLE irr ();"
+    tree = write_tree(tmp_path, files)
+    migrate(dsn, tree)
+    r = vz(dsn, tree, "down", "--to", "0", "--dry-run")
+    assert r.returncode == 3, r
+    assert "irreversible" in r.stderr
+    assert "REFUSES now: returned false" in r.stdout
+    assert "guard of down 1 would refuse now" in r.stderr
+    assert applied_versions(dsn) == [1, 2, 3]
+
+
 # ---- locks ---------------------------------------------------------------------------------
 
 

@@ -171,3 +171,67 @@ def test_a_limit_larger_than_bigint_is_a_usage_error(dsn: str, tmp_path: Path) -
     r = run_cli(["history", "-d", dsn, "--limit", "99999999999999999999"])
     assert r.returncode == 2, r
     assert "--limit" in r.stderr and "Traceback" not in r.output
+
+
+def test_a_hand_edited_row_with_infinity_or_an_unknown_outcome_is_shown_not_a_crash(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    execute(
+        dsn,
+        "ALTER TABLE schema_migrations_history DROP CONSTRAINT IF EXISTS"
+        " schema_migrations_history_outcome_check;"
+        " UPDATE schema_migrations_history SET started_at = 'infinity' WHERE version = 1;"
+        " UPDATE schema_migrations_history SET outcome = 'skipped' WHERE version = 2",
+    )
+    rows = as_json(dsn, base)
+    assert [(r["version"], r["started_at"], r["outcome"]) for r in rows][-1] == (
+        1,
+        "infinity",
+        "ok",
+    )
+    plain = vz(dsn, base, "history")
+    assert plain.returncode == EXIT_OK, plain
+    assert "\tinfinity\t1\t" in plain.stdout
+    shown = run_cli_on_terminal(["history", "--dir", str(base), "-d", dsn], "")
+    assert shown.returncode == EXIT_OK, shown
+    assert "skipped" in shown.stdout and "infinity" in shown.stdout
+
+
+def test_started_at_is_iso_8601_with_microseconds_in_json_and_seconds_in_text(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    [newest, *_] = as_json(dsn, base)
+    stamp = datetime.fromisoformat(newest["started_at"])
+    assert newest["started_at"] == stamp.isoformat(timespec="microseconds")
+    first_line = vz(dsn, base, "history").stdout.splitlines()[0]
+    assert first_line.split("\t")[1] == stamp.isoformat(timespec="seconds")
+
+
+def test_a_failure_that_cannot_be_recorded_says_so(dsn: str, tmp_path: Path) -> None:
+    # SPEC §4 wants a row for every failed step; when the database refuses it, the
+    # operator must at least be told the audit log has a gap.
+    base = write_tree(
+        tmp_path / "sql",
+        {"up/001_a_up.sql": "CREATE TABLE a ();\n", "up/002_b_up.sql": "SELECT 1/0;\n"},
+    )
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    execute(
+        dsn,
+        "CREATE FUNCTION no_failures() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN IF NEW.outcome = 'failed' THEN RAISE 'no failures here'; END IF;"
+        " RETURN NEW; END$$;"
+        " CREATE TRIGGER no_failures BEFORE INSERT ON schema_migrations_history"
+        " FOR EACH ROW EXECUTE FUNCTION no_failures()",
+    )
+    r = vz(dsn, base, "up")
+    assert r.returncode == 1, r
+    assert "22012 division by zero" in r.stderr
+    assert (
+        "warning: the failed up of 2 could not be recorded in schema_migrations_history: "
+        "no failures here"
+    ) in r.stderr
+    assert [row["outcome"] for row in history(dsn)] == ["ok"]

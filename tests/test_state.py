@@ -358,3 +358,21 @@ def test_a_user_may_keep_its_tracking_tables_in_a_schema_it_owns(tmp_path: Path,
         assert query(dsn, "SELECT tableowner FROM pg_tables WHERE tablename = 'a'") == [(role,)]
     finally:
         execute(dsn, f"DROP SCHEMA app CASCADE; DROP ROLE {role}")
+
+
+def test_a_hand_edited_tracking_table_is_told_what_differs(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE q (i int);\n"})
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree)]).returncode == 0
+    execute(
+        dsn,
+        "ALTER TABLE schema_migrations_history ALTER COLUMN duration_ms TYPE bigint,"
+        " ADD COLUMN ticket text, DROP COLUMN tool_version",
+    )
+    r = run_cli(["status", "-d", dsn, "--dir", str(tree)])
+    assert r.returncode == 2, r
+    assert (
+        "table schema_migrations_history has vezamig's columns, but differs: duration_ms is "
+        "bigint, expected integer; missing tool_version text; extra column(s) ticket"
+    ) in r.stderr
+    assert "the exact CREATE TABLE" in r.stderr
+    assert "golang-migrate" not in r.stderr

@@ -85,19 +85,32 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:
             if not type(exc).__module__.startswith("psycopg"):
                 raise
-            _fail(_database_error(exc), opts)
+            _fail(_database_error(exc, opts), opts)
         return None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _database_error(exc: Exception) -> VezamigError:
-    """A database error outside any step: lost connection (5) or unexpected failure (1)."""
+def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
+    """A database error outside any step: lost connection (5), missing privileges (2: a
+    configuration error, no step ran) or an unexpected failure (1)."""
     import psycopg
+    from psycopg import errors as pgerrors
 
-    from vezamig.errors import ConnectError, StepFailed
+    from vezamig.errors import ConnectError, StepFailed, UsageError
 
     text = str(exc).strip()
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        table = opts.get("table") or "schema_migrations"
+        return UsageError(
+            f"the database refused vezamig's own query: {text}",
+            details=[
+                "the connecting role needs SELECT on the tracking tables to read them "
+                f"(GRANT SELECT ON {table}, {table}_history TO <role>), and INSERT, UPDATE, "
+                "DELETE on both (plus USAGE on their schema, and on the history's id "
+                "sequence) to run steps; no step was run"
+            ],
+        )
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(
             f"lost the database connection: {text}",
@@ -343,7 +356,7 @@ def _dry_run(
     runner: Runner, out: Output, direction: str, to: int | None, allow_out_of_order: bool = False
 ) -> None:
     plan = runner.plan(direction, to, allow_out_of_order)
-    guards = runner.evaluate_guards(plan) if not plan.refusals else {}
+    guards = runner.evaluate_guards(plan)
     out.plan(plan, guards, dry_run=True)
     reasons = list(plan.refusals)
     for i, step in enumerate(plan.steps):

@@ -289,11 +289,11 @@ class Output:
             for col in ("name", "direction", "outcome", "ms", "who", "message"):
                 t.add_column(col, overflow="fold", no_wrap=col in ("direction", "outcome"))
             for r in rows:
-                style = {"ok": "green", "failed": "red", "refused": "yellow"}[r.outcome]
+                style = {"ok": "green", "failed": "red", "refused": "yellow"}.get(r.outcome, "")
                 # Text cells: stored names and messages are never read as rich markup.
                 t.add_row(
                     Text(str(r.id)),
-                    Text(r.started_at.isoformat(timespec="seconds")),
+                    Text(r.started_to_the_second),
                     Text(str(r.version if r.version is not None else "")),
                     Text(r.name or ""),
                     Text(r.direction),
@@ -307,7 +307,7 @@ class Output:
             for r in rows:
                 # Tab-separated, for cut -f.
                 self.out.file.write(
-                    f"{r.id}\t{r.started_at.isoformat(timespec='seconds')}\t{r.version}\t"
+                    f"{r.id}\t{r.started_to_the_second}\t{r.version}\t"
                     f"{r.name}\t{r.direction}\t{r.outcome}\t{r.duration_ms}\t{r.db_user}\t"
                     f"{r.os_user}@{r.host}\t{r.message or ''}\n"
                 )

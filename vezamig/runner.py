@@ -366,9 +366,12 @@ class Runner:
         return GuardResult(guard, passed, returned)
 
     def evaluate_guards(self, plan: Plan) -> dict[tuple[int, str], list[GuardResult]]:
-        """For --dry-run: each guard's current result, in a read-only transaction."""
+        """For --dry-run: each guard's current result, in a read-only transaction; also
+        when the plan is refused for other reasons, so one dry run shows every blocker."""
         out: dict[tuple[int, str], list[GuardResult]] = {}
         for step in plan.steps:
+            if step.direction == "down" and step.migration.down is None:
+                continue  # irreversible: refused by the plan, nothing to evaluate
             guards = step.directives.guards
             if not guards:
                 continue
@@ -531,11 +534,18 @@ class Runner:
     ) -> None:
         if self.conn.closed or self.conn.broken:
             return  # nothing can be written; the server rolled the step back
-        with suppress(psycopg.Error):
+        try:
             self.conn.execute(
                 self._history(step, outcome, started_at, _ms_since(t0), message).as_string(
                     self.conn
                 )
+            )
+        except psycopg.Error as exc:
+            # The step's own error says what happened; the audit log's gap is said too.
+            self.reporter.info(
+                f"warning: the {outcome} {step.direction} of {step.version} could not be "
+                f"recorded in {self.tracker.history_label}: "
+                f"{(exc.diag.message_primary or str(exc)).strip()}"
             )
 
     @staticmethod

@@ -8,6 +8,7 @@ touched: we stop and explain.
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -55,6 +56,26 @@ HISTORY_COLUMNS = {
 HISTORY_NOT_NULL_COLUMNS = frozenset({"id", "direction", "outcome", "started_at", "db_user"})
 
 
+def _edited(found: dict[str, str], expected: dict[str, str]) -> bool:
+    """Most of vezamig's columns are there: our table, edited by hand, not a foreign one."""
+    return len(found.keys() & expected.keys()) * 2 > len(expected)
+
+
+def _differences(found: dict[str, str], expected: dict[str, str]) -> str:
+    said = [
+        f"{c} is {found[c]}, expected {t}"
+        for c, t in expected.items()
+        if c in found and found[c] != t
+    ]
+    missing = [f"{c} {t}" for c, t in expected.items() if c not in found]
+    extra = [c for c in found if c not in expected]
+    if missing:
+        said.append("missing " + ", ".join(missing))
+    if extra:
+        said.append("extra column(s) " + ", ".join(extra))
+    return "; ".join(said)
+
+
 # Rows are NamedTuples: built by the thousand from query results, and cheaper than
 # frozen dataclasses both to define at start-up and to create (issue 7).
 class AppliedRow(NamedTuple):
@@ -71,6 +92,9 @@ class AppliedRow(NamedTuple):
     dirty: bool
 
 
+_FRACTION = re.compile(r"\.[0-9]+")
+
+
 class HistoryRow(NamedTuple):
     id: int
     version: int | None
@@ -78,7 +102,9 @@ class HistoryRow(NamedTuple):
     direction: str
     outcome: str
     checksum: str | None
-    started_at: datetime
+    # ISO 8601 with microseconds in the session's TimeZone, formatted by the server, as
+    # applied_at is; a hand-edited `infinity` is shown as such.
+    started_at: str
     duration_ms: int | None
     db_user: str
     os_user: str | None
@@ -87,9 +113,11 @@ class HistoryRow(NamedTuple):
     message: str | None
 
     def as_json(self) -> dict[str, Any]:
-        d = self._asdict()
-        d["started_at"] = self.started_at.isoformat()
-        return d
+        return self._asdict()
+
+    @property
+    def started_to_the_second(self) -> str:
+        return _FRACTION.sub("", self.started_at, count=1)
 
 
 def ident(parts: tuple[str, ...]) -> sql.Identifier:
@@ -207,6 +235,16 @@ class Tracker:
             ("history", HISTORY_COLUMNS, HISTORY_NOT_NULL_COLUMNS, self.history_label),
         ):
             found = shape[key]
+            if found is not None and found != expected and _edited(found, expected):
+                raise TrackingTableError(
+                    f"table {label} has vezamig's columns, but differs: "
+                    f"{_differences(found, expected)}; vezamig changed nothing",
+                    details=[
+                        "the table was edited by hand: make it match again (ALTER TABLE "
+                        f"{label} …); the README (Tracking tables) has the exact CREATE TABLE "
+                        "statements vezamig runs"
+                    ],
+                )
             if found is not None and found != expected:
                 described = ", ".join(f"{c} {t}" for c, t in found.items()) or "none"
                 raise TrackingTableError(
@@ -236,8 +274,8 @@ class Tracker:
             raise TrackingTableError(
                 f"{missing} is missing while its companion exists; vezamig changed nothing",
                 details=[
-                    "restore it from a backup, or recreate it by hand with the columns "
-                    "listed in the README (Tracking tables)"
+                    "restore it from a backup, or recreate it with the CREATE TABLE "
+                    "statement in the README (Tracking tables), with your table's name"
                 ],
             )
         self._exists = shape["main"] is not None
@@ -374,7 +412,9 @@ class Tracker:
         if not self._exists:
             return []
         q = sql.SQL(
-            "SELECT id, version, name, direction, outcome, checksum, started_at, duration_ms,"
+            "SELECT id, version, name, direction, outcome, checksum,"
+            " coalesce(to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'),"
+            " started_at::text), duration_ms,"
             " db_user, os_user, host, tool_version, message FROM {} ORDER BY id DESC"
         ).format(self.history)
         if limit is not None:
