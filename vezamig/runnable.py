@@ -79,7 +79,10 @@ def parsed_run_problems(
         for m in _COPY_STDIN.finditer(text):
             line = line_col(text, m.start()).line + line_base
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way='FROM STDIN')}")
-        return problems
+        if problems:
+            return problems
+        # pglast's grammar may reject what the server accepts: look word by word.
+        return _word_by_word(text, label, no_transaction=no_transaction, line_base=line_base)
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt
         line = statement.line + line_base
@@ -94,5 +97,53 @@ def parsed_run_problems(
                 )
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
+            problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
+    return problems
+
+
+# First tokens (pglast's names) of statements that end a transaction, and what the
+# second must be for it to be one (START TRANSACTION, not START; ROLLBACK, not
+# ROLLBACK TO SAVEPOINT).
+_ENDS_TRANSACTION = {
+    "BEGIN_P": "BEGIN",
+    "START": "START TRANSACTION",
+    "COMMIT": "COMMIT",
+    "END_P": "END",
+    "ABORT_P": "ABORT",
+    "ROLLBACK": "ROLLBACK",
+    "PREPARE": "PREPARE TRANSACTION",
+}
+
+
+def _word_by_word(text: str, label: str, *, no_transaction: bool, line_base: int) -> list[str]:
+    """run_problems for a file pglast cannot parse, from the lexer's statements: the
+    server may parse it, and would then run a COMMIT in it, half a step committed."""
+    from vezamig.sqltext import LineIndex, lexical_statements
+
+    statements = lexical_statements(text)
+    if statements is None:
+        return []  # the server's lexer refuses the message too: nothing of it runs
+    lines = LineIndex(text)
+    problems: list[str] = []
+    for words in statements:
+        names = [w.name for w in words[:4]]
+        first = names[0]
+        line = lines.position(words[0].start).line + line_base
+        what = _ENDS_TRANSACTION.get(first)
+        if (
+            what is not None
+            and not no_transaction
+            and not (first in ("START", "PREPARE") and names[1:2] != ["TRANSACTION"])
+            and not (first in ("ROLLBACK", "ABORT_P") and "TO" in names[1:3])
+        ):
+            problems.append(
+                f"{label}:{line}: `{what}` would end the step's transaction before vezamig "
+                "records it; remove BEGIN/COMMIT/ROLLBACK (each step already runs in its own "
+                "transaction; use `-- vezamig:no-transaction` for statements that cannot) "
+                "(found by the lexer: vezamig's parser, PostgreSQL 18's grammar, cannot "
+                "read this file)"
+            )
+        elif first == "COPY" and {"STDIN", "STDOUT"} & {w.name for w in words}:
+            way = "FROM STDIN" if any(w.name == "STDIN" for w in words) else "TO STDOUT"
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
     return problems

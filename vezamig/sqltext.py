@@ -35,11 +35,13 @@ __all__ = [
     "SqlFile",
     "SqlSyntaxError",
     "Statement",
+    "Word",
     "analyze",
     "analyze_pieces",
     "excerpt",
     "file_comments",
     "header_and_body_comments",
+    "lexical_statements",
     "line_col",
     "line_text",
     "offset_from_server_position",
@@ -282,6 +284,11 @@ def _syntax_error(text: str, lines: LineIndex, message: str, index: int | None) 
     return SqlSyntaxError(message, offset, pos.line, pos.column, lines.line_text(pos.line))
 
 
+def _ascii_copy(sql: str) -> str:
+    """Same tokens at the same offsets, in ASCII: see _scan."""
+    return sql if sql.isascii() else _NON_ASCII.sub("q", sql)
+
+
 def _scan(sql: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]:
     """Tokens of ``sql``; on a lexer error, the tokens before it and the error.
 
@@ -289,13 +296,16 @@ def _scan(sql: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]
     which makes scanning non-ASCII text quadratic (seconds for a seed-data file).
     PostgreSQL lexes every byte >= 0x80 as an identifier character, and inside
     strings and comments any character will do, so a copy with each non-ASCII
-    character replaced by ``x`` has the same tokens at the same character offsets,
-    and scans in linear time. The one way that copy could lex differently (a
-    dollar-quote tag that the substitution makes match) is checked for.
+    character replaced by ``q`` has the same tokens at the same character offsets,
+    and scans in linear time. ``q`` because it means nothing after a backslash in
+    an ``E'…'`` string (``x`` would turn ``E'\\éab'`` into the escape ``\\xab``)
+    nor before a quote (``x'…'`` is a bit string). The one way that copy could lex
+    differently (a dollar-quote tag that the substitution makes match) is checked
+    for.
     """
     from pglast.parser import ParseError, scan
 
-    text = sql if sql.isascii() else _NON_ASCII.sub("x", sql)
+    text = _ascii_copy(sql)
     try:
         tokens = list(scan(text))
     except ParseError as exc:
@@ -472,6 +482,38 @@ def _statements(
     return tuple(result)
 
 
+class Word(NamedTuple):
+    """A token of ``lexical_statements``: pglast's name for it (``COMMIT``, ``BEGIN_P``,
+    ``IDENT``, ``SCONST``…) and its offset in the file."""
+
+    name: str
+    start: int
+
+
+def lexical_statements(sql: str) -> list[list[Word]] | None:
+    """The file's statements as PostgreSQL's lexer sees them: their tokens without
+    comments, split at every `;`. For a file the grammar cannot parse (pglast's is
+    newer than the server's: `system_user` is reserved in PostgreSQL 18, not 15), so
+    a COMMIT in it is still found. None when the lexer rejects the file too (then so
+    does the server's, and nothing in the file runs)."""
+    from pglast.parser import ParseError, scan
+
+    try:
+        tokens = scan(_ascii_copy(sql))
+    except ParseError:
+        return None
+    statements: list[list[Word]] = [[]]
+    for tok in tokens:
+        if tok.name in _COMMENT_TOKENS:
+            continue
+        if tok.name == _SEMICOLON:
+            if statements[-1]:
+                statements.append([])
+            continue
+        statements[-1].append(Word(tok.name, tok.start))
+    return [words for words in statements if words]
+
+
 class Piece(NamedTuple):
     """Part of a file, analysed: its statements' lines are ``line_base`` lines into the
     file (columns are the file's: a piece starts at the start of a line). ``whole``:
@@ -514,7 +556,7 @@ def _cuts(sql: str, size: int) -> list[int]:
 
     if not sql.isascii() and _NON_ASCII_TAG.search(sql):
         return []
-    text = sql if sql.isascii() else _NON_ASCII.sub("x", sql)  # same tokens, see _scan
+    text = _ascii_copy(sql)
     try:
         slices = split(text, with_parser=False, only_slices=True)
     except ParseError:
@@ -602,7 +644,7 @@ def _directive_comments_quick(sql: str) -> FileComments | None:
 
     if not sql.isascii() and _NON_ASCII_TAG.search(sql):
         return None
-    text = sql if sql.isascii() else _NON_ASCII.sub("x", sql)  # same tokens, see _scan
+    text = _ascii_copy(sql)
     try:
         slices = split(text, with_parser=False, only_slices=True)
     except ParseError:
