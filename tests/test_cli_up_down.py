@@ -164,6 +164,25 @@ def test_a_lock_directive_that_fails_names_its_line_column_and_shows_it(
     assert applied_versions(dsn) == []
 
 
+@pytest.mark.parametrize(
+    ("header", "where"),
+    [
+        ("-- vezamig:lock tracks_old, tracks\n", "1:29"),  # not inside tracks_old
+        ("-- vezamig:lock tracks_old, Tracks\n", "1:29"),  # folded, as PostgreSQL does
+        ('-- vezamig:lock tracks_old, "tra""cks"\n', "1:29"),
+        ("/* vezamig:lock tracks_old,\n   tracks */\n", "2:4"),  # a block over two lines
+    ],
+)
+def test_a_failing_lock_points_at_the_table_postgresql_named(
+    tmp_path: Path, dsn: str, header: str, where: str
+) -> None:
+    execute(dsn, "CREATE TABLE tracks_old ()")
+    tree = write_tree(tmp_path, {"up/001_x_up.sql": header + "SELECT 1;\n"})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert f"001_x_up.sql:{where}: 42P01" in r.stderr
+
+
 def test_statement_timeout_fails_a_slow_step_with_exit_1_and_rolls_it_back(
     tmp_path: Path, dsn: str
 ) -> None:

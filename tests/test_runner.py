@@ -624,7 +624,7 @@ def test_locking_a_table_that_does_not_exist_fails_the_step_naming_the_directive
     )
     with pytest.raises(StepFailed) as info:
         up(runner)
-    assert "001_a_up.sql:2: 42P01" in str(info.value)
+    assert "001_a_up.sql:2:17: 42P01" in str(info.value)
     assert not table_exists(dsn, "a")
 
 

@@ -8,6 +8,7 @@ does not finish.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -141,22 +142,34 @@ def describe_result(rows: int, columns: int, first: str | None, type_name: str |
 def _lock_position(step: Step, message: str) -> tuple[int, int]:
     """Line and column of the `vezamig:lock` table a LOCK failed on: PostgreSQL names it
     in quotes (`relation "tracks" does not exist`); else the first lock directive."""
-    from vezamig.sqltext import LineIndex
+    from vezamig.sqltext import line_col
 
     locks = step.directives.locks
-    named = message.split('"')[1] if message.count('"') >= 2 else ""
+    named = message.partition('"')[2].rpartition('"')[0]  # may hold a quote itself
+    text = step.file.text
     for lock in locks:
         for table in lock.tables:
-            if named in (table[-1], ".".join(table)):
-                row = LineIndex(step.file.text).line_text(lock.line).lower()
-                start = row.find("vezamig:lock")
-                start = start + len("vezamig:lock") if start >= 0 else 0
-                for name in (".".join(table), table[-1]):  # as written, if unquoted
-                    at = row.find(name.lower(), start)
-                    if at >= 0:
-                        return lock.line, at + 1
-                return lock.line, 1
+            if named not in (table[-1], ".".join(table)):
+                continue
+            # The directive's comment starts on its line, and may go on (a block comment).
+            begin = 0
+            for _ in range(lock.line - 1):
+                begin = text.find("\n", begin) + 1
+            at = text.find("vezamig:lock", begin)
+            region = text[at : at + 4096] if at >= 0 else ""
+            for pattern in (r"\s*\.\s*".join(_written(p) for p in table), _written(table[-1])):
+                m = re.search(pattern, region, re.I)
+                if m:
+                    pos = line_col(text, at + m.start())
+                    return pos.line, pos.column
+            return lock.line, 1
     return locks[0].line, 1
+
+
+def _written(part: str) -> str:
+    """A regular expression for one name part as it may be written: quoted, or bare."""
+    quoted = '"' + re.escape(part.replace('"', '""')) + '"'
+    return f'(?:{quoted}|(?<![\\w$"]){re.escape(part)}(?![\\w$"]))'
 
 
 def _lost_session(exc: psycopg.Error) -> bool:
