@@ -211,6 +211,18 @@ def test_a_lexer_error_does_not_hide_the_directive_problems_before_it() -> None:
         "--- vezamig:guard SELECT false",
         "/** vezamig:guard SELECT false */",
         "-- * vezamig:guard SELECT false",
+        "-- vezamig;guard SELECT false",
+        "-- vezamigguard SELECT false",
+        "-- vezamig,guard SELECT false",
+        "-- vezamig..guard SELECT false",
+        "-- vezamig\\:guard SELECT false",
+        "-- vezamig\uff1aguard SELECT false",
+        "-- vezamig no_transaction",
+        "-- vezamig_no_transaction",
+        "--! vezamig:guard SELECT false",
+        "--# vezamig:guard SELECT false",
+        "/*! vezamig:guard SELECT false */",
+        "/*+ vezamig:guard SELECT false */",
     ],
 )
 def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) -> None:
@@ -240,7 +252,11 @@ def test_a_directive_on_a_later_line_of_a_block_comment_is_an_error(comment: str
 
 
 def test_prose_that_mentions_vezamig_is_not_mistaken_for_a_directive() -> None:
-    d = ok("-- vezamig runs this file in one transaction\n-- Applied by vezamig.\nSELECT 1;\n")
+    d = ok(
+        "-- vezamig runs this file in one transaction\n-- Applied by vezamig.\n"
+        "-- vezamig guards it: see below\n-- -------\n/* ***** */\n/*** vezamig ***/\n"
+        "-- vezamig-managed\nSELECT 1;\n"
+    )
     assert d == Directives()
 
 

@@ -19,13 +19,17 @@ if TYPE_CHECKING:
     from vezamig.sqltext import Comment
 
 KNOWN = ("guard", "lock", "no-transaction")
-# Almost a directive: another case, a space before the colon, or no colon (or - _ .)
-# before a known name (`VEZAMIG:guard`, `vezamig guard …`, `vezamig-guard`). Reported,
-# so that a typo cannot silently switch a guard off; prose such as `-- vezamig runs
-# this file …` is left alone.
+# Almost a directive: another case, a space before the colon, a full-width colon, or
+# up to three other characters that are not letters or digits (none at all, too)
+# before a known name (`VEZAMIG:guard`, `vezamig guard …`, `vezamig-guard`,
+# `vezamig;guard`, `vezamigguard`, `vezamig no_transaction`). Reported, so that a typo
+# cannot silently switch a guard off; prose such as `-- vezamig runs this file …` or
+# `-- vezamig guards it` is left alone.
 _LOOKALIKE = re.compile(
-    r"vezamig\s*:|vezamig(?:\s+|\s*[-_.]\s*)(?:guard|lock|no-transaction)\b", re.I
+    r"vezamig\s*[:\uff1a]|vezamig[\W_]{0,3}(?:guard|lock|no[\W_]{0,2}transaction)\b", re.I
 )
+# Comment markers some styles add (`---`, `/**`, `--!`, `/*+`, ` * ` in a block).
+_MARKERS = "/-*!#+ \t"
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as in sqltext.line_col
 
@@ -80,7 +84,7 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         raw = text[comment.start : comment.end]  # with its markers and line breaks
         for n, row in enumerate(_LINE_BREAK.split(raw)):
             # `--- …`, `/** …`, ` * …` inside a block, a closing `*/`
-            row = row.lstrip("/-* \t").strip().removesuffix("*/").rstrip()
+            row = row.lstrip(_MARKERS).strip().removesuffix("*/").rstrip()
             if _LOOKALIKE.match(row):
                 problems.append(
                     f"{label}:{comment.line + n}: `{row}` looks like a directive but is not "
