@@ -389,6 +389,32 @@ def test_ctrl_c_in_a_guard_of_a_no_transaction_step_names_the_step_and_records_i
     ]
 
 
+def test_a_guard_cancelled_from_another_session_fails_the_step_with_a_history_row(
+    dsn: str, tmp_path: Path
+) -> None:
+    up = (
+        "-- vezamig:no-transaction\n"
+        "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"
+        "CREATE TABLE never (id int);\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_x_up.sql": up})
+    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
+    try:
+        wait_for(lambda: bool(backends_running(dsn, "vezamig_test_sleep")), what="the guard")
+        [pid] = backends_running(dsn, "vezamig_test_sleep")
+        execute(dsn, f"SELECT pg_cancel_backend({pid})")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == EXIT_STEP_FAILED, err  # not 5: the connection is fine
+    assert "up 1 (x) failed before it started: its guard was cancelled" in err
+    assert applied_versions(dsn) == []
+    [row] = history(dsn)
+    assert (row["version"], row["outcome"]) == (1, "failed")
+
+
 def test_a_no_transaction_file_that_does_not_parse_is_refused_before_anything_runs(
     dsn: str, tmp_path: Path
 ) -> None:

@@ -843,6 +843,17 @@ class Runner:
                     t0,
                     then="; the guard was cancelled and nothing was changed",
                 ) from None
+            except pgerrors.QueryCanceled as exc:
+                # Cancelled from elsewhere (pg_cancel_backend): a failed step, as in a
+                # transactional step; a statement timeout was a refusal already.
+                msg = f"its guard was cancelled: {exc.diag.message_primary or exc}"
+                self._record_failure(step, "failed", started_at, t0, msg)
+                raise StepFailed(
+                    f"{step.direction} {step.version} ({step.migration.name}) failed before it "
+                    f"started: {msg}; nothing was changed",
+                    details=[f"{step.file.path}: {exc.diag.sqlstate} {exc.diag.message_primary}"],
+                    version=step.version,
+                ) from None
             except psycopg.Error as exc:
                 if not (self.conn.broken or self.conn.closed or _lost_session(exc)):
                     raise
