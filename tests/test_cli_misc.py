@@ -898,3 +898,18 @@ def test_a_role_without_rights_on_the_tracking_tables_is_a_configuration_error(
             assert "GRANT SELECT ON schema_migrations, schema_migrations_history" in r.stderr
     finally:
         execute(dsn, f"DROP ROLE {role}")
+
+
+def test_what_psycopg_logs_while_vezamig_reports_an_error_stays_off_stderr() -> None:
+    # A guard's error ends its pipeline, and psycopg logs "error ignored terminating
+    # <Pipeline>" (timing-dependent); without a handler Python prints it on stderr.
+    import subprocess
+    import sys
+
+    probe = (
+        "import logging, vezamig.db\n"
+        "logging.getLogger('psycopg._pipeline').warning('error ignored terminating x')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -7,6 +7,7 @@ touch a database (``--help``, ``verify``, ``new``) start without it.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import socket
@@ -27,6 +28,11 @@ Connection = psycopg.Connection[Any]
 # Advisory lock key: a fixed class id ('vzmg') and the tracking table's name,
 # so two projects using different --table values in one database don't block.
 _LOCK_CLASS = 0x767A6D67  # fits a signed int4
+# psycopg logs what it ignores while it raises an error of ours (a guard's error ends
+# its pipeline: "error ignored terminating <Pipeline>: pipeline aborted"). vezamig
+# reports the error itself; without a handler, Python would print such lines on
+# stderr among vezamig's own messages.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 # What a server answers `SET client_connection_check_interval` with on a platform
 # that cannot poll sockets: the session setup is then sent without it.
 NO_SOCKET_POLLING = (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported)
