@@ -609,7 +609,9 @@ def wait_for_sleep(running: Running) -> None:
 
 
 @pytest.mark.parametrize(
-    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+    ("signum", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
 )
 def test_an_interrupted_roundtrip_stops_and_removes_its_server(
     signum: int, code: int, tmp_path: Path, private_tmp: Path

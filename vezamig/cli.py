@@ -23,6 +23,7 @@ import click
 from vezamig import __version__
 from vezamig.errors import (
     EXIT_BROKEN_PIPE,
+    EXIT_HANGUP,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     Interrupted,
@@ -77,6 +78,8 @@ def handle_errors(fn: F) -> F:
         except SystemExit as exc:
             if exc.code == EXIT_TERMINATED:
                 _fail(Interrupted("terminated (SIGTERM)", exit_code=EXIT_TERMINATED), opts)
+            if exc.code == EXIT_HANGUP:
+                _fail(Interrupted("hung up (SIGHUP)", exit_code=EXIT_HANGUP), opts)
             raise
         except BrokenPipeError:
             # The reader went away (`vezamig status | head -1`): exit as a program killed
@@ -296,7 +299,7 @@ def open_runner(
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     # SystemExit lets psycopg cancel the running statement, like Ctrl-C does.
-    raise SystemExit(EXIT_TERMINATED)
+    raise SystemExit(EXIT_HANGUP if signum == signal.SIGHUP else EXIT_TERMINATED)
 
 
 def _plan_options(to_help: str) -> Callable[[F], F]:
@@ -489,6 +492,10 @@ def main() -> None:
     gc.disable()
     _usable_streams()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # A dropped SSH session or closed terminal (SIGHUP) stops a run as SIGTERM does:
+    # the step rolled back, a throwaway cluster removed. Under nohup it stays ignored.
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _on_sigterm)
     try:
         cli(prog_name="vezamig")
         code = 0

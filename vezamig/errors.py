@@ -14,6 +14,7 @@ EXIT_LOCKED = 4
 EXIT_CONNECT = 5
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_HANGUP = 129  # SIGHUP: the terminal or the SSH session went away
 EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE: what shells report for `| head`
 
 

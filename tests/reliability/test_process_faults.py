@@ -80,7 +80,9 @@ def test_sigkill_mid_step_leaves_nothing_and_the_server_ends_the_session_promptl
     assert query(dsn, "SELECT id FROM slow_t") == [(1,)]
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_mid_step_cancels_the_statement_rolls_back_and_exits_with_its_code(
     dsn: str, tree: Path, signum: int, code: int
 ) -> None:
