@@ -913,3 +913,30 @@ def test_what_psycopg_logs_while_vezamig_reports_an_error_stays_off_stderr() -> 
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
+    tmp_path: Path, dsn: str
+) -> None:
+    # Ctrl-C during `import psycopg` used to surface as an AttributeError or an
+    # ImportError ("couldn't import psycopg 'python' implementation"): exit 1.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import cli_env
+
+    tree = write_tree(tmp_path, SIMPLE)
+    args = [sys.executable, "-m", "vezamig", "status", "--dir", str(tree), "-d", dsn]
+    for delay in (0.06, 0.09, 0.12, 0.15, 0.18, 0.21, 0.25):
+        proc = subprocess.Popen(
+            args, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, 130), (delay, proc.returncode, err)  # never 1
+        # (A signal before vezamig's main() runs, while Python imports click, still
+        # shows Python's own KeyboardInterrupt traceback; exit 130 all the same.)
+        assert "AttributeError" not in err and "couldn't import" not in err, (delay, err)

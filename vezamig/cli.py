@@ -53,15 +53,39 @@ def _output(opts: dict[str, Any]) -> Output:
 
 
 def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
-    from vezamig.db import redact
-
-    exc.message = redact(exc.message, opts.get("database_url"))
-    exc.details = [redact(d, opts.get("database_url")) for d in exc.details]
+    url = opts.get("database_url")
+    try:
+        from vezamig.db import redact
+    except Exception:  # psycopg half imported: Ctrl-C arrived during its import
+        exc.message, exc.details = _blunt_redact(exc.message, url), []
+    else:
+        exc.message = redact(exc.message, url)
+        exc.details = [redact(d, url) for d in exc.details]
     try:
         _output(opts).error(exc)
     except Exception:  # rendering must never hide the real error
         click.echo(str(exc), err=True)
     sys.exit(exc.exit_code)
+
+
+def _blunt_redact(text: str, url: str | None) -> str:
+    """Without psycopg to parse the URL: hide all of it, and PGPASSWORD."""
+    for secret in (url, os.environ.get("PGPASSWORD")):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+_sigint_seen = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Python's own handler, remembering that it ran: an import that Ctrl-C broke may
+    surface as another error (psycopg falls back from one implementation to the next
+    and reports that none could be imported)."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
 
 
 def handle_errors(fn: F) -> F:
@@ -86,6 +110,8 @@ def handle_errors(fn: F) -> F:
             # by SIGPIPE does, not 1 ("a step failed"); a run stops between steps.
             sys.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:
+            if _sigint_seen:  # the consequence of Ctrl-C, not a bug to show as one
+                _fail(Interrupted("interrupted; nothing was in progress"), opts)
             if not type(exc).__module__.startswith("psycopg"):
                 raise
             _fail(_database_error(exc, opts), opts)
@@ -492,6 +518,8 @@ def main() -> None:
     gc.disable()
     _usable_streams()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     # A dropped SSH session or closed terminal (SIGHUP) stops a run as SIGTERM does:
     # the step rolled back, a throwaway cluster removed. Under nohup it stays ignored.
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
