@@ -352,6 +352,7 @@ def test_a_guard_that_returns_true_lets_the_step_run(make_runner: MakeRunner, ds
         ("SELECT '\\x00ff'::bytea", "'\\x00ff' (a bytea, not a boolean)"),
         ("SELECT '{\"a\": 1}'::jsonb", "'{\"a\": 1}' (a jsonb, not a boolean)"),
         ("SELECT 'it''s'", "'it''s' (a text, not a boolean)"),
+        ("SELECT repeat('x', 200000)", f"'{'x' * 160}… (200000 characters)' (a text, not"),
         ("SELECT count(*) = 0 FROM no_such_table", "an error: 42P01"),
         ("SELECT 1/0 = 1", "an error: 22012"),
         ("VALUES (true), (true)", "2 rows"),

@@ -118,6 +118,7 @@ def _ms_since(t0: float) -> int:
 
 _NUMERIC_TYPES = frozenset({"int2", "int4", "int8", "numeric", "float4", "float8", "oid"})
 _BOOL_OID = 16
+_SHOWN_VALUE = 160
 
 
 def describe_result(rows: int, columns: int, first: str | None, type_name: str | None) -> str:
@@ -133,6 +134,8 @@ def describe_result(rows: int, columns: int, first: str | None, type_name: str |
     if first is None:
         return "NULL"
     kind = type_name or "unknown"
+    if len(first) > _SHOWN_VALUE:  # a 2 MB text must not become a 2 MB message and row
+        first = f"{first[:_SHOWN_VALUE]}… ({len(first)} characters)"
     if kind == "bool":
         return "true" if first == "t" else "false"
     shown = first if kind in _NUMERIC_TYPES else "'" + first.replace("'", "''") + "'"
