@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shlex
 import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers import (
@@ -362,25 +364,36 @@ def test_a_guard_that_hits_the_lock_timeout_is_retried_then_exits_4_with_one_row
     assert row["message"].startswith("lock timeout (100 ms) after 2 attempt(s)")
 
 
-def test_ctrl_c_in_a_guard_of_a_no_transaction_step_names_the_step_and_records_it(
-    dsn: str, tmp_path: Path
-) -> None:
-    up = (
-        "-- vezamig:no-transaction\n"
-        "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"
-        "CREATE TABLE never (id int);\n"
-    )
-    base = write_tree(tmp_path / "sql", {"up/001_x_up.sql": up})
+SLEEPING_GUARD = (
+    "-- vezamig:no-transaction\n"
+    "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"
+    "CREATE TABLE never (id int);\n"
+)
+
+
+def up_with_a_sleeping_guard(
+    dsn: str, tmp_path: Path, meanwhile: Callable[[subprocess.Popen[str]], None]
+) -> tuple[int, str]:
+    """`up` of a no-transaction file whose guard sleeps; ``meanwhile`` is done while it
+    sleeps. The exit code and stderr."""
+    base = write_tree(tmp_path / "sql", {"up/001_x_up.sql": SLEEPING_GUARD})
     proc = start_cli(["up", "--dir", str(base), "-d", dsn])
     try:
         wait_for(lambda: bool(backends_running(dsn, "vezamig_test_sleep")), what="the guard")
-        proc.send_signal(signal.SIGINT)
+        meanwhile(proc)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_in_a_guard_of_a_no_transaction_step_names_the_step_and_records_it(
+    dsn: str, tmp_path: Path
+) -> None:
+    code, err = up_with_a_sleeping_guard(dsn, tmp_path, lambda p: p.send_signal(signal.SIGINT))
+    assert code == 130, err
     assert "interrupted during up 1 (x); the guard was cancelled and nothing was changed" in err
     assert backends_running(dsn, "vezamig_test_sleep") == []
     assert applied_versions(dsn) == []
@@ -392,23 +405,12 @@ def test_ctrl_c_in_a_guard_of_a_no_transaction_step_names_the_step_and_records_i
 def test_a_guard_cancelled_from_another_session_fails_the_step_with_a_history_row(
     dsn: str, tmp_path: Path
 ) -> None:
-    up = (
-        "-- vezamig:no-transaction\n"
-        "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"
-        "CREATE TABLE never (id int);\n"
-    )
-    base = write_tree(tmp_path / "sql", {"up/001_x_up.sql": up})
-    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
-    try:
-        wait_for(lambda: bool(backends_running(dsn, "vezamig_test_sleep")), what="the guard")
+    def cancel(_: subprocess.Popen[str]) -> None:
         [pid] = backends_running(dsn, "vezamig_test_sleep")
         execute(dsn, f"SELECT pg_cancel_backend({pid})")
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == EXIT_STEP_FAILED, err  # not 5: the connection is fine
+
+    code, err = up_with_a_sleeping_guard(dsn, tmp_path, cancel)
+    assert code == EXIT_STEP_FAILED, err  # not 5: the connection is fine
     assert "up 1 (x) failed before it started: its guard was cancelled" in err
     assert applied_versions(dsn) == []
     [row] = history(dsn)
