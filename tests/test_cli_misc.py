@@ -336,8 +336,17 @@ def test_a_run_stopped_by_its_own_down_file_lists_every_broken_down_file(
             "CREATE TABLE audit_log (system_user int); COPY audit_log FROM STDIN;\n",
             "002_b_up.sql:1: `COPY … FROM STDIN` exchanges rows with the client",
         ),
+        (
+            # The lexer's ASCII copy makes `$é$` match `$q$`: the slow way then.
+            "CREATE TABLE audit_log (id int);\nSELECT $é$ a $q$ b $é$;\nCOMMIT;\n",
+            "002_b_up.sql:3: `COMMIT` would end the step's transaction",
+        ),
+        (
+            "CREATE TABLE audit_log (system_user text);\nSELECT $é$ a $q$ b $é$;\nCOMMIT;\n",
+            "002_b_up.sql:3: `COMMIT` would end the step's transaction",
+        ),
     ],
-    ids=["commit", "copy"],
+    ids=["commit", "copy", "non-ascii-tag", "non-ascii-tag-unparsable"],
 )
 def test_a_body_pglast_cannot_parse_is_still_checked_word_by_word(
     tmp_path: Path, dsn: str, body: str, said: str
@@ -349,6 +358,19 @@ def test_a_body_pglast_cannot_parse_is_still_checked_word_by_word(
     assert r.returncode == 2, r
     assert said in r.stderr
     assert user_tables(dsn) == []
+
+
+def test_an_unparsable_body_with_begin_atomic_is_not_refused(tmp_path: Path, dsn: str) -> None:
+    # The word-by-word check must not read the END of a SQL-standard body as COMMIT.
+    body = (
+        "CREATE TABLE audit_log (id int, system_user text);\n"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\n"
+        "BEGIN ATOMIC\n  SELECT CASE WHEN true THEN 1 END;\n  SELECT 2;\nEND;\n"
+    )
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": body})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 0, r
+    assert query(dsn, "SELECT f()") == [(2,)]
 
 
 def test_an_escape_before_a_non_ascii_character_is_not_a_syntax_error(

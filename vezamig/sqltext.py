@@ -309,6 +309,8 @@ def _scan(sql: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError | None]
     try:
         tokens = list(scan(text))
     except ParseError as exc:
+        if text is not sql and _NON_ASCII_TAG.search(sql):
+            return _scan_exact(sql, lines)  # the copy closed a `$é$` string elsewhere
         error = _first_error(sql, lines, *_error_args(exc))
     else:
         if text is sql or _same_dollar_quotes(sql, tokens):
@@ -328,8 +330,12 @@ def _scan_exact(sql: str, lines: LineIndex) -> tuple[list[Any], SqlSyntaxError |
 
     try:
         return list(scan(sql)), None
-    except ParseError as exc:  # pragma: no cover - the substituted text scanned fine
-        return [], _first_error(sql, lines, *_error_args(exc))
+    except ParseError as exc:
+        error = _first_error(sql, lines, *_error_args(exc))
+    try:
+        return list(scan(sql[: error.offset])), error
+    except ParseError:
+        return [], error
 
 
 def _same_dollar_quotes(sql: str, tokens: list[Any]) -> bool:
@@ -498,19 +504,33 @@ def lexical_statements(sql: str) -> list[list[Word]] | None:
     does the server's, and nothing in the file runs)."""
     from pglast.parser import ParseError, scan
 
+    copy = _ascii_copy(sql)
     try:
-        tokens = scan(_ascii_copy(sql))
+        tokens = scan(copy)
     except ParseError:
-        return None
+        if copy is sql or not _NON_ASCII_TAG.search(sql):
+            return None
+        try:
+            tokens = scan(sql)  # the copy closed a `$é$` string elsewhere: the slow way
+        except ParseError:
+            return None
     statements: list[list[Word]] = [[]]
+    atomic = 0  # inside `BEGIN ATOMIC … END`: its `;` end no statement (CASE … END nests)
+    previous = ""
     for tok in tokens:
-        if tok.name in _COMMENT_TOKENS:
+        name = tok.name
+        if name in _COMMENT_TOKENS:
             continue
-        if tok.name == _SEMICOLON:
+        if atomic:
+            atomic += 1 if name == "CASE" else -1 if name == "END_P" else 0
+        elif name == "ATOMIC" and previous == "BEGIN_P":
+            atomic = 1
+        previous = name
+        if name == _SEMICOLON and not atomic:
             if statements[-1]:
                 statements.append([])
             continue
-        statements[-1].append(Word(tok.name, tok.start))
+        statements[-1].append(Word(name, tok.start))
     return [words for words in statements if words]
 
 
