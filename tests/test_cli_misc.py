@@ -951,14 +951,15 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
 
     tree = write_tree(tmp_path, SIMPLE)
     args = [sys.executable, "-m", "vezamig", "status", "--dir", str(tree), "-d", dsn]
-    for delay in (0.06, 0.09, 0.12, 0.15, 0.18, 0.21, 0.25):
+    for delay in (0.03, 0.045, 0.06, 0.09, 0.12, 0.15, 0.18, 0.21, 0.25):
         proc = subprocess.Popen(
             args, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode in (0, 130), (delay, proc.returncode, err)  # never 1
-        # (A signal before vezamig's main() runs, while Python imports click, still
-        # shows Python's own KeyboardInterrupt traceback; exit 130 all the same.)
+        # Never 1. (A signal before vezamig's main() runs, while Python imports click,
+        # still ends the way Python ends on Ctrl-C: its traceback, killed by SIGINT,
+        # which a shell reports as 130.)
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
         assert "AttributeError" not in err and "couldn't import" not in err, (delay, err)

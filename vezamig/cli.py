@@ -529,6 +529,10 @@ def main() -> None:
         code = 0
     except SystemExit as exc:  # every normal end: click and handle_errors exit this way
         code = _exit_status(exc.code)
+        if code == 1 and _sigint_seen:
+            # Ctrl-C while click parsed the command line: click says "Aborted!" and
+            # exits 1, which would read as "a step failed".
+            code = EXIT_INTERRUPTED
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
