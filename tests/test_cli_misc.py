@@ -963,3 +963,26 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
         # which a shell reports as 130.)
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
         assert "AttributeError" not in err and "couldn't import" not in err, (delay, err)
+
+
+def test_a_role_that_may_read_but_not_write_the_tracking_tables_is_exit_2(
+    tmp_path: Path, dsn: str
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    tree = write_tree(tmp_path, {**SIMPLE, "up/009_more_up.sql": "CREATE TABLE more ();\n"})
+    assert run_cli(["up", "--dir", str(tree), "-d", dsn, "--to", "1"]).returncode == 0
+    role = f"vz_reader_{os.getpid()}"
+    execute(
+        dsn,
+        f"CREATE ROLE {role} LOGIN; GRANT SELECT ON schema_migrations,"
+        f" schema_migrations_history TO {role}; GRANT CREATE ON SCHEMA public TO {role}",
+    )
+    try:
+        r = run_cli(["up", "--dir", str(tree), "-d", make_conninfo(dsn, user=role)])
+        assert r.returncode == 2, r  # the body ran, but could not be recorded: rolled back
+        assert "may not write vezamig's tracking tables" in r.stderr
+        assert "INSERT, UPDATE, DELETE on both" in r.stderr
+        assert not table_exists(dsn, "more")
+    finally:
+        execute(dsn, f"DROP OWNED BY {role}; DROP ROLE {role}")

@@ -130,15 +130,12 @@ def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
 
     text = str(exc).strip()
     if isinstance(exc, pgerrors.InsufficientPrivilege):
+        from vezamig.state import grant_hint
+
         table = opts.get("table") or "schema_migrations"
         return UsageError(
             f"the database refused vezamig's own query: {text}",
-            details=[
-                "the connecting role needs SELECT on the tracking tables to read them "
-                f"(GRANT SELECT ON {table}, {table}_history TO <role>), and INSERT, UPDATE, "
-                "DELETE on both (plus USAGE on their schema, and on the history's id "
-                "sequence) to run steps; no step was run"
-            ],
+            details=[f"{grant_hint(table, table + '_history')}; no step was run"],
         )
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(

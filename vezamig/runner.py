@@ -38,10 +38,11 @@ from vezamig.errors import (
     LockBusy,
     Refused,
     StepFailed,
+    UsageError,
 )
 from vezamig.files import Migration
 from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
-from vezamig.state import AppliedRow, Tracker
+from vezamig.state import AppliedRow, Tracker, grant_hint
 
 if TYPE_CHECKING:
     from vezamig.directives import Guard
@@ -677,6 +678,15 @@ class Runner:
                     # No position from the server: show where the failing statement starts.
                     lines += excerpt(step.file.text, line_col(step.file.text, failed_at).line)
                 self._record_failure(step, "failed", started_at, t0, lines[0])
+                if phase == "bookkeeping" and isinstance(exc, pgerrors.InsufficientPrivilege):
+                    # The body ran, but the role may not record it: a configuration
+                    # error (exit 2), the same as when it cannot read the tables.
+                    raise UsageError(
+                        f"{step.direction} {step.version} ({step.migration.name}) was rolled "
+                        "back: the database role may not write vezamig's tracking tables "
+                        f"({exc.diag.message_primary})",
+                        details=[grant_hint(self.tracker.label, self.tracker.history_label)],
+                    ) from None
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed and was "
                     "rolled back",

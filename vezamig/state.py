@@ -56,6 +56,15 @@ HISTORY_COLUMNS = {
 HISTORY_NOT_NULL_COLUMNS = frozenset({"id", "direction", "outcome", "started_at", "db_user"})
 
 
+def grant_hint(table: str, history: str) -> str:
+    """What a role needs on the tracking tables, said as the GRANT an owner runs."""
+    return (
+        f"the connecting role needs SELECT on the tracking tables to read them (GRANT "
+        f"SELECT ON {table}, {history} TO <role>), and INSERT, UPDATE, DELETE on both "
+        "(plus USAGE on their schema) to run steps"
+    )
+
+
 def _edited(found: dict[str, str], expected: dict[str, str]) -> bool:
     """Most of vezamig's columns are there: our table, edited by hand, not a foreign one."""
     return len(found.keys() & expected.keys()) * 2 > len(expected)
