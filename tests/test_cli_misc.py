@@ -986,3 +986,21 @@ def test_a_role_that_may_read_but_not_write_the_tracking_tables_is_exit_2(
         assert not table_exists(dsn, "more")
     finally:
         execute(dsn, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_a_server_without_standard_conforming_strings_is_refused_before_anything_runs(
+    tmp_path: Path, dsn: str
+) -> None:
+    # With it off, `'\' || '; COMMIT; --'` hides a COMMIT from a lexer that reads
+    # strings the standard way: the server would half-commit the step.
+    from psycopg.conninfo import make_conninfo
+
+    body = "CREATE TABLE t (id int);\nSELECT '\\' || '; COMMIT; --';\n"
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": body})
+    legacy = make_conninfo(dsn, options="-c standard_conforming_strings=off")
+    for args in (["up"], ["up", "--dry-run"]):
+        r = run_cli([*args, "--dir", str(tree), "-d", legacy])
+        assert r.returncode == 2, r
+        assert "standard_conforming_strings = off" in r.stderr
+    assert not table_exists(dsn, "t")
+    assert run_cli(["up", "--dir", str(tree), "-d", dsn]).returncode == 0  # on: it runs

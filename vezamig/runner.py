@@ -282,6 +282,19 @@ class Runner:
                     release_run_lock(self.conn, lock)
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
+        if self.conn.info.parameter_status("standard_conforming_strings") == "off":
+            # Reported by the server at connect: no round trip.
+            raise UsageError(
+                f"{direction} refused: the server has standard_conforming_strings = off; "
+                "vezamig reads migration files as PostgreSQL does with it on (the default "
+                "since 9.1), so a backslash in a '…' string could hide a COMMIT from its "
+                "checks; nothing was changed",
+                details=[
+                    "turn it on (ALTER DATABASE … SET standard_conforming_strings = on), "
+                    "after checking that no migration relies on backslash escapes in '…' "
+                    "strings (write those as E'…')"
+                ],
+            )
         rows = self.status()
         plan = (
             plan_up(rows, to, allow_out_of_order, self.config.command)
