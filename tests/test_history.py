@@ -235,3 +235,21 @@ def test_a_failure_that_cannot_be_recorded_says_so(dsn: str, tmp_path: Path) -> 
         "no failures here"
     ) in r.stderr
     assert [row["outcome"] for row in history(dsn)] == ["ok"]
+
+
+def test_a_date_bc_and_null_fields_are_shown_as_they_are(dsn: str, tmp_path: Path) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    execute(
+        dsn,
+        "INSERT INTO schema_migrations_history (version, name, direction, outcome,"
+        " started_at, db_user) VALUES (9, 'x', 'down', 'failed', '0044-03-15 BC', 'u');"
+        " UPDATE schema_migrations SET applied_at = '0010-01-01 BC'",
+    )
+    [newest, *_] = as_json(dsn, base)
+    assert newest["started_at"].endswith(" BC"), newest  # not silently year 44 AD
+    line = vz(dsn, base, "history", "--limit", "1").stdout
+    assert "None" not in line
+    assert line.split("\t")[6:9] == ["", "u", "@"]  # duration, db_user, os_user@host
+    status = run_cli(["status", "--json", "--dir", str(base), "-d", dsn])
+    assert json.loads(status.stdout)["migrations"][0]["applied_at"].endswith(" BC")

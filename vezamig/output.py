@@ -299,7 +299,7 @@ class Output:
                     Text(r.direction),
                     Text(r.outcome, style=style),
                     Text(str(r.duration_ms if r.duration_ms is not None else "")),
-                    Text(f"{r.db_user} ({r.os_user}@{r.host})"),
+                    Text(f"{r.db_user} ({r.os_user or ''}@{r.host or ''})"),
                     Text(r.message or ""),
                 )
             self.out.console.print(t)
@@ -307,9 +307,9 @@ class Output:
             for r in rows:
                 # Tab-separated, for cut -f.
                 self.out.file.write(
-                    f"{r.id}\t{r.started_to_the_second}\t{r.version}\t"
-                    f"{r.name}\t{r.direction}\t{r.outcome}\t{r.duration_ms}\t{r.db_user}\t"
-                    f"{r.os_user}@{r.host}\t{r.message or ''}\n"
+                    f"{r.id}\t{r.started_to_the_second}\t{_blank(r.version)}\t"
+                    f"{_blank(r.name)}\t{r.direction}\t{r.outcome}\t{_blank(r.duration_ms)}\t"
+                    f"{r.db_user}\t{_blank(r.os_user)}@{_blank(r.host)}\t{r.message or ''}\n"
                 )
 
     # ---- roundtrip ------------------------------------------------------------------
@@ -349,3 +349,8 @@ _PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
 def _ident(name: str) -> str:
     """A name as SQL would write it: quoted when it must be (`"Odd Sch"."My Tab""le"`)."""
     return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _blank(value: object) -> str:
+    """A NULL (hand-edited history) as an empty field, never `None`."""
+    return "" if value is None else str(value)

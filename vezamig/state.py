@@ -56,6 +56,16 @@ HISTORY_COLUMNS = {
 HISTORY_NOT_NULL_COLUMNS = frozenset({"id", "direction", "outcome", "started_at", "db_user"})
 
 
+def _iso(column: str, *, fraction: bool = False) -> str:
+    """SQL: ``column`` (a timestamptz) in ISO 8601, in the session's TimeZone, formatted
+    by the server; what ISO 8601 cannot say (infinity, a date BC) as PostgreSQL says it."""
+    fmt = 'YYYY-MM-DD"T"HH24:MI:SS' + (".US" if fraction else "") + "TZH:TZM"
+    return (
+        f"coalesce(CASE WHEN {column} >= '0001-01-01 00:00:00+00' THEN to_char({column},"
+        f" '{fmt}') END, {column}::text)"
+    )
+
+
 def grant_hint(table: str, history: str) -> str:
     """What a role needs on the tracking tables, said as the GRANT an owner runs."""
     return (
@@ -214,8 +224,7 @@ class Tracker:
         return (
             sql.SQL(
                 "SELECT version, name, checksum,"
-                " coalesce(to_char(applied_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'),"
-                " applied_at::text),"
+                f" {_iso('applied_at')},"
                 " applied_by, duration_ms, dirty FROM {} ORDER BY version"
             )
             .format(self.table)
@@ -422,8 +431,7 @@ class Tracker:
             return []
         q = sql.SQL(
             "SELECT id, version, name, direction, outcome, checksum,"
-            " coalesce(to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'),"
-            " started_at::text), duration_ms,"
+            f" {_iso('started_at', fraction=True)}, duration_ms,"
             " db_user, os_user, host, tool_version, message FROM {} ORDER BY id DESC"
         ).format(self.history)
         if limit is not None:
