@@ -223,6 +223,14 @@ def test_a_lexer_error_does_not_hide_the_directive_problems_before_it() -> None:
         "--# vezamig:guard SELECT false",
         "/*! vezamig:guard SELECT false */",
         "/*+ vezamig:guard SELECT false */",
+        "-- `vezamig:guard SELECT false`",
+        '-- "vezamig:guard SELECT false"',
+        "-- > vezamig:guard SELECT false",
+        "-- \u2022 vezamig:guard SELECT false",
+        "-- @vezamig:guard SELECT false",
+        "-- (vezamig:guard SELECT false)",
+        "-- 1. vezamig:guard SELECT false",
+        "-- \u200bvezamig:guard SELECT false",
     ],
 )
 def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) -> None:

@@ -28,8 +28,10 @@ KNOWN = ("guard", "lock", "no-transaction")
 _LOOKALIKE = re.compile(
     r"vezamig\s*[:\uff1a]|vezamig[\W_]{0,3}(?:guard|lock|no[\W_]{0,2}transaction)\b", re.I
 )
-# Comment markers some styles add (`---`, `/**`, `--!`, `/*+`, ` * ` in a block).
-_MARKERS = "/-*!#+ \t"
+# What may stand before a look-alike on its line: comment markers some styles add
+# (`---`, `/**`, `--!`, `/*+`, ` * ` in a block), list marks, quotes, a zero-width
+# space: anything but a letter.
+_LEADING = re.compile(r"^[\W\d_]+")
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as in sqltext.line_col
 
@@ -84,7 +86,7 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         raw = text[comment.start : comment.end]  # with its markers and line breaks
         for n, row in enumerate(_LINE_BREAK.split(raw)):
             # `--- …`, `/** …`, ` * …` inside a block, a closing `*/`
-            row = row.lstrip(_MARKERS).strip().removesuffix("*/").rstrip()
+            row = _LEADING.sub("", row).strip().removesuffix("*/").rstrip()
             if _LOOKALIKE.match(row):
                 problems.append(
                     f"{label}:{comment.line + n}: `{row}` looks like a directive but is not "
