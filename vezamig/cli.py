@@ -320,7 +320,7 @@ def open_runner(
         conn.close()
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_stop_signal(signum: int, frame: Any) -> None:
     # SystemExit lets psycopg cancel the running statement, like Ctrl-C does.
     raise SystemExit(EXIT_HANGUP if signum == signal.SIGHUP else EXIT_TERMINATED)
 
@@ -514,13 +514,13 @@ def main() -> None:
     # garbage grows with the run (`_collect_cycles`); `status` and `history` never do.
     gc.disable()
     _usable_streams()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)
     # A dropped SSH session or closed terminal (SIGHUP) stops a run as SIGTERM does:
     # the step rolled back, a throwaway cluster removed. Under nohup it stays ignored.
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, _on_sigterm)
+        signal.signal(signal.SIGHUP, _on_stop_signal)
     try:
         cli(prog_name="vezamig")
         code = 0
