@@ -223,8 +223,6 @@ def test_a_lexer_error_does_not_hide_the_directive_problems_before_it() -> None:
         "--# vezamig:guard SELECT false",
         "/*! vezamig:guard SELECT false */",
         "/*+ vezamig:guard SELECT false */",
-        "-- `vezamig:guard SELECT false`",
-        '-- "vezamig:guard SELECT false"',
         "-- > vezamig:guard SELECT false",
         "-- \u2022 vezamig:guard SELECT false",
         "-- @vezamig:guard SELECT false",
@@ -263,7 +261,10 @@ def test_prose_that_mentions_vezamig_is_not_mistaken_for_a_directive() -> None:
     d = ok(
         "-- vezamig runs this file in one transaction\n-- Applied by vezamig.\n"
         "-- vezamig guards it: see below\n-- -------\n/* ***** */\n/*** vezamig ***/\n"
-        "-- vezamig-managed\nSELECT 1;\n"
+        "-- vezamig-managed\n"
+        '-- e.g. "-- vezamig:guard SELECT …" or `vezamig:lock t` (quoted: documentation)\n'
+        '--   "-- vezamig:lock t"  takes the lock first\n'
+        "SELECT 1;\n"
     )
     assert d == Directives()
 

@@ -29,9 +29,10 @@ _LOOKALIKE = re.compile(
     r"vezamig\s*[:\uff1a]|vezamig[\W_]{0,3}(?:guard|lock|no[\W_]{0,2}transaction)\b", re.I
 )
 # What may stand before a look-alike on its line: comment markers some styles add
-# (`---`, `/**`, `--!`, `/*+`, ` * ` in a block), list marks, quotes, a zero-width
-# space: anything but a letter.
-_LEADING = re.compile(r"^[\W\d_]+")
+# (`---`, `/**`, `--!`, `/*+`, ` * ` in a block), list marks, a zero-width space:
+# anything but a letter or a quote. A quoted directive (`"-- vezamig:guard …"`, as
+# `vezamig new` writes in its templates) is documentation, not a typo.
+_LEADING = re.compile(r"^(?:(?![\"'`])[\W\d_])+")
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as in sqltext.line_col
 
