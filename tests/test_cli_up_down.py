@@ -221,6 +221,36 @@ def test_a_guard_that_releases_the_run_lock_refuses_its_step(tmp_path: Path, dsn
     assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "refused")]
 
 
+def test_what_a_guard_sets_is_undone_before_the_body_is_parsed(tmp_path: Path, dsn: str) -> None:
+    # With standard_conforming_strings off, `'x\''` hides the COMMIT that follows
+    # from vezamig's lexer; the server must not lex the body that way either.
+    up = (
+        "-- vezamig:guard SELECT set_config('standard_conforming_strings', 'off', false)"
+        " = 'off'\n"
+        "CREATE TABLE a1 (x text);\n"
+        "INSERT INTO a1 VALUES ('x\\''); COMMIT; CREATE TABLE leaked (i int); --');\n"
+    )
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": up})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 0, r
+    # Lexed with it on, as vezamig lexed it: one string, no COMMIT, nothing leaked.
+    assert query(dsn, "SELECT x FROM a1") == [("x\\'); COMMIT; CREATE TABLE leaked (i int); --",)]
+    assert not table_exists(dsn, "leaked")
+    assert applied_versions(dsn) == [1]
+
+
+def test_a_failing_statement_of_a_file_pglast_cannot_parse_is_named(
+    tmp_path: Path, dsn: str
+) -> None:
+    body = "CREATE TABLE s (system_user text);\nSELECT 1;\nSELECT 1/0;\n"
+    tree = write_tree(tmp_path, {"up/001_w_up.sql": body})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert f"{tree / 'up' / '001_w_up.sql'}:3:1: 22012 division by zero" in r.stderr
+    assert "> 3 | SELECT 1/0;" in r.stderr
+    assert "came at COMMIT" not in r.stderr
+
+
 @pytest.mark.parametrize(
     ("guard", "returned"),
     [

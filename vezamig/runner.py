@@ -53,6 +53,7 @@ _BACKOFF_MAX_S = 30.0
 # (savepoints are fine: they stay inside it).
 _GUARD_OPEN = "SAVEPOINT vezamig_guard; SET LOCAL transaction_read_only = on"
 _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_guard"
+_GUARD_UNDO = "ROLLBACK TO SAVEPOINT vezamig_guard"  # repeated by _GUARD_CLOSE: harmless
 # The step's duration, measured by the server up to the bookkeeping statement: the
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
@@ -353,11 +354,15 @@ class Runner:
             # Under the run lock, the same round trip asks whether the guard left it held.
             # prepare=False: a guard runs once per step; a prepared statement would outlive
             # the step and be deallocated by psycopg with a message of its own.
+            # The savepoint is rolled back in the same round trip: what a guard set
+            # (`set_config('standard_conforming_strings', 'off', false)`) must be undone
+            # before the server parses the step's next message, the body with it.
             with self.conn.pipeline():
                 cur = self.conn.execute(guard.query, binary=False, prepare=False)
                 held = (
                     self.conn.execute(self._lock_held, prepare=False) if self._lock_held else None
                 )
+                self.conn.execute(_GUARD_UNDO, prepare=False)
             if held is not None and held.fetchone() == (0,):
                 return GuardResult(
                     guard,
@@ -601,11 +606,15 @@ class Runner:
             return "bookkeeping", None
         if done < n_prefix:
             return "lock", None
-        from vezamig.sqltext import analyze
+        from vezamig.sqltext import analyze, lexical_statements
 
-        statements = analyze(text).statements
-        if done - n_prefix < len(statements):
-            return "body", statements[done - n_prefix].start
+        parsed = analyze(text)
+        if parsed.error is None:
+            starts = [s.start for s in parsed.statements]
+        else:  # pglast cannot parse what the server ran (a newer grammar): the lexer's
+            starts = [words[0].start for words in lexical_statements(text) or []]
+        if done - n_prefix < len(starts):
+            return "body", starts[done - n_prefix]
         return "bookkeeping", None
 
     def _run_tx(self, step: Step) -> StepResult:
