@@ -229,6 +229,9 @@ def test_a_lexer_error_does_not_hide_the_directive_problems_before_it() -> None:
         "-- (vezamig:guard SELECT false)",
         "-- 1. vezamig:guard SELECT false",
         "-- \u200bvezamig:guard SELECT false",
+        "--'vezamig:guard SELECT false",  # a quote that does not close: a typo
+        '-- "vezamig:guard SELECT false',
+        '--   "-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)',  # a template, edited
     ],
 )
 def test_an_almost_directive_is_an_error_never_silently_ignored(comment: str) -> None:

@@ -29,10 +29,12 @@ _LOOKALIKE = re.compile(
     r"vezamig\s*[:\uff1a]|vezamig[\W_]{0,3}(?:guard|lock|no[\W_]{0,2}transaction)\b", re.I
 )
 # What may stand before a look-alike on its line: comment markers some styles add
-# (`---`, `/**`, `--!`, `/*+`, ` * ` in a block), list marks, a zero-width space:
-# anything but a letter or a quote. A quoted directive (`"-- vezamig:guard …"`, as
-# `vezamig new` writes in its templates) is documentation, not a typo.
-_LEADING = re.compile(r"^(?:(?![\"'`])[\W\d_])+")
+# (`---`, `/**`, `--!`, `/*+`, ` * ` in a block), list marks, quotes, a zero-width
+# space: anything but a letter. A directive in quotes that close on its line
+# (`"-- vezamig:guard …"`, as `vezamig new` writes in its templates) is
+# documentation, not a typo; a quote that does not close is a typo like any other.
+_LEADING = re.compile(r"^[\W\d_]+")
+_QUOTES = "\"'`"
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as in sqltext.line_col
 
@@ -87,8 +89,11 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         raw = text[comment.start : comment.end]  # with its markers and line breaks
         for n, row in enumerate(_LINE_BREAK.split(raw)):
             # `--- …`, `/** …`, ` * …` inside a block, a closing `*/`
-            row = _LEADING.sub("", row).strip().removesuffix("*/").rstrip()
-            if _LOOKALIKE.match(row):
+            lead = _LEADING.match(row)
+            row = row[lead.end() :] if lead else row
+            row = row.strip().removesuffix("*/").rstrip()
+            quoted = lead is not None and any(q in lead[0] and q in row for q in _QUOTES)
+            if not quoted and _LOOKALIKE.match(row):
                 problems.append(
                     f"{label}:{comment.line + n}: `{row}` looks like a directive but is not "
                     "one; write directives as `vezamig:NAME` (lower case, a colon, no "
