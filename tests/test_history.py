@@ -253,3 +253,9 @@ def test_a_date_bc_and_null_fields_are_shown_as_they_are(dsn: str, tmp_path: Pat
     assert line.split("\t")[6:9] == ["", "u", "@"]  # duration, db_user, os_user@host
     status = run_cli(["status", "--json", "--dir", str(base), "-d", dsn])
     assert json.loads(status.stdout)["migrations"][0]["applied_at"].endswith(" BC")
+    # Still 1 BC where the session's time zone is behind UTC on 1 January of year 1.
+    execute(dsn, "UPDATE schema_migrations SET applied_at = '0001-01-01 02:00:00+00'")
+    behind = run_cli(
+        ["status", "--json", "--dir", str(base), "-d", dsn], env={"PGTZ": "America/New_York"}
+    )
+    assert json.loads(behind.stdout)["migrations"][0]["applied_at"].endswith(" BC"), behind
