@@ -60,9 +60,12 @@ def _iso(column: str, *, fraction: bool = False) -> str:
     """SQL: ``column`` (a timestamptz) in ISO 8601, in the session's TimeZone, formatted
     by the server; what ISO 8601 cannot say (infinity, a date BC) as PostgreSQL says it."""
     fmt = 'YYYY-MM-DD"T"HH24:MI:SS' + (".US" if fraction else "") + "TZH:TZM"
-    return (  # the era as the session's TimeZone sees it, as to_char formats it
-        f"coalesce(CASE WHEN to_char({column}, 'AD') = 'AD' THEN to_char({column},"
-        f" '{fmt}') END, {column}::text)"
+    # The era as the session's TimeZone sees it, as to_char formats it; the cheap
+    # comparison first, for every date of this era.
+    return (
+        f"coalesce(CASE WHEN {column} >= '0002-01-01 00:00:00+00'"
+        f" OR to_char({column}, 'AD') = 'AD' THEN to_char({column}, '{fmt}') END,"
+        f" {column}::text)"
     )
 
 
