@@ -23,6 +23,11 @@ _COPY_PROBLEM = (
     "INSERT … VALUES (or COPY from a file on the database server) to load rows, and drop "
     "a COPY TO STDOUT"
 )
+_ENDS_PROBLEM = (
+    "`{what}` would end the step's transaction before vezamig records it; remove "
+    "BEGIN/COMMIT/ROLLBACK (each step already runs in its own transaction; use "
+    "`-- vezamig:no-transaction` for statements that cannot)"
+)
 _WORDS = ("begin", "start", "commit", "rollback", "end", "abort", "prepare", "copy")
 # On the lower-cased text (PostgreSQL folds keywords as ASCII): a `[;/\r\n]` to anchor
 # on is ≈ 4 times faster than `^` with re.M, which is tried at every position.
@@ -89,12 +94,7 @@ def parsed_run_problems(
         if isinstance(stmt, ast.TransactionStmt) and not no_transaction:
             if stmt.kind is not None and TransactionStmtKind(stmt.kind) in TRANSACTION_CONTROL:
                 words = " ".join(statement.text.rstrip(";").split())[:40]
-                problems.append(
-                    f"{label}:{line}: `{words}` would end the step's transaction "
-                    "before vezamig records it; remove BEGIN/COMMIT/ROLLBACK (each step "
-                    "already runs in its own transaction; use `-- vezamig:no-transaction` "
-                    "for statements that cannot)"
-                )
+                problems.append(f"{label}:{line}: {_ENDS_PROBLEM.format(what=words)}")
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
@@ -137,11 +137,8 @@ def _word_by_word(text: str, label: str, *, no_transaction: bool, line_base: int
             and not (first in ("ROLLBACK", "ABORT_P") and "TO" in names[1:3])
         ):
             problems.append(
-                f"{label}:{line}: `{what}` would end the step's transaction before vezamig "
-                "records it; remove BEGIN/COMMIT/ROLLBACK (each step already runs in its own "
-                "transaction; use `-- vezamig:no-transaction` for statements that cannot) "
-                "(found by the lexer: vezamig's parser, PostgreSQL 18's grammar, cannot "
-                "read this file)"
+                f"{label}:{line}: {_ENDS_PROBLEM.format(what=what)} (found by the lexer: "
+                "vezamig's parser, PostgreSQL 18's grammar, cannot read this file)"
             )
         elif first == "COPY" and {"STDIN", "STDOUT"} & {w.name for w in words}:
             way = "FROM STDIN" if any(w.name == "STDIN" for w in words) else "TO STDOUT"

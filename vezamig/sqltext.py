@@ -569,18 +569,28 @@ def analyze_pieces(sql: str, size: int = LARGE_FILE) -> Iterator[Piece]:
         base += parsed.lines.line_count - 1  # every piece but the last ends with "\n"
 
 
-def _cuts(sql: str, size: int) -> list[int]:
-    """Offsets just after a line end that follows a statement's end (and nothing but
-    `;`, blanks or a line comment), about ``size`` apart; [] when in doubt."""
+def _scanner_slices(sql: str) -> tuple[str, tuple[slice, ...]] | None:
+    """The ASCII copy (see _scan) and libpg_query's scanner-based statement slices of
+    it, for the large-file short cuts; None when in doubt (a non-ASCII dollar tag, a
+    lexer error): the callers then take the long way."""
     from pglast.parser import ParseError, split
 
     if not sql.isascii() and _NON_ASCII_TAG.search(sql):
-        return []
+        return None
     text = _ascii_copy(sql)
     try:
-        slices = split(text, with_parser=False, only_slices=True)
+        return text, tuple(split(text, with_parser=False, only_slices=True))
     except ParseError:
+        return None
+
+
+def _cuts(sql: str, size: int) -> list[int]:
+    """Offsets just after a line end that follows a statement's end (and nothing but
+    `;`, blanks or a line comment), about ``size`` apart; [] when in doubt."""
+    found = _scanner_slices(sql)
+    if found is None:
         return []
+    text, slices = found
     cuts: list[int] = []
     last = 0
     for prev, nxt in itertools.pairwise(slices):
@@ -660,15 +670,12 @@ class _Lines:
 
 
 def _directive_comments_quick(sql: str) -> FileComments | None:
-    from pglast.parser import ParseError, scan, split
+    from pglast.parser import ParseError, scan
 
-    if not sql.isascii() and _NON_ASCII_TAG.search(sql):
-        return None
-    text = _ascii_copy(sql)
-    try:
-        slices = split(text, with_parser=False, only_slices=True)
-    except ParseError:
-        return None  # a lexer error: reported by the long way, with its position
+    found = _scanner_slices(sql)
+    if found is None:
+        return None  # reported (a lexer error, with its position) by the long way
+    text, slices = found
     lines = _Lines(sql)
     if not slices:
         return None  # comments only: small enough to lex whole in any case
