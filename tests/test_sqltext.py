@@ -519,8 +519,34 @@ _STATEMENTS = st.sampled_from(
         "SELECT $$ ;\n $$;\n",
         "SELECT 1;\r",
         "DROP TABLE t; -- trailing\n",
+        "UPDATE t SET id = 2;\n",
+        "delete FROM t;\n",
+        "/* c */ Insert INTO t VALUES (2); COMMIT;\n",
+        "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x;\n",
+        "SELECT 1 INTO t2;\n",
+        "COPY t FROM STDIN;\n",
     ]
 )
+
+
+@given(st.lists(_STATEMENTS, max_size=20))
+def test_a_lean_analysis_differs_only_by_the_trees_of_dml_statements(parts: list[str]) -> None:
+    """analyze(lean=True) (the pieces of large files) skips the trees no check
+    looks into, and nothing else: same statements, same error, same other trees."""
+    from pglast import ast
+
+    from vezamig.sqltext import Skipped
+
+    sql = "".join(parts)
+    full, lean = analyze(sql), analyze(sql, lean=True)
+    assert lean.statements == full.statements
+    assert (lean.error and lean.error.one_line) == (full.error and full.error.one_line)
+    assert len(lean.nodes) == len(full.nodes)
+    for got, want in zip(lean.nodes, full.nodes, strict=True):
+        if isinstance(got, Skipped):
+            assert isinstance(want.stmt, ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt)
+        else:
+            assert got.stmt == want.stmt  # pglast compares trees without positions
 
 
 @given(st.lists(_STATEMENTS, max_size=20), st.integers(min_value=1, max_value=80))

@@ -255,7 +255,8 @@ class SqlSyntaxError(LayoutError):
 class SqlFile:
     """Everything vezamig needs from one file, from one scan and one parse.
 
-    ``nodes[i]`` is the pglast ``RawStmt`` of ``statements[i]``: use it for the
+    ``nodes[i]`` is the pglast ``RawStmt`` of ``statements[i]`` (a ``Skipped``, whose
+    ``stmt`` is None, for a DML statement of ``analyze(lean=True)``): use it for the
     tree's shape and names; its string constants may have non-ASCII characters
     blanked (see ``_mask_literals``), so take text from ``statements``.
     When ``error`` is set, ``statements`` and ``nodes`` are empty; ``header`` is
@@ -269,7 +270,7 @@ class SqlFile:
     body: tuple[Comment, ...]
     first_token: int | None
     error: SqlSyntaxError | None
-    nodes: tuple[RawStmt, ...] = field(default=(), repr=False)
+    nodes: tuple[RawStmt | Skipped, ...] = field(default=(), repr=False)
     lines: LineIndex = field(default_factory=lambda: LineIndex(""), repr=False, compare=False)
 
 
@@ -435,9 +436,16 @@ def _classify(
     return header, body, first, sql_tokens
 
 
-def analyze(sql: str) -> SqlFile:
+def analyze(sql: str, *, lean: bool = False) -> SqlFile:
     """Scan and parse one file with PostgreSQL's lexer and grammar. Never raises
-    for bad SQL: a syntax error is returned in ``SqlFile.error``."""
+    for bad SQL: a syntax error is returned in ``SqlFile.error``.
+
+    ``lean``: build no syntax tree for ``INSERT``, ``UPDATE`` and ``DELETE``
+    statements (their ``nodes`` entry is a ``Skipped``), which no check of
+    vezamig's looks into; for the pieces of large files, where building the trees
+    of 200,000 seed-data INSERTs took most of ``verify``'s time. The grammar still
+    checks every statement.
+    """
     from pglast.parser import ParseError, parse_sql
 
     lines = LineIndex(sql)
@@ -445,12 +453,13 @@ def analyze(sql: str) -> SqlFile:
 
     header, body, first_token, sql_tokens = _classify(sql, tokens, lines)
 
-    nodes: tuple[RawStmt, ...] = ()
+    nodes: tuple[RawStmt | Skipped, ...] = ()
     statements: tuple[Statement, ...] = ()
     if error is None and first_token is not None:
         text = sql if sql.isascii() else _mask_literals(sql, tokens)
+        found = _lean_nodes(text, sql_tokens) if lean and text.isascii() else None
         try:
-            nodes = parse_sql(text)
+            nodes = parse_sql(text) if found is None else found
         except ParseError as exc:
             error = _first_error(sql, lines, *_error_args(exc))
         else:
@@ -458,8 +467,51 @@ def analyze(sql: str) -> SqlFile:
     return SqlFile(sql, statements, tuple(header), tuple(body), first_token, error, nodes, lines)
 
 
+class Skipped(NamedTuple):
+    """A statement ``analyze(lean=True)`` parsed without keeping its tree."""
+
+    stmt: None
+    stmt_location: int
+    stmt_len: int
+
+
+# First words of statements whose tree is always an InsertStmt, UpdateStmt or
+# DeleteStmt: nothing vezamig checks (transaction control, COPY, the lint's DDL).
+_TREELESS = frozenset({"insert", "update", "delete"})
+
+
+def _lean_nodes(text: str, tokens: list[_Tok]) -> tuple[RawStmt | Skipped, ...] | None:
+    """``analyze``'s nodes of an ASCII text without the trees of ``_TREELESS``
+    statements; None when the text does not parse (the caller then parses it
+    whole, so the error reads as always)."""
+    from pglast.parser import ParseError, parse_sql, split
+
+    try:
+        # libpg_query's parser checks the grammar in C; only the cut is kept.
+        slices = split(text, only_slices=True)
+    except ParseError:
+        return None
+    starts = [t.start for t in tokens]
+    nodes: list[RawStmt | Skipped] = []
+    for part in slices:
+        i = bisect.bisect_left(starts, part.start)
+        while i < len(tokens) and tokens[i].semicolon:
+            i += 1
+        word = text[tokens[i].start : tokens[i].end].lower() if i < len(tokens) else ""
+        if word in _TREELESS:
+            nodes.append(Skipped(None, part.start, part.stop - part.start))
+            continue
+        try:
+            (node,) = parse_sql(text[part])
+        except (ParseError, ValueError):
+            return None
+        node.stmt_location, node.stmt_len = part.start, part.stop - part.start
+        nodes.append(node)
+    return tuple(nodes)
+
+
 def _statements(
-    sql: str, nodes: Sequence[RawStmt], tokens: list[_Tok], lines: LineIndex
+    sql: str, nodes: Sequence[RawStmt | Skipped], tokens: list[_Tok], lines: LineIndex
 ) -> tuple[Statement, ...]:
     """Cut the file at the parser's statement ends, trimmed to first/last token.
 
@@ -561,7 +613,7 @@ def analyze_pieces(sql: str, size: int = LARGE_FILE) -> Iterator[Piece]:
         return
     base = 0
     for start, stop in zip([0, *cuts], [*cuts, len(sql)], strict=True):
-        parsed = analyze(sql[start:stop])
+        parsed = analyze(sql[start:stop], lean=True)
         if parsed.error is not None:
             yield Piece(0, analyze(sql), whole=True)
             return
