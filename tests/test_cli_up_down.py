@@ -799,8 +799,34 @@ def test_dry_run_does_not_hang_on_a_guard_that_waits_for_a_lock(tmp_path: Path, 
         )  # fmt: skip
     finally:
         holder.close()
+    # No verdict, so not a refusal (3): the real run would wait, retry and exit 4.
+    assert r.returncode == 4, r
+    assert "cannot be evaluated now" in r.stdout and "55P03" in r.stdout
+    assert "would wait and retry, then exit 4" in r.stderr
+    assert "guard of down 1 cannot be evaluated now" in r.stderr
+    assert applied_versions(dsn) == [1, 2]
+
+
+def test_a_dry_run_with_a_refusal_and_a_guard_behind_a_lock_exits_3_naming_both(
+    tmp_path: Path, dsn: str
+) -> None:
+    files = dict(DRY)
+    files["down/002_u_down.sql"] = "-- vezamig:guard SELECT false\nDROP TABLE u;\n"
+    tree = write_tree(tmp_path, files)
+    migrate(dsn, tree)
+    holder = connect(dsn)
+    try:
+        holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        r = run_cli(
+            ["down", "-d", dsn, "--dir", str(tree), "--to", "0", "--dry-run",
+             "--lock-timeout", "200ms"],
+            timeout=30,
+        )  # fmt: skip
+    finally:
+        holder.close()
     assert r.returncode == 3, r
-    assert "55P03" in r.stdout
+    assert "guard of down 2 would refuse now" in r.stderr
+    assert "guard of down 1 cannot be evaluated now" in r.stderr
     assert applied_versions(dsn) == [1, 2]
 
 

@@ -27,6 +27,7 @@ from vezamig.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     Interrupted,
+    LockBusy,
     Refused,
     UsageError,
     VezamigError,
@@ -385,14 +386,16 @@ def _dry_run(
     guards = runner.evaluate_guards(plan)
     out.plan(plan, guards, dry_run=True)
     reasons = list(plan.refusals)
+    blocked: list[str] = []
     for i, step in enumerate(plan.steps):
         for g in guards.get((step.version, step.direction), []):
             if g.passed:
                 continue
-            reason = (
-                f"{step.file.path}:{g.guard.line}: guard of {step.direction} {step.version} "
-                f"would refuse now: {g.guard.query} returned {g.returned}"
-            )
+            where = f"{step.file.path}:{g.guard.line}: guard of {step.direction} {step.version}"
+            if g.blocked:
+                blocked.append(f"{where} cannot be evaluated now: {g.guard.query} got {g.returned}")
+                continue
+            reason = f"{where} would refuse now: {g.guard.query} returned {g.returned}"
             if i > 0:  # not knowable without running the earlier steps: say so
                 reason += (
                     f" (evaluated against today's schema, before the {i} earlier step(s) of "
@@ -400,7 +403,17 @@ def _dry_run(
                 )
             reasons.append(reason)
     if reasons:
-        raise Refused(f"dry run: the real `{direction}` would be refused now", details=reasons)
+        raise Refused(
+            f"dry run: the real `{direction}` would be refused now", details=reasons + blocked
+        )
+    if blocked:
+        # No verdict: the real run would wait --lock-timeout per try, retry, then exit 4.
+        raise LockBusy(
+            f"dry run: a guard cannot be evaluated while another session holds a lock it "
+            f"needs; the real `{direction}` would wait and retry, then exit 4 if it is "
+            "still held; nothing was changed",
+            details=blocked,
+        )
     out.line("dry run: nothing was changed")
 
 

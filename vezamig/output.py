@@ -235,8 +235,12 @@ class Output:
             if res is None:
                 self.line(f"         guard (line {g.line}): {g.query}")
             else:
-                style = "green" if res.passed else "bold red"
-                verdict = "passes now" if res.passed else f"REFUSES now: returned {res.returned}"
+                if res.blocked:
+                    style, verdict = "bold yellow", f"cannot be evaluated now: {res.returned}"
+                elif res.passed:
+                    style, verdict = "green", "passes now"
+                else:
+                    style, verdict = "bold red", f"REFUSES now: returned {res.returned}"
                 self.line(f"         guard (line {g.line}): {g.query} → {verdict}", style=style)
 
     # ---- progress (Reporter protocol) ----------------------------------------------

@@ -87,9 +87,13 @@ class GuardResult:
     guard: Guard
     passed: bool
     returned: str  # what the query returned, in words
+    # A dry run's guard that hit the lock timeout: no verdict (the real run would
+    # wait and retry, then exit 4), so neither a pass nor a refusal.
+    blocked: bool = False
 
     def __str__(self) -> str:
-        return f"{'pass' if self.passed else 'REFUSE'}: {self.guard.query} → {self.returned}"
+        verdict = "BLOCKED" if self.blocked else "pass" if self.passed else "REFUSE"
+        return f"{verdict}: {self.guard.query} → {self.returned}"
 
 
 @dataclass(frozen=True)
@@ -438,6 +442,7 @@ class Runner:
                 False,
                 f"an error: {exc.diag.sqlstate} {exc.diag.message_primary} "
                 "(another session holds a lock it needs)",
+                blocked=True,
             )
 
     # ---- executing -----------------------------------------------------------
