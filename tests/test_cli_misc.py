@@ -958,11 +958,33 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-        # Never 1. (A signal before vezamig's main() runs, while Python imports click,
-        # still ends the way Python ends on Ctrl-C: its traceback, killed by SIGINT,
-        # which a shell reports as 130.)
+        # Never 1. (A signal while Python itself starts, before vezamig's entry point
+        # runs, still ends the way Python ends on Ctrl-C: its traceback, killed by
+        # SIGINT, which a shell reports as 130.)
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
         assert "AttributeError" not in err and "couldn't import" not in err, (delay, err)
+
+
+def test_ctrl_c_while_python_imports_the_cli_says_interrupted_and_exits_130() -> None:
+    # The window before cli.main() installs its handlers (importing click and
+    # vezamig's modules, ≈ 40 ms): made deterministic by a Ctrl-C at `import click`.
+    import subprocess
+    import sys
+
+    probe = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def ctrl_c_at_click(name, *args, **kwargs):\n"
+        "    if name == 'click':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = ctrl_c_at_click\n"
+        "from vezamig.__main__ import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc
+    assert proc.stderr == "interrupted\n"
 
 
 def test_a_role_that_may_read_but_not_write_the_tracking_tables_is_exit_2(
