@@ -972,6 +972,8 @@ def test_a_guard_that_hits_statement_timeout_refuses_the_step_as_the_dry_run_say
         ("--lock-timeout", "99999999h", "is longer than PostgreSQL's timeouts allow"),
         ("--statement-timeout", "999h", "is longer than PostgreSQL's timeouts allow"),
         ("--lock-wait", "5x", "cannot read `5x` as a duration"),
+        # a float's infinity once made this an OverflowError traceback
+        ("--lock-wait", "9" * 309, "is longer than PostgreSQL's timeouts allow"),
     ],
 )
 def test_a_bad_duration_is_exit_2_before_anything_runs(

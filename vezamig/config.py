@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ def parse_duration(text: str, option: str | None = None) -> int:
         raise UsageError(
             f"{prefix}cannot read `{text}` as a duration; use e.g. 500ms, 10s, 2min, 1h, or 0"
         )
-    ms = round(float(m[1]) * _UNITS_MS[m[2] or "ms"])
+    value = float(m[1]) * _UNITS_MS[m[2] or "ms"]
+    ms = round(value) if math.isfinite(value) else MAX_DURATION_MS + 1  # 309 digits: inf
     if ms > MAX_DURATION_MS:
         raise UsageError(
             f"{prefix}`{text}` is longer than PostgreSQL's timeouts allow "
