@@ -376,3 +376,48 @@ def test_a_hand_edited_tracking_table_is_told_what_differs(tmp_path: Path, dsn: 
     ) in r.stderr
     assert "the exact CREATE TABLE" in r.stderr
     assert "golang-migrate" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "create", "kind"),
+    [
+        ("idx", "CREATE TABLE base (id int); CREATE INDEX idx ON base (id)", "an index"),
+        ("typ", "CREATE TYPE typ AS (a int)", "a composite type"),
+        ("seq", "CREATE SEQUENCE seq", "a sequence"),
+        ("vw", "CREATE VIEW vw AS SELECT 1 AS version", "a view"),
+    ],
+)
+def test_a_table_option_naming_something_that_is_not_a_table_is_exit_2(
+    tmp_path: Path, dsn: str, name: str, create: str, kind: str
+) -> None:
+    # An index or a composite type made the rows query fail: "database error", exit 1.
+    execute(dsn, create)
+    before = user_tables(dsn)
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE q (i int);\n"})
+    for args in (["status", "--dir", str(tree)], ["up", "--dir", str(tree)], ["history"]):
+        r = run_cli([*args, "-d", dsn, "--table", name])
+        assert r.returncode == 2, r
+        assert f"{name} is {kind}, not a table; vezamig changed nothing" in r.stderr
+        assert "--table NAME" in r.stderr
+    assert user_tables(dsn) == before
+
+
+def test_a_table_option_naming_one_of_a_pair_of_vezamig_tables_says_which_to_use(
+    tmp_path: Path, dsn: str
+) -> None:
+    """`--table a_history` is a valid choice (its history is a_history_history); the
+    other names of that pair must not be told to ALTER TABLE a valid audit log."""
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE q (i int);\n"})
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--table", "a_history"]).returncode == 0
+    before = user_tables(dsn)
+    r = run_cli(["status", "-d", dsn, "--dir", str(tree), "--table", "a_history_history"])
+    assert r.returncode == 2, r
+    assert "a_history_history is a vezamig history table (an audit log)" in r.stderr
+    assert "did you mean --table a_history?" in r.stderr
+    assert "ALTER TABLE" not in r.stderr
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree), "--table", "a"])
+    assert r.returncode == 2, r
+    assert "a_history is a vezamig tracking table (of --table a_history)" in r.stderr
+    assert "did you mean --table a_history?" in r.stderr
+    assert "another migration tool" not in r.stderr
+    assert user_tables(dsn) == before

@@ -78,6 +78,19 @@ def grant_hint(table: str, history: str) -> str:
     )
 
 
+# pg_class.relkind of what --table may name, but which is no table of ours to use.
+_RELKINDS = {
+    "i": "an index",
+    "I": "a partitioned index",
+    "S": "a sequence",
+    "v": "a view",
+    "m": "a materialized view",
+    "c": "a composite type",
+    "f": "a foreign table",
+    "t": "a TOAST table",
+}
+
+
 def _edited(found: dict[str, str], expected: dict[str, str]) -> bool:
     """Most of vezamig's columns are there: our table, edited by hand, not a foreign one."""
     return len(found.keys() & expected.keys()) * 2 > len(expected)
@@ -214,7 +227,8 @@ class Tracker:
         return (
             sql.SQL(
                 "{prefix}SELECT t.which, t.oid IS NOT NULL, a.attname,"
-                " format_type(a.atttypid, a.atttypmod), a.attnotnull, {schema}"
+                " format_type(a.atttypid, a.atttypmod), a.attnotnull, {schema},"
+                " (SELECT c.relkind FROM pg_class c WHERE c.oid = t.oid)"
                 " FROM {source} t(which, oid)"
                 " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
                 " AND NOT a.attisdropped"
@@ -242,9 +256,16 @@ class Tracker:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
         nullable: dict[str, list[str]] = {"main": [], "history": []}
         schema: str | None = columns[0][5] if columns else None  # the same on every row
-        for which, exists, col, typ, notnull, _ in columns:
+        for which, exists, col, typ, notnull, _, kind in columns:
             if not exists:
                 continue
+            if kind not in ("r", "p"):
+                label = self.label if which == "main" else self.history_label
+                raise TrackingTableError(
+                    f"{label} is {_RELKINDS.get(kind, 'a relation')}, not a table; "
+                    "vezamig changed nothing",
+                    details=["choose another name for vezamig's tracking table: --table NAME"],
+                )
             cols = shape[which] or {}
             shape[which] = cols  # a table with no columns at all is still there
             if col is not None:
@@ -256,6 +277,8 @@ class Tracker:
             ("history", HISTORY_COLUMNS, HISTORY_NOT_NULL_COLUMNS, self.history_label),
         ):
             found = shape[key]
+            if found is not None and found == (HISTORY_COLUMNS, EXPECTED_COLUMNS)[key != "main"]:
+                self._twin(key, label)
             if found is not None and found != expected and _edited(found, expected):
                 raise TrackingTableError(
                     f"table {label} has vezamig's columns, but differs: "
@@ -303,6 +326,25 @@ class Tracker:
         if self._resolve and schema is not None and self._resolved is None:
             self._qualify(schema)
         return self._exists
+
+    def _twin(self, which: str, label: str) -> None:
+        """The table is vezamig's, but the other one of a pair: --table named a history
+        table (`a_history`: its own history would be `a_history_history`), or the
+        tracking table of a name ending in `_history` sits where this one's history
+        belongs. Either way the fix is another --table, never an ALTER TABLE."""
+        if which == "main":
+            what = "a vezamig history table (an audit log), not a tracking table"
+            owner = label.removesuffix("_history")
+            hint = f"did you mean --table {owner}? ({label} is its history)"
+        else:
+            what = (
+                f"a vezamig tracking table (of --table {label}), not the history table "
+                f"of --table {self.label}"
+            )
+            hint = f"did you mean --table {label}? (its history is {label}_history)"
+        raise TrackingTableError(
+            f"table {label} is {what}; vezamig changed nothing", details=[hint]
+        )
 
     def _qualify(self, schema: str) -> None:
         name, history = self._names
@@ -402,7 +444,11 @@ class Tracker:
             else:
                 try:
                     cur = self.conn.execute(self._shape_sql() + "; " + self._rows_sql())
-                except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                except (
+                    psycopg.errors.UndefinedTable,
+                    psycopg.errors.UndefinedColumn,
+                    psycopg.errors.WrongObjectType,  # an index or a composite type
+                ):
                     self.check()
                     if self._exists:  # created, or its columns changed, just now: read again
                         return self.applied()
