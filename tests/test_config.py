@@ -48,6 +48,18 @@ def test_the_longest_duration_postgresql_allows_is_accepted() -> None:
     assert parse_duration("2147483647") == 2**31 - 1
 
 
+@pytest.mark.parametrize("text", ["pg_temp.sm", "pg_catalog.sm", "pg_toast.sm", "pg_foo.sm"])
+def test_a_table_in_a_schema_postgresql_reserves_is_a_usage_error(text: str) -> None:
+    # pg_temp and pg_foo reached the server: "unacceptable schema name", exit 1.
+    with pytest.raises(UsageError, match=r"names starting with pg_ are PostgreSQL's own"):
+        parse_table(text)
+
+
+def test_a_table_named_pg_something_outside_such_a_schema_is_fine() -> None:
+    assert parse_table("pg_migrations") == ("pg_migrations",)
+    assert parse_table("PG_x.t") == ("PG_x", "t")  # not reserved: the check is exact
+
+
 def test_a_table_name_may_be_schema_qualified() -> None:
     assert parse_table("schema_migrations") == ("schema_migrations",)
     assert parse_table("ops.migrations") == ("ops", "migrations")

@@ -52,6 +52,13 @@ def parse_table(text: str) -> tuple[str, ...]:
                 f"--table: `{p}` is longer than {_MAX_TABLE_BYTES} bytes; PostgreSQL would "
                 "truncate it (and its `_history` companion)"
             )
+    if len(parts) == 2 and parts[0].startswith("pg_"):
+        # PostgreSQL reserves these for itself: CREATE SCHEMA refuses them, and its
+        # own (pg_catalog, pg_toast, a session's pg_temp) are no place for our rows.
+        raise UsageError(
+            f"--table: schema `{parts[0]}`: names starting with pg_ are PostgreSQL's own; "
+            "choose another schema (or none: the table then goes where search_path says)"
+        )
     return parts
 
 
