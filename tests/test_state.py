@@ -423,9 +423,7 @@ def test_a_table_option_naming_one_of_a_pair_of_vezamig_tables_says_which_to_use
     assert user_tables(dsn) == before
 
 
-def test_a_table_option_in_a_schema_postgresql_reserves_is_exit_2(
-    tmp_path: Path, dsn: str
-) -> None:
+def test_a_table_option_in_a_schema_postgresql_reserves_is_exit_2(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE q (i int);\n"})
     for command in ("status", "up"):
         r = run_cli([command, "-d", dsn, "--dir", str(tree), "--table", "pg_temp.sm"])
