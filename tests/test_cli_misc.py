@@ -198,6 +198,26 @@ def test_up_dir_overrides_only_the_up_half_of_dir(tmp_path: Path, dsn: str) -> N
     assert '"reversible": true' in r.stdout
 
 
+def test_a_down_dir_named_outright_that_does_not_exist_is_exit_2(tmp_path: Path, dsn: str) -> None:
+    # A typo here made every version quietly irreversible (verify: "no problems").
+    tree = write_tree(tmp_path, SIMPLE)
+    typo = tree / "dwon"
+    for args, env in (
+        (["verify", "--dir", str(tree), "--down-dir", str(typo)], {}),
+        (["status", "-d", dsn, "--dir", str(tree), "--down-dir", str(typo)], {}),
+        (["up", "-d", dsn, "--up-dir", str(tree / "up")], {"VEZAMIG_DOWN_DIR": str(typo)}),
+    ):
+        r = run_cli(args, env=env)
+        assert r.returncode == 2, r
+        assert f"migration folder {typo} (--down-dir) does not exist" in r.stderr
+        assert f"mkdir -p {typo}" in r.stderr
+    assert user_tables(dsn) == []
+    # DIR/down may be absent: every version is then irreversible, as before.
+    (tree / "down" / "001_a_down.sql").unlink()
+    (tree / "down").rmdir()
+    assert run_cli(["verify", "--dir", str(tree)]).returncode == 0
+
+
 def test_options_beat_environment_variables(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path / "right", SIMPLE)
     r = run_cli(["up", "-d", dsn, "--dir", str(tree)], env={"VEZAMIG_DIR": "/nonexistent"})

@@ -11,6 +11,7 @@ import functools
 import gc
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -278,6 +279,7 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
         table=parse_table("schema_migrations" if opts.get("table") is None else opts["table"]),
         up_dir=up_dir or base / "up",
         down_dir=down_dir or base / "down",
+        down_dir_given=down_dir is not None,
         lock_timeout_ms=_int_or(opts.get("lock_timeout"), 5000),
         lock_retries=_int_or(opts.get("lock_retries"), 3),
         statement_timeout_ms=_int_or(opts.get("statement_timeout"), 0),
@@ -286,11 +288,28 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
     )
 
 
+def _down_dir_exists(cfg: Config) -> None:
+    """A down folder named outright must exist: a typo in --down-dir (or
+    VEZAMIG_DOWN_DIR) would otherwise make every version quietly irreversible.
+    (DIR/down may be absent: a tree whose versions all are irreversible.)"""
+    from vezamig.errors import LayoutError
+
+    if cfg.down_dir_given and not cfg.down_dir.exists():
+        raise LayoutError(
+            f"migration folder {cfg.down_dir} (--down-dir) does not exist",
+            details=[
+                "check --down-dir (or VEZAMIG_DOWN_DIR); if no version has a down file yet, "
+                f"create it: mkdir -p {shlex.quote(str(cfg.down_dir))}"
+            ],
+        )
+
+
 def load_migrations(
     cfg: Config, *, check_directives: bool, read_down: bool | None = None, texts: bool = True
 ) -> list[Migration]:
     from vezamig.files import discover
 
+    _down_dir_exists(cfg)
     return discover(
         cfg.up_dir,
         cfg.down_dir,
@@ -617,6 +636,7 @@ def verify(**opts: Any) -> None:
     cfg = build_config(opts)
     out = _output(opts)
     _collect_cycles()
+    _down_dir_exists(cfg)
     report = verify_tree(cfg.up_dir, cfg.down_dir)
     for w in report.warnings if opts["strict"] or not opts["quiet"] else []:
         out.warn(("error: " if opts["strict"] else "warning: ") + w)

@@ -74,6 +74,7 @@ class Config:
     lock_wait_ms: int = 60_000
     application: str = "vezamig"
     conninfo_given: bool = False  # -d on the command line (not DATABASE_URL): see command
+    down_dir_given: bool = False  # --down-dir or VEZAMIG_DOWN_DIR, not DIR/down
 
     @property
     def history_table(self) -> tuple[str, ...]:
