@@ -109,6 +109,16 @@ def test_a_file_with_only_comments_has_no_sql_but_may_have_directives() -> None:
         ("-- vezamig:guard SELECT true; SELECT false\nSELECT 1;", 1, "exactly one query"),
         ("-- vezamig:guard DELETE FROM t RETURNING true\nSELECT 1;", 1, "must be a SELECT"),
         ("-- vezamig:guard SELECT true INTO x\nSELECT 1;", 1, "must be a SELECT"),
+        (
+            "-- vezamig:guard WITH d AS (DELETE FROM t RETURNING 1) SELECT true\nSELECT 1;",
+            1,
+            "must only read, but has a DELETE",
+        ),
+        (
+            "-- vezamig:guard SELECT true FROM (SELECT 1 FROM t FOR UPDATE) s\nSELECT 1;",
+            1,
+            "must only read, but has FOR UPDATE/SHARE",
+        ),
         ("-- vezamig:lock\nSELECT 1;", 1, "needs at least one table"),
         ("-- vezamig:lock t IN SHARE MODE\nSELECT 1;", 1, "ACCESS EXCLUSIVE"),
         ("-- vezamig:lock t NOWAIT\nSELECT 1;", 1, "ACCESS EXCLUSIVE"),

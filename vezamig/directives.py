@@ -190,6 +190,35 @@ def _check_guard_query(query: str) -> str | None:
     stmt = stmts[0].stmt
     if not isinstance(stmt, ast.SelectStmt) or stmt.intoClause is not None:
         return f"must be a SELECT (or VALUES) query: {query}"
+    found = _writes(stmt(skip_none=True))
+    if found:
+        # Guards run read-only, so the server would refuse these every time (25006):
+        # say so before the run, naming what is wrong.
+        return f"must only read, but has {found} (guards run read-only): {query}"
+    return None
+
+
+_WRITES = {
+    "InsertStmt": "an INSERT",
+    "UpdateStmt": "an UPDATE",
+    "DeleteStmt": "a DELETE",
+    "MergeStmt": "a MERGE",
+    "LockingClause": "FOR UPDATE/SHARE",
+}
+
+
+def _writes(tree: object) -> str | None:
+    """What in a guard's serialised tree would write or lock rows (a data-modifying
+    WITH, FOR UPDATE), at any depth."""
+    if isinstance(tree, dict):
+        if tree.get("@") in _WRITES:
+            return _WRITES[tree["@"]]
+        tree = tuple(tree.values())
+    if isinstance(tree, tuple | list):
+        for item in tree:
+            found = _writes(item)
+            if found:
+                return found
     return None
 
 
