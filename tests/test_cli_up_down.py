@@ -301,24 +301,29 @@ def test_a_passing_guard_lets_down_run(tmp_path: Path, dsn: str) -> None:
     assert outcomes(dsn) == [(1, "up", "ok"), (1, "down", "ok")]
 
 
-def test_a_guard_that_tries_to_delete_data_is_refused_and_deletes_nothing(
+def test_a_guard_that_tries_to_delete_data_is_refused_up_front_and_deletes_nothing(
     tmp_path: Path, dsn: str
 ) -> None:
-    tree = write_tree(
+    # Seen in the guard's tree: a directive problem (exit 2) before anything runs. A
+    # write the tree cannot show (inside a function) is refused by the read-only
+    # savepoint instead: test_runner.py::test_a_guard_can_never_change_data.
+    up_file = "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);\n"
+    tree = write_tree(tmp_path, {"up/001_t_up.sql": up_file})
+    migrate(dsn, tree)
+    write_tree(
         tmp_path,
         {
-            "up/001_t_up.sql": "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);\n",
             "down/001_t_down.sql": (
                 "-- vezamig:guard WITH d AS (DELETE FROM t RETURNING 1) SELECT true\n"
                 "DROP TABLE t;\n"
             ),
         },
     )
-    migrate(dsn, tree)
     r = vz(dsn, tree, "down", "--yes")
-    assert r.returncode == 3, r
-    assert "read-only" in r.stderr
+    assert r.returncode == 2, r
+    assert "001_t_down.sql:1: guard must only read, but has a DELETE" in r.stderr
     assert query(dsn, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+    assert applied_versions(dsn) == [1]
 
 
 # ---- preflight refusals ------------------------------------------------------------------------
