@@ -546,6 +546,61 @@ def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
         assert "\n\n" not in r.stderr  # libpq's trailing newline is not passed on
 
 
+@pytest.mark.parametrize(
+    ("url", "code", "pieces"),
+    [
+        # libpq cannot parse these, and its message quotes what it may be the password
+        ("postgresql://app:my s3cret@127.0.0.1:1/db", 2, ["my s3cret"]),
+        ("host=127.0.0.1 port=1 user=app password=my s3cret", 2, ["s3cret"]),
+        # parsed at the first @: the rest of the password taken for the host
+        ("postgresql://app:my@s3cret@127.0.0.1:1/db", 5, ["s3cret@"]),
+    ],
+)
+def test_a_password_libpq_cuts_elsewhere_is_not_shown_in_any_piece(
+    tmp_path: Path, url: str, code: int, pieces: list[str]
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    for r in (
+        run_cli(["status", "--dir", str(tree), "-d", url]),
+        run_cli(["up", "--dir", str(tree)], env={"DATABASE_URL": url}),
+    ):
+        assert r.returncode == code, r
+        assert "***" in r.stderr
+        for piece in pieces:
+            assert piece not in r.output
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://app:pa\udcffss@127.0.0.1:1/db", "host=127.0.0.1 password=pa\udcffss"]
+)
+def test_a_database_url_with_a_byte_that_is_not_utf8_is_exit_2(tmp_path: Path, url: str) -> None:
+    # A Latin-1 password typed on a Latin-1 terminal: was a UnicodeEncodeError traceback.
+    import subprocess
+    import sys
+
+    tree = write_tree(tmp_path, SIMPLE)
+    raw = os.fsencode(url)  # the \udcff surrogate is the undecodable byte 0xff
+    proc = subprocess.run(
+        [os.fsencode(sys.executable), b"-m", b"vezamig", b"status", b"--dir",
+         os.fsencode(tree), b"-d", raw],
+        capture_output=True, env=cli_env(), timeout=60,
+    )  # fmt: skip
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 2, err
+    assert "it holds a byte that is not valid UTF-8" in err
+    assert "Traceback" not in err and b"pa\xffss" not in proc.stderr + proc.stdout
+
+
+def test_masking_a_password_never_wrecks_other_words(tmp_path: Path, dsn: str) -> None:
+    # PGPASSWORD=1 (unused: trust) once made `001_a_up.sql:2:15: 42P01` read
+    # `00***_a_up.sql:2:***5: 42P0***`; a password equal to the user name masked it.
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\nSELECT * FROM nosuch;\n"})
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree)], env={"PGPASSWORD": "1"})
+    assert r.returncode == 1, r
+    assert "001_a_up.sql:2:15: 42P01" in r.stderr
+    assert "***" not in r.output
+
+
 def test_a_connect_timeout_that_is_not_a_number_is_a_usage_error_not_a_failed_step(
     tmp_path: Path,
 ) -> None:

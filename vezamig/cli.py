@@ -61,8 +61,10 @@ def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
     except Exception:  # psycopg half imported: Ctrl-C arrived during its import
         exc.message, exc.details = _blunt_redact(exc.message, url), []
     else:
-        exc.message = redact(exc.message, url)
-        exc.details = [redact(d, url) for d in exc.details]
+        # Only what looks like a conninfo: libpq's messages, which quote pieces of the
+        # password as well, were redacted with it where they were caught (db.connect).
+        exc.message = redact(exc.message)
+        exc.details = [redact(d) for d in exc.details]
     try:
         _output(opts).error(exc)
     except Exception:  # rendering must never hide the real error
@@ -71,11 +73,8 @@ def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
 
 
 def _blunt_redact(text: str, url: str | None) -> str:
-    """Without psycopg to parse the URL: hide all of it, and PGPASSWORD."""
-    for secret in (url, os.environ.get("PGPASSWORD")):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """Without psycopg to parse the URL: hide all of it."""
+    return text.replace(url, "***") if url else text
 
 
 _sigint_seen = False

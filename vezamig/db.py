@@ -48,14 +48,18 @@ _KV_PASSWORD_RE = re.compile(
 
 
 def redact(text: str, conninfo: str | None = None) -> str:
-    """Remove any password from text that may quote a DSN or a libpq error."""
+    """Remove any password from text that may quote a DSN: a URL's `user:…@` and a
+    `password=…` keyword, wherever they appear. With ``conninfo`` (for libpq's own
+    messages about it, which quote pieces of it), also every form its password may
+    take there, each as a whole word: masking a password that happens to be `1` or
+    `postgres` inside other words would wreck the message (and tell the password)."""
     text = _URL_PASSWORD_RE.sub(r"\g<pre>***", text)
     text = _KV_PASSWORD_RE.sub(r"\g<pre>***", text)
     secrets = _passwords_in(conninfo)
-    if os.environ.get("PGPASSWORD"):
+    if conninfo is not None and os.environ.get("PGPASSWORD"):
         secrets.add(os.environ["PGPASSWORD"])
     for secret in sorted(secrets, key=len, reverse=True):  # a longer one may contain another
-        text = text.replace(secret, "***")
+        text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", "***", text)
     return text
 
 
@@ -65,6 +69,14 @@ def has_password(conninfo: str) -> bool:
 
 
 _QUERY_PASSWORD_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>[^&#]*)", re.I)
+# What a URL's password may be as its author meant it: up to the last `@` before
+# the query, spaces and `@` included (libpq splits such a URL elsewhere, and its
+# error then quotes the pieces: `unexpected spaces found in "my secret"`).
+_URL_MEANT_RE = re.compile(r"^\s*[a-z][a-z0-9+.-]*://[^:/@?#]*:(?P<pw>[^?#]*)@", re.I)
+# In key=value form, after `password=` everything may be the password when the
+# string does not parse (`password=my secret`: libpq complains about "secret").
+_KV_MEANT_RE = re.compile(r"\b(?:ssl)?password\s*=\s*(?P<pw>.*)", re.I | re.S)
+_PIECES_RE = re.compile(r"[\s@'\"]+")
 
 
 def _passwords_in(conninfo: str | None) -> set[str]:
@@ -75,17 +87,25 @@ def _passwords_in(conninfo: str | None) -> set[str]:
     from urllib.parse import unquote
 
     found: set[str] = set()
+    parsed = True
     try:
         params = conninfo_to_dict(conninfo)
         found.update(str(params[k]) for k in ("password", "sslpassword") if params.get(k))
-    except psycopg.ProgrammingError:
-        pass
+    except (psycopg.ProgrammingError, UnicodeError):
+        parsed = False
     for pattern in (_URL_PASSWORD_RE, _QUERY_PASSWORD_RE, _KV_PASSWORD_RE):
         for m in pattern.finditer(conninfo):
             raw = m["pw"]
             if raw.startswith("'") and raw.endswith("'") and len(raw) > 1:
                 raw = raw[1:-1]
             found.update({raw, unquote(raw)})
+    # libpq may have cut the password elsewhere than its author meant (at the first
+    # `@` of `se@cret`, whose rest it then takes for the host): each piece of it.
+    for pattern in (_URL_MEANT_RE,) if parsed else (_URL_MEANT_RE, _KV_MEANT_RE):
+        m = pattern.search(conninfo)
+        if m and m["pw"].strip() not in found:
+            meant = m["pw"].strip()
+            found.update({meant, unquote(meant), *_PIECES_RE.split(meant)})
     found.discard("")
     return found
 
@@ -113,6 +133,15 @@ def connect(
     conninfo = conninfo or ""
     try:
         params = conninfo_to_dict(conninfo)
+    except UnicodeEncodeError:
+        # A byte that is not UTF-8 (a Latin-1 password typed on a Latin-1 terminal):
+        # the text is not shown, it may be the password.
+        raise UsageError(
+            "cannot read the database URL: it holds a byte that is not valid UTF-8",
+            details=[
+                _URL_HINT + "; write non-ASCII characters percent-encoded as UTF-8 (é = %C3%A9)"
+            ],
+        ) from None
     except psycopg.ProgrammingError as exc:
         raise UsageError(
             f"cannot read the database URL: {redact(str(exc).strip(), conninfo)}",
