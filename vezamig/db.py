@@ -102,9 +102,9 @@ def _passwords_in(conninfo: str | None) -> set[str]:
     # libpq may have cut the password elsewhere than its author meant (at the first
     # `@` of `se@cret`, whose rest it then takes for the host): each piece of it.
     for pattern in (_URL_MEANT_RE,) if parsed else (_URL_MEANT_RE, _KV_MEANT_RE):
-        m = pattern.search(conninfo)
-        if m and m["pw"].strip() not in found:
-            meant = m["pw"].strip()
+        whole = pattern.search(conninfo)
+        meant = whole["pw"].strip() if whole else ""
+        if meant and meant not in found:
             found.update({meant, unquote(meant), *_PIECES_RE.split(meant)})
     found.discard("")
     return found
