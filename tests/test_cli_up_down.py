@@ -221,6 +221,27 @@ def test_a_guard_that_releases_the_run_lock_refuses_its_step(tmp_path: Path, dsn
     assert outcomes(dsn) == [(1, "up", "ok"), (2, "up", "refused")]
 
 
+@pytest.mark.parametrize("mode", ["", "-- vezamig:no-transaction\n"])
+def test_a_dry_run_judges_a_guard_that_releases_session_locks_as_the_real_run_does(
+    tmp_path: Path, dsn: str, mode: str
+) -> None:
+    # A dry run takes no run lock, and said "passes now", exit 0, where the real run
+    # refuses: it now holds a probe lock of its own for its guards.
+    guard = "-- vezamig:guard SELECT true FROM (SELECT pg_advisory_unlock_all()) s\n"
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": guard + mode + "CREATE TABLE a ();\n"})
+    dry = vz(dsn, tree, "up", "--dry-run")
+    assert dry.returncode == 3, dry
+    assert "REFUSES now" in dry.stdout and "released vezamig's run lock" in dry.stderr
+    assert "WARNING" not in dry.output
+    real = vz(dsn, tree, "up")
+    assert real.returncode == 3, real
+    assert "released vezamig's run lock" in real.stderr
+    assert not table_exists(dsn, "a")
+    # An ordinary guard passes, and the probe lock is gone with the dry run's end.
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "-- vezamig:guard SELECT true\n" + mode})
+    assert vz(dsn, tree, "up", "--dry-run").returncode == 0
+
+
 def test_what_a_guard_sets_is_undone_before_the_body_is_parsed(tmp_path: Path, dsn: str) -> None:
     # With standard_conforming_strings off, `'x\''` hides the COMMIT that follows
     # from vezamig's lexer; the server must not lex the body that way either.

@@ -28,6 +28,7 @@ Connection = psycopg.Connection[Any]
 # Advisory lock key: a fixed class id ('vzmg') and the tracking table's name,
 # so two projects using different --table values in one database don't block.
 _LOCK_CLASS = 0x767A6D67  # fits a signed int4
+_PROBE_CLASS = _LOCK_CLASS + 1
 # psycopg logs what it ignores while it raises an error of ours (a guard's error ends
 # its pipeline: "error ignored terminating <Pipeline>: pipeline aborted"). vezamig
 # reports the error itself; without a handler, Python would print such lines on
@@ -275,6 +276,7 @@ class RunLock(NamedTuple):
     # The setup turned synchronous_commit on (the server's default was off): after a
     # RESET ALL it must be turned on again. None: not known.
     forced_sync: bool | None = None
+    classid: int = _LOCK_CLASS  # _PROBE_CLASS: a dry run's probe (hold_probe_lock)
 
 
 def acquire_run_lock(
@@ -337,6 +339,20 @@ def acquire_run_lock(
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
+def hold_probe_lock(conn: Connection) -> RunLock:
+    """A dry run takes no run lock (it must not make a real run wait); it holds a
+    session lock of its own instead, keyed by its backend, so its guards are judged
+    as a real run's: one that releases the session's locks (pg_advisory_unlock_all())
+    is caught, not shown as passing."""
+    key = conn.execute(
+        sql.SQL("SELECT pg_advisory_lock({}::int, pg_backend_pid()), pg_backend_pid()")
+        .format(sql.Literal(_PROBE_CLASS))
+        .as_string(conn)
+    ).fetchone()
+    assert key is not None
+    return RunLock(int(key[1]), None, classid=_PROBE_CLASS)
+
+
 def run_lock_held_sql(conn: Connection, lock: RunLock) -> str:
     """A query answering whether this session still holds ``lock``: a guard that
     calls pg_advisory_unlock_all() would otherwise end the one-run-at-a-time rule
@@ -347,7 +363,7 @@ def run_lock_held_sql(conn: Connection, lock: RunLock) -> str:
             " AND pid = pg_backend_pid() AND granted AND classid::int = {}::int"
             " AND objid::int = {}::int AND objsubid = 2"
         )
-        .format(sql.Literal(_LOCK_CLASS), sql.Literal(lock.key))
+        .format(sql.Literal(lock.classid), sql.Literal(lock.key))
         .as_string(conn)
     )
 
@@ -355,6 +371,6 @@ def run_lock_held_sql(conn: Connection, lock: RunLock) -> str:
 def release_run_lock(conn: Connection, lock: RunLock) -> None:
     conn.execute(
         sql.SQL("SELECT pg_advisory_unlock({}::int, {}::int)").format(
-            sql.Literal(_LOCK_CLASS), sql.Literal(lock.key)
+            sql.Literal(lock.classid), sql.Literal(lock.key)
         )
     )

@@ -26,7 +26,9 @@ from vezamig.config import Config
 from vezamig.db import (
     NO_SOCKET_POLLING,
     Connection,
+    RunLock,
     acquire_run_lock,
+    hold_probe_lock,
     release_run_lock,
     run_lock_held_sql,
     session_setup,
@@ -408,17 +410,27 @@ class Runner:
         """For --dry-run: each guard's current result, in a read-only transaction; also
         when the plan is refused for other reasons, so one dry run shows every blocker."""
         out: dict[tuple[int, str], list[GuardResult]] = {}
-        for step in plan.steps:
-            if step.direction == "down" and step.migration.down is None:
-                continue  # irreversible: refused by the plan, nothing to evaluate
-            guards = step.directives.guards
-            if not guards:
-                continue
-            self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
-            try:
-                out[(step.version, step.direction)] = [self._dry_guard(g) for g in guards]
-            finally:
-                self.conn.execute("ROLLBACK")
+        probe: RunLock | None = None
+        try:
+            for step in plan.steps:
+                if step.direction == "down" and step.migration.down is None:
+                    continue  # irreversible: refused by the plan, nothing to evaluate
+                guards = step.directives.guards
+                if not guards:
+                    continue
+                if self._lock_held is None:  # see hold_probe_lock
+                    probe = probe or hold_probe_lock(self.conn)
+                    self._lock_held = run_lock_held_sql(self.conn, probe)
+                self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
+                try:
+                    out[(step.version, step.direction)] = [self._dry_guard(g) for g in guards]
+                finally:
+                    self.conn.execute("ROLLBACK")
+        finally:
+            if probe is not None:
+                self._lock_held = None
+                with suppress(psycopg.Error):  # a guard may have released it already
+                    release_run_lock(self.conn, probe)
         return out
 
     def _timeouts(self) -> str:
