@@ -65,6 +65,19 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
     return problems
 
 
+def copy_stdin_problems(text: str, label: str, *, line_base: int = 0) -> list[str]:
+    """pg_dump's `COPY t FROM stdin;` followed by its rows and `\\.` does not parse as
+    SQL: for a file that does not parse, name the COPY rather than leave only a syntax
+    error at its first row."""
+    from vezamig.sqltext import line_col
+
+    return [
+        f"{label}:{line_col(text, m.start()).line + line_base}: "
+        + _COPY_PROBLEM.format(way="FROM STDIN")
+        for m in _COPY_STDIN.finditer(text)
+    ]
+
+
 def parsed_run_problems(
     parsed: SqlFile, label: str, *, no_transaction: bool, line_base: int = 0
 ) -> list[str]:
@@ -74,19 +87,14 @@ def parsed_run_problems(
     from pglast.enums import TransactionStmtKind
 
     from vezamig.lint import TRANSACTION_CONTROL
-    from vezamig.sqltext import line_col
 
     problems: list[str] = []
     if parsed.error is not None:
-        # pg_dump's `COPY t FROM stdin;` followed by its rows and `\.` does not parse
-        # as SQL: name the COPY rather than leave only a syntax error at its first row.
-        text = parsed.text
-        for m in _COPY_STDIN.finditer(text):
-            line = line_col(text, m.start()).line + line_base
-            problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way='FROM STDIN')}")
+        problems = copy_stdin_problems(parsed.text, label, line_base=line_base)
         if problems:
             return problems
         # pglast's grammar may reject what the server accepts: look word by word.
+        text = parsed.text
         return _word_by_word(text, label, no_transaction=no_transaction, line_base=line_base)
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt

@@ -22,7 +22,7 @@ class VerifyReport:
 
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     from vezamig.lint import Linter
-    from vezamig.runnable import parsed_run_problems
+    from vezamig.runnable import copy_stdin_problems, parsed_run_problems
     from vezamig.sqltext import analyze_pieces, excerpt
 
     report.files += 1
@@ -59,6 +59,10 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     # words; the syntax error below says the same thing with the line's text.
     same = None if err is None else f"{f.path}:{err.line}:{err.column}: {err.one_line}"
     report.problems.extend(p for p in f.header.problems if p != same)
+    copy = copy_stdin_problems(f.text, label) if err is not None else []
+    if copy:
+        report.problems.extend(copy)  # what `up` says of this file, in its words
+        return
     if err is not None:
         message = err.one_line
         if not message.startswith("syntax error"):
