@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import write_tree
+from helpers import run_cli, write_tree
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -389,6 +389,11 @@ def test_a_folder_option_naming_a_file_says_so(tmp_path: Path) -> None:
     for up, down in (("file.sql", "down"), ("up", "file.sql")):
         with pytest.raises(LayoutError, match=r"file\.sql is a file, not a folder"):
             discover(base / up, base / down)
+    # `--dir file.sql`: named as the file it is, not as a missing file.sql/up
+    for command in (["status", "-d", "host=/nonexistent"], ["verify"]):
+        r = run_cli([*command, "--dir", str(tmp_path / "file.sql")])
+        assert r.returncode == 2, r
+        assert f"migration folder {tmp_path / 'file.sql'} is a file, not a folder" in r.stderr
 
 
 def test_a_layout_failure_also_reports_the_down_files_not_read_yet(tmp_path: Path) -> None:

@@ -334,6 +334,24 @@ def _scan(
     return found
 
 
+def check_folders(up_dir: Path, down_dir: Path) -> None:
+    """The up folder must be a folder; a down folder may be absent (every version
+    irreversible), but not a file. `--dir FILE` is named as the file it is."""
+    for folder in (up_dir, down_dir, up_dir.parent, down_dir.parent):
+        if folder.exists() and not folder.is_dir():
+            raise LayoutError(
+                f"migration folder {folder} is a file, not a folder",
+                details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"],
+            )
+    if not up_dir.is_dir():
+        raise LayoutError(
+            f"migration folder {up_dir} does not exist",
+            details=[
+                "pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, or set VEZAMIG_DIR"
+            ],
+        )
+
+
 def discover(
     up_dir: Path,
     down_dir: Path,
@@ -354,19 +372,7 @@ def discover(
     ``texts=False`` (`status`, which runs and parses nothing): up files keep only
     their checksum and directives (SqlFile's ``keep_text``).
     """
-    for folder in (up_dir, down_dir):
-        if folder.exists() and not folder.is_dir():
-            raise LayoutError(
-                f"migration folder {folder} is a file, not a folder",
-                details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"],
-            )
-    if not up_dir.is_dir():
-        raise LayoutError(
-            f"migration folder {up_dir} does not exist",
-            details=[
-                "pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir, or set VEZAMIG_DIR"
-            ],
-        )
+    check_folders(up_dir, down_dir)
     migrations, problems = collect(
         up_dir,
         down_dir,

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vezamig.errors import LayoutError
-from vezamig.files import SqlFile, collect, read_sql
+from vezamig.files import SqlFile, check_folders, collect, read_sql
 
 
 @dataclass
@@ -98,11 +97,7 @@ def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Pa
 
 
 def verify_tree(up_dir: Path, down_dir: Path) -> VerifyReport:
-    if not up_dir.is_dir():
-        raise LayoutError(
-            f"migration folder {up_dir} does not exist",
-            details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"],
-        )
+    check_folders(up_dir, down_dir)
     migrations, problems = collect(up_dir, down_dir)
     report = VerifyReport(problems=list(problems))
     checked: set[Path] = set()
