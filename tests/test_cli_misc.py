@@ -992,7 +992,10 @@ def test_a_role_without_rights_on_the_tracking_tables_is_a_configuration_error(
             r = run_cli([*args, "-d", monitor])
             assert r.returncode == 2, r  # not 1: no step ran, nothing failed
             assert "permission denied for table schema_migrations" in r.stderr
-            assert "GRANT SELECT ON schema_migrations, schema_migrations_history" in r.stderr
+            assert (
+                f'GRANT SELECT ON schema_migrations, schema_migrations_history TO "{role}"'
+                in r.stderr
+            )
     finally:
         execute(dsn, f"DROP ROLE {role}")
 
@@ -1080,6 +1083,10 @@ def test_a_role_that_may_read_but_not_write_the_tracking_tables_is_exit_2(
         assert r.returncode == 2, r  # the body ran, but could not be recorded: rolled back
         assert "may not write vezamig's tracking tables" in r.stderr
         assert "INSERT, UPDATE, DELETE on both" in r.stderr
+        assert (
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON schema_migrations,"
+            f' schema_migrations_history TO "{role}"' in r.stderr
+        )
         assert not table_exists(dsn, "more")
     finally:
         execute(dsn, f"DROP OWNED BY {role}; DROP ROLE {role}")

@@ -134,9 +134,10 @@ def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
         from vezamig.state import grant_hint
 
         table = opts.get("table") or "schema_migrations"
+        user = exc.pgconn.user.decode(errors="replace") if exc.pgconn is not None else None
         return UsageError(
             f"the database refused vezamig's own query: {text}",
-            details=[f"{grant_hint(table, table + '_history')}; no step was run"],
+            details=[f"{grant_hint(table, table + '_history', user)}; no step was run"],
         )
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(

@@ -724,7 +724,11 @@ class Runner:
                         f"{step.direction} {step.version} ({step.migration.name}) was rolled "
                         "back: the database role may not write vezamig's tracking tables "
                         f"({exc.diag.message_primary})",
-                        details=[grant_hint(self.tracker.label, self.tracker.history_label)],
+                        details=[
+                            grant_hint(
+                                self.tracker.label, self.tracker.history_label, self.conn.info.user
+                            )
+                        ],
                     ) from None
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed and was "

@@ -69,12 +69,14 @@ def _iso(column: str, *, fraction: bool = False) -> str:
     )
 
 
-def grant_hint(table: str, history: str) -> str:
-    """What a role needs on the tracking tables, said as the GRANT an owner runs."""
+def grant_hint(table: str, history: str, role: str | None = None) -> str:
+    """What a role needs on the tracking tables, said as the GRANTs an owner runs."""
+    to = "<role>" if not role else sql.Identifier(role).as_string()
     return (
         f"the connecting role needs SELECT on the tracking tables to read them (GRANT "
-        f"SELECT ON {table}, {history} TO <role>), and INSERT, UPDATE, DELETE on both "
-        "(plus USAGE on their schema) to run steps"
+        f"SELECT ON {table}, {history} TO {to}), and INSERT, UPDATE, DELETE on both "
+        f"(plus USAGE on their schema) to run steps (GRANT SELECT, INSERT, UPDATE, DELETE "
+        f"ON {table}, {history} TO {to})"
     )
 
 
