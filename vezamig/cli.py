@@ -127,18 +127,11 @@ def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
     import psycopg
     from psycopg import errors as pgerrors
 
-    from vezamig.errors import ConnectError, StepFailed, UsageError
+    from vezamig.errors import ConnectError, StepFailed
 
     text = str(exc).strip()
     if isinstance(exc, pgerrors.InsufficientPrivilege):
-        from vezamig.state import grant_hint
-
-        table = opts.get("table") or "schema_migrations"
-        user = exc.pgconn.user.decode(errors="replace") if exc.pgconn is not None else None
-        return UsageError(
-            f"the database refused vezamig's own query: {text}",
-            details=[f"{grant_hint(table, table + '_history', user)}; no step was run"],
-        )
+        return _privilege_error(exc, opts.get("table") or "schema_migrations", None)
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(
             f"lost the database connection: {text}",
@@ -319,10 +312,22 @@ def load_migrations(
     )
 
 
+def _privilege_error(exc: Exception, table: str, user: str | None) -> VezamigError:
+    """The role may not read (or write) the tracking tables: no step ran (exit 2)."""
+    from vezamig.state import grant_hint
+
+    return UsageError(
+        f"the database refused vezamig's own query: {str(exc).strip()}",
+        details=[f"{grant_hint(table, table + '_history', user)}; no step was run"],
+    )
+
+
 @contextmanager
 def open_runner(
     cfg: Config, migrations: list[Migration], out: Output | None, *, writing: bool = True
 ) -> Iterator[Runner]:
+    import psycopg
+
     from vezamig.db import connect
     from vezamig.runner import Runner
 
@@ -336,6 +341,9 @@ def open_runner(
         yield Runner(
             conn, cfg, migrations, reporter=out, session_setup=writing, read_only=not writing
         )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # Here the connection is at hand: the GRANT can name its role.
+        raise _privilege_error(exc, ".".join(cfg.table), conn.info.user) from None
     finally:
         conn.close()
 
