@@ -1040,6 +1040,7 @@ def test_a_down_plan_shows_the_irreversible_versions_it_would_touch(
     # Only the irreversible latest version: the plan names it instead of "nothing to do".
     r = vz(dsn, tree, "down", "--to", "2", "--dry-run")
     assert r.returncode == 0, r
+    (tmp_path / "none").mkdir()  # an empty down folder: every version irreversible
     r = run_cli(["down", "--dry-run", "-d", dsn, "--up-dir", str(tree / "up"), "--down-dir",
                  str(tmp_path / "none")])  # fmt: skip
     assert r.returncode == 3, r
