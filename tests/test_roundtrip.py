@@ -463,6 +463,10 @@ def test_roundtrip_ignores_database_url_from_the_environment(
     assert "throwaway PostgreSQL in" in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('a') IS NULL").fetchone() == (True,)
+    # --quiet: only errors and refusals, so not where the throwaway server lives either
+    result = vezamig("roundtrip", "-q", "--dir", str(tree), env=cli_env(TMPDIR=str(private_tmp)))
+    assert result.returncode == 0, result
+    assert result.stderr == "" and result.stdout == ""
 
 
 # ---- the throwaway cluster never outlives the command -------------------------------

@@ -840,7 +840,7 @@ def roundtrip(**opts: Any) -> None:
     cluster = None if cfg.conninfo else ThrowawayCluster(opts["pg_bin"])
     with cluster if cluster is not None else nullcontext():
         conninfo = cluster.conninfo() if cluster is not None else cfg.conninfo
-        if cluster is not None:
+        if cluster is not None and not out.quiet:
             out.info(f"throwaway PostgreSQL in {cluster.host} (removed afterwards)")
         conn = connect(conninfo, cfg.application)
         try:
