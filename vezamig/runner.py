@@ -9,6 +9,8 @@ does not finish.
 from __future__ import annotations
 
 import re
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -41,6 +43,7 @@ from vezamig.errors import (
     Refused,
     StepFailed,
     UsageError,
+    VezamigError,
 )
 from vezamig.files import Migration
 from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
@@ -71,6 +74,14 @@ class Reporter(Protocol):
     def step_started(self, step: Step) -> None: ...
     def step_finished(self, result: StepResult) -> None: ...
     def info(self, message: str) -> None: ...
+
+
+class _Stop(Exception):
+    """A stop signal came (see Runner._signals_cancel): the step stops where it is."""
+
+
+def _stop_code(stop: KeyboardInterrupt | SystemExit) -> int:
+    return stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
 
 
 class NullReporter:
@@ -245,6 +256,12 @@ class Runner:
         self._polls: bool | None = None  # see _reset_sql
         self._lock_held: str | None = None  # while run_lock holds the lock: see _guard_query
         self._forced_sync: bool | None = None
+        self._signal: int | None = None  # a stop signal that arrived while steps ran
+        self._guard_at: Guard | None = None  # the guard running (for messages)
+        # Set by a step that ended well but must end the run (a stop signal came while
+        # it committed, or its connection was lost after COMMIT): raised once it is
+        # reported.
+        self._stop_after: VezamigError | None = None
 
     # ---- reading -------------------------------------------------------------
 
@@ -467,19 +484,83 @@ class Runner:
         if not plan.steps:
             return result
         self.tracker.ensure()
-        for step in plan.steps:
-            self.reporter.step_started(step)
-            try:
-                if step.directives.no_transaction:
-                    res = self._run_no_tx(step)
-                else:
-                    res = self._run_tx(step)
-            except StepFailed as exc:
-                exc.applied = [r.version for r in result.results]
-                raise
-            result.results.append(res)
-            self.reporter.step_finished(res)
+        with self._signals_cancel():
+            for step in plan.steps:
+                if self._signal is not None:
+                    raise Interrupted(
+                        f"{self._signal_name()} before {step.direction} {step.version} "
+                        f"({step.migration.name}) started; nothing of it was run",
+                        exit_code=self._signal_code(),
+                    )
+                self.reporter.step_started(step)
+                try:
+                    if step.directives.no_transaction:
+                        res = self._run_no_tx(step)
+                    else:
+                        res = self._run_tx(step)
+                except StepFailed as exc:
+                    exc.applied = [r.version for r in result.results]
+                    raise
+                result.results.append(res)
+                self.reporter.step_finished(res)
+                if self._stop_after is not None:
+                    raise self._stop_after
+                if self._signal is not None:
+                    raise Interrupted(
+                        f"{self._signal_name()} while {step.direction} {step.version} "
+                        f"({step.migration.name}) ran; it finished first and is "
+                        f"{'applied' if step.direction == 'up' else 'rolled back'}; no later "
+                        "step was run",
+                        exit_code=self._signal_code(),
+                    )
         return result
+
+    @contextmanager
+    def _signals_cancel(self) -> Iterator[None]:
+        """While steps run, Ctrl-C, SIGTERM and SIGHUP cancel the server's running
+        statement and mark the run as stopping, instead of raising wherever Python is:
+        psycopg would then re-raise only after the step's whole message was done, and
+        a COMMIT that had already run would read as rolled back. Each step checks the
+        mark where it can stop cleanly, so its outcome is known and told. A second
+        signal raises at once, as before. (Main thread only; a signal vezamig's caller
+        ignores, such as SIGHUP under nohup, stays ignored.)"""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[int, Any] = {}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if self._signal is not None:  # the second one: stop now
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                raise SystemExit(128 + signum)
+            self._signal = signum
+            with suppress(Exception):
+                self.conn.cancel_safe(timeout=5)
+
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            handler = signal.getsignal(stop)
+            if handler is not signal.SIG_IGN:
+                previous[stop] = handler
+                signal.signal(stop, on_signal)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _signal_code(self) -> int:
+        return 130 if self._signal in (None, signal.SIGINT) else 128 + int(self._signal)
+
+    def _signal_name(self) -> str:
+        return {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}.get(
+            signal.Signals(self._signal or signal.SIGINT), "interrupted"
+        )
+
+    def _check_signal(self) -> None:
+        """Raise _Stop when a stop signal came: called where a step can stop cleanly."""
+        if self._signal is not None:
+            raise _Stop
 
     def _prelude(self, step: Step) -> str:
         if self._begin is None:  # the same for every step of the run
@@ -651,9 +732,12 @@ class Runner:
                 guards = step.directives.guards
                 for i, guard in enumerate(guards):
                     phase = "lock" if i == 0 else "guard"
+                    self._check_signal()
                     self.conn.execute(prefix + "; " + _GUARD_OPEN)
                     phase = "guard"
+                    self._guard_at = guard
                     g = self._guard_query(guard)
+                    self._check_signal()
                     if not g.passed:
                         self._rollback()
                         raise self._refused(step, g, started_at, t0)
@@ -684,21 +768,38 @@ class Runner:
                     f"{record.as_string(self.conn)}; {history.as_string(self.conn)}; COMMIT; "
                     f"{self._reset_sql()}"
                 )
+                self._check_signal()
                 body = _CountingCursor(self.conn)
                 body.execute(message)
                 return self._ok(step, t0, retried)
+            except _Stop:
+                self._rollback()
+                raise self._interrupted(step, self._signal_code(), started_at, t0) from None
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
+                if self._signal is not None:
+                    raise self._interrupted(step, self._signal_code(), started_at, t0) from None
                 attempt += 1
                 self._wait_to_retry(step, exc, attempt, started_at, t0)
             except (KeyboardInterrupt, SystemExit) as exc:
+                # A second signal, or one outside _signals_cancel: psycopg re-raises it
+                # once the whole message is done, COMMIT included if it got that far.
                 self._rollback()
+                if phase == "step" and self._step_committed(step):
+                    self._stop_after = self._finished_first(step, _stop_code(exc))
+                    return self._ok(step, t0, retried)
                 raise self._interrupted(step, exc, started_at, t0) from None
             except psycopg.Error as exc:
                 from vezamig.sqltext import excerpt, line_col
 
                 if self._committed_before(exc):
                     return self._ok(step, t0, retried)
+                if self._signal is not None and not (self.conn.broken or self.conn.closed):
+                    # Our own cancel (see _signals_cancel): the step stopped where it was.
+                    self._rollback()
+                    if phase == "step" and self._step_committed(step):
+                        return self._ok(step, t0, retried)  # then execute() stops the run
+                    raise self._interrupted(step, self._signal_code(), started_at, t0) from None
                 self._rollback()
                 failed_at: int | None = None
                 if phase == "step":
@@ -768,7 +869,12 @@ class Runner:
             f"retry {attempt}/{self.config.lock_retries} in {pause:g}s"
         )
         try:
-            time.sleep(pause)
+            # In slices: a stop signal only marks the run (_signals_cancel).
+            end = time.monotonic() + pause
+            while (left := end - time.monotonic()) > 0:
+                if self._signal is not None:
+                    raise SystemExit(self._signal_code())
+                time.sleep(min(left, 0.05))
         except (KeyboardInterrupt, SystemExit) as stop:
             raise self._interrupted(
                 step,
@@ -783,7 +889,7 @@ class Runner:
     def _interrupted(
         self,
         step: Step,
-        stop: KeyboardInterrupt | SystemExit,
+        stop: KeyboardInterrupt | SystemExit | int,
         started_at: datetime,
         t0: float,
         *,
@@ -792,12 +898,37 @@ class Runner:
     ) -> Interrupted:
         """Ctrl-C or SIGTERM in a step (rolled back by the caller): its history row, and
         the error that names it (exit 130, or SIGTERM's code)."""
-        code = stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
+        code = stop if isinstance(stop, int) else _stop_code(stop)
         self._record_failure(step, "failed", started_at, t0, history)
         return Interrupted(
             f"interrupted during {step.direction} {step.version} ({step.migration.name}){then}",
             exit_code=code,
         )
+
+    def _finished_first(self, step: Step, code: int) -> Interrupted:
+        """The stop came while the step committed: it is done, and the run ends."""
+        return Interrupted(
+            f"interrupted while {step.direction} {step.version} ({step.migration.name}) ran; "
+            f"it finished first and is {'applied' if step.direction == 'up' else 'rolled back'}"
+            "; no later step was run",
+            exit_code=code,
+        )
+
+    def _step_committed(self, step: Step) -> bool:
+        """After a stop during a step's message: did its COMMIT run? The tracking row is
+        written in the step's own transaction, so it tells."""
+        if self.conn.closed or self.conn.broken:
+            return False
+        query = sql.SQL("SELECT count(*) FROM {} WHERE version = {}").format(
+            self.tracker.table, sql.Literal(step.version)
+        )
+        try:
+            row = self.conn.execute(query.as_string(self.conn)).fetchone()
+        except psycopg.Error:
+            self._rollback()
+            return False
+        recorded = row is not None and row[0] > 0
+        return recorded if step.direction == "up" else not recorded
 
     def _unfinished_text(self, step: Step) -> list[str] | None:
         """A body that ends inside a string, a dollar quote or a comment swallows the
@@ -850,6 +981,8 @@ class Runner:
         elif phase == "lock" and step.directives.locks:
             line, column = _lock_position(step, diag.message_primary or "")
             where = f"{f.path}:{line}:{column}"
+        elif phase == "guard" and self._guard_at is not None:
+            where = f"{f.path}:{self._guard_at.line}"
         sqlstate = diag.sqlstate or "?"
         primary = " ".join((diag.message_primary or str(exc).strip()).split())  # one line
         lines.append(f"{where}: {sqlstate} {primary}")
@@ -859,6 +992,8 @@ class Runner:
             lines.append(f"hint: {diag.message_hint}")
         if diag.context:
             lines.append(f"context: {diag.context.strip()}")
+        if phase == "guard" and self._guard_at is not None:
+            lines.append(f"guard: {self._guard_at.query}")
         if isinstance(exc, pgerrors.QueryCanceled) and "statement timeout" in primary:
             lines.append(
                 f"statement_timeout is {self.config.statement_timeout_ms} ms (--statement-timeout)"
@@ -877,29 +1012,60 @@ class Runner:
 
     # ---- non-transactional steps (SPEC §6) ---------------------------------------
 
+    def _no_tx_guard_stopped(
+        self,
+        step: Step,
+        stop: KeyboardInterrupt | SystemExit | int,
+        started_at: datetime,
+        t0: float,
+    ) -> Interrupted:
+        self._rollback()
+        return self._interrupted(
+            step, stop, started_at, t0, then="; the guard was cancelled and nothing was changed"
+        )
+
+    def _guard_lines(self, step: Step, exc: psycopg.Error) -> list[str]:
+        """Where a guard that did not answer is, and what it asked (file:line, query)."""
+        diag = exc.diag
+        g = self._guard_at
+        where = f"{step.file.path}:{g.line}" if g is not None else str(step.file.path)
+        lines = [f"{where}: {diag.sqlstate} {' '.join((diag.message_primary or '').split())}"]
+        if g is not None:
+            lines.append(f"guard: {g.query}")
+        return lines
+
     def _no_tx_guards(self, step: Step, started_at: datetime, t0: float) -> list[GuardResult]:
         """A no-transaction step's guards, in their own read-only transaction (SPEC §6).
         A lock timeout is retried and Ctrl-C recorded as in a transactional step."""
         attempt = 0
         while True:
             try:
+                self._check_signal()
                 self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
                 try:
-                    return [self._eval_guard(g) for g in step.directives.guards]
+                    results = []
+                    for g in step.directives.guards:
+                        self._guard_at = g
+                        results.append(self._eval_guard(g))
+                        self._check_signal()
+                    return results
                 finally:
                     self._rollback()
             except pgerrors.LockNotAvailable as exc:
+                if self._signal is not None:
+                    code = self._signal_code()
+                    raise self._no_tx_guard_stopped(step, code, started_at, t0) from None
                 attempt += 1
                 self._wait_to_retry(step, exc, attempt, started_at, t0)
             except (KeyboardInterrupt, SystemExit) as exc:
-                raise self._interrupted(
-                    step,
-                    exc,
-                    started_at,
-                    t0,
-                    then="; the guard was cancelled and nothing was changed",
-                ) from None
+                raise self._no_tx_guard_stopped(step, exc, started_at, t0) from None
+            except _Stop:
+                raise self._no_tx_guard_stopped(step, self._signal_code(), started_at, t0) from None
             except pgerrors.QueryCanceled as exc:
+                if self._signal is not None:
+                    code = self._signal_code()
+                    raise self._no_tx_guard_stopped(step, code, started_at, t0) from None
+
                 # Cancelled from elsewhere (pg_cancel_backend): a failed step, as in a
                 # transactional step; a statement timeout was a refusal already.
                 msg = f"its guard was cancelled: {exc.diag.message_primary or exc}"
@@ -907,7 +1073,7 @@ class Runner:
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed before it "
                     f"started: {msg}; nothing was changed",
-                    details=[f"{step.file.path}: {exc.diag.sqlstate} {exc.diag.message_primary}"],
+                    details=self._guard_lines(step, exc),
                     version=step.version,
                 ) from None
             except psycopg.Error as exc:
@@ -946,6 +1112,10 @@ class Runner:
             for g in self._no_tx_guards(step, started_at, t0):
                 if not g.passed:
                     raise self._refused(step, g, started_at, t0)
+        if self._signal is not None:
+            raise self._interrupted(
+                step, self._signal_code(), started_at, t0, then="; nothing of it was run"
+            )
         total = len(statements)
         first = (
             self.tracker.record_sql(
@@ -963,11 +1133,25 @@ class Runner:
                 sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)
             ).fetchone()
             self.conn.execute("COMMIT")
+        except psycopg.Error:
+            self._rollback()
+            if self._signal is None:
+                raise
+            code = self._signal_code()
+            raise self._interrupted(
+                step, code, started_at, t0, then="; nothing of it was run"
+            ) from None
         except BaseException:
             self._rollback()
             raise
         assert row is not None
         hist_id = int(row[0])
+        if self._signal is not None and self._undo_dirty(step, hist_id, t0):
+            raise Interrupted(
+                f"interrupted before non-transactional {step.direction} {step.version} "
+                f"({step.migration.name}) ran its first statement; nothing of it was run",
+                exit_code=self._signal_code(),
+            )
         timeout = (
             sql.SQL("SET statement_timeout = {}")
             .format(sql.Literal(f"{self.config.statement_timeout_ms}ms"))
@@ -978,6 +1162,7 @@ class Runner:
             self.conn.execute(timeout)
             try:
                 for st in statements:
+                    self._check_signal()  # between statements: stop before the next one
                     self.conn.execute(st.text)
                     done.append(st)
                     self._update_history(
@@ -996,8 +1181,9 @@ class Runner:
                 if step.direction == "up"
                 else self.tracker.unrecord_sql(step.version)
             )
+            # READ WRITE: a statement may have made the session's transactions read-only.
             self.conn.execute(
-                sql.SQL("BEGIN; {}; {}; {}; COMMIT")
+                sql.SQL("BEGIN READ WRITE; {}; {}; {}; COMMIT")
                 .format(
                     sql.SQL(_AS_SESSION_USER),
                     finish,
@@ -1007,22 +1193,28 @@ class Runner:
                 )
                 .as_string(self.conn)
             )
-        except (KeyboardInterrupt, SystemExit, psycopg.Error) as exc:
+        except (KeyboardInterrupt, SystemExit, psycopg.Error, _Stop) as exc:
             # Whatever happened, the version stays dirty: say exactly how far it got.
             self._rollback()
-            failed = isinstance(exc, psycopg.Error)
+            # Our own cancel (_signals_cancel) is an interruption, not a failed statement;
+            # _Stop: the signal came between statements, none was running.
+            ours = self._signal is not None and isinstance(exc, pgerrors.QueryCanceled | _Stop)
+            failed = isinstance(exc, psycopg.Error) and not ours
             verb = "failed" if failed else "failed (interrupted)"
             n = len(done)
-            current = statements[n] if n < total else None
+            between = isinstance(exc, _Stop)
+            current = statements[n] if n < total and not between else None
 
             def at(s: Statement) -> str:
                 return f"{f.path}:{s.line}"
 
             ran = ", ".join(at(s) for s in done) or "none"
-            not_run = ", ".join(at(s) for s in statements[n + 1 :]) or "none"
+            not_run = ", ".join(at(s) for s in statements[n if between else n + 1 :]) or "none"
             what = (
                 f"statement {n + 1} of {total} {verb} at {at(current)}"
                 if current
+                else f"interrupted between statements, after {n} of {total}"
+                if between
                 else f"all {total} statements ran; recording the end of the step {verb}"
             )
             self._update_history(
@@ -1055,6 +1247,8 @@ class Runner:
                 (
                     f"statement that {verb}: {n + 1} of {total} at {at(current)}"
                     if current
+                    else "no statement was running: the run stopped before the next one"
+                    if between
                     else f"every statement ran; recording the end of the step {verb}"
                 ),
                 f"statements not run: {not_run}",
@@ -1067,11 +1261,19 @@ class Runner:
                     details=details,
                     version=v,
                 ) from None
-            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+            code = (
+                self._signal_code()
+                if ours or not isinstance(exc, KeyboardInterrupt | SystemExit)
+                else _stop_code(exc)
+            )
+            stopped = (
+                "it stopped between statements"
+                if between
+                else "the running statement was cancelled"
+            )
             interrupted = Interrupted(
                 f"interrupted during non-transactional {step.direction} {v} "
-                f"({step.migration.name}); the running statement was cancelled; it is now "
-                "dirty",
+                f"({step.migration.name}); {stopped}; it is now dirty",
                 exit_code=code,
             )
             interrupted.details = details
@@ -1082,6 +1284,27 @@ class Runner:
         except psycopg.Error:
             self._committed_before_reset_failed()
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    def _undo_dirty(self, step: Step, hist_id: int, t0: float) -> bool:
+        """A stop signal came while the step was being recorded dirty, before its first
+        statement: undo that record (nothing ran), so no repair is needed. False if it
+        cannot be undone; the step then stops as dirty, saying nothing ran."""
+        undo = (
+            self.tracker.unrecord_sql(step.version)
+            if step.direction == "up"
+            else self.tracker.set_dirty_sql(step.version, False)
+        )
+        note = self._history_update_sql(
+            hist_id, "failed", _ms_since(t0), "interrupted before its first statement; nothing ran"
+        )
+        try:
+            self.conn.execute(
+                sql.SQL("BEGIN; {}; {}; COMMIT").format(undo, note).as_string(self.conn)
+            )
+        except psycopg.Error:
+            self._rollback()
+            return False
+        return True
 
     def _history_update_sql(
         self, hist_id: int, outcome: str, duration_ms: int, message: str
@@ -1103,6 +1326,9 @@ class Runner:
             return
         with suppress(psycopg.Error):  # progress is best effort; the step goes on
             update = self._history_update_sql(hist_id, outcome, duration_ms, message)
-            # As the user who connected, whatever role the statements switched to.
-            self.conn.execute(f"BEGIN; {_AS_SESSION_USER}; {update.as_string(self.conn)}; COMMIT")
+            # As the user who connected, whatever role the statements switched to; READ
+            # WRITE whatever transaction mode they set for the session.
+            self.conn.execute(
+                f"BEGIN READ WRITE; {_AS_SESSION_USER}; {update.as_string(self.conn)}; COMMIT"
+            )
         self._rollback()  # a failed update leaves the transaction open

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from vezamig.cluster import ThrowawayCluster
 from .support import (
     SLEEP_SQL,
     active_backends,
+    execute,
     history,
     query,
     run_cli,
@@ -159,3 +163,118 @@ def test_a_server_that_is_down_is_exit_5_and_changes_nothing(
     finally:
         pg_ctl(private_cluster, "start", "-w", "-l", str(private_cluster.logfile))
     assert versions(dsn) == []
+
+
+# ---- a stop signal while the server commits -----------------------------------------------
+#
+# A synchronous standby that never answers holds each COMMIT in the server's SyncRep
+# wait: a deterministic moment "after the step's work, during its COMMIT". A cancel
+# there ends the wait with a WARNING ("already committed locally") and the COMMIT
+# succeeds, so the step is applied: vezamig must say so, not "rolled back".
+
+
+@contextmanager
+def commits_wait_for_a_missing_standby(dsn: str) -> Iterator[None]:
+    execute(dsn, "ALTER SYSTEM SET synchronous_standby_names = 'nosuchstandby'")
+    execute(dsn, "SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        execute(dsn, "ALTER SYSTEM RESET synchronous_standby_names")
+        execute(dsn, "SELECT pg_reload_conf()")
+
+
+def waiting_in_syncrep(dsn: str, needle: str) -> bool:
+    rows = query(
+        dsn,
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+        " AND application_name LIKE 'vezamig%%' AND query LIKE %s",
+        (f"%{needle}%",),
+    )
+    return bool(rows)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_while_a_step_commits_says_the_step_is_applied(
+    private_cluster: ThrowawayCluster, tree: Path, signum: int, code: int
+) -> None:
+    dsn = private_cluster.conninfo()
+    write_tree(
+        tree,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+            "up/002_b_up.sql": "CREATE TABLE b (id int);\n",
+            "up/003_c_up.sql": "CREATE TABLE c (id int);\n",
+        },
+    )
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    with commits_wait_for_a_missing_standby(dsn):
+        run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+        wait_for(lambda: waiting_in_syncrep(dsn, "CREATE TABLE b"), what="2's COMMIT to wait")
+        run.send(signum)
+        result = run.wait(timeout=30)
+    assert result.returncode == code, result
+    assert "up 2 (b) ran; it finished first and is applied; no later step was run" in (
+        result.stderr
+    )
+    assert "rolled back" not in result.stderr
+    assert versions(dsn) == [1, 2] and table_exists(dsn, "b") and not table_exists(dsn, "c")
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok")]
+
+
+def test_a_stop_signal_in_a_non_transactional_step_stops_between_statements_and_says_so(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    # The signal comes while the progress row after statement 1 commits: statement 1
+    # ran, statement 2 must not start, and the output must say exactly that.
+    dsn = private_cluster.conninfo()
+    set_sleep(dsn, 1.5)
+    notx = f"-- vezamig:no-transaction\n{SLEEP_SQL}CREATE TABLE c (id int);\n"
+    write_tree(tree, {"up/001_a_up.sql": "CREATE TABLE a (id int);\n", "up/002_b_up.sql": notx})
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, SLEEPING)), what="statement 1 to run")
+    with commits_wait_for_a_missing_standby(dsn):
+        wait_for(lambda: waiting_in_syncrep(dsn, "UPDATE"), what="the progress row's commit")
+        run.send(signal.SIGINT)
+        time.sleep(0.5)  # the last progress update waits for the standby too
+    result = run.wait(timeout=30)
+    assert result.returncode == 130, result
+    assert "it stopped between statements; it is now dirty" in result.stderr
+    path = tree / "up" / "002_b_up.sql"
+    assert f"statements that ran: {path}:2" in result.stderr
+    assert f"statements not run: {path}:3" in result.stderr
+    assert not table_exists(dsn, "c")
+    assert query(dsn, "SELECT version, dirty FROM schema_migrations ORDER BY 1") == [
+        (1, False),
+        (2, True),
+    ]
+    [row] = [h for h in history(dsn) if h["version"] == 2]
+    assert row["message"].startswith("interrupted between statements, after 1 of 2")
+
+
+def test_a_stop_signal_before_a_non_transactional_step_s_first_statement_leaves_it_clean(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    # Stopped while the step's dirty mark committed: nothing of it ran, so the mark is
+    # undone and no repair is needed (once said "nothing was in progress", left dirty).
+    dsn = private_cluster.conninfo()
+    notx = "-- vezamig:no-transaction\nCREATE TABLE b (id int);\n"
+    write_tree(tree, {"up/001_a_up.sql": "CREATE TABLE a (id int);\n", "up/002_b_up.sql": notx})
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    with commits_wait_for_a_missing_standby(dsn):
+        run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+        wait_for(lambda: waiting_in_syncrep(dsn, "COMMIT"), what="the dirty mark's commit")
+        run.send(signal.SIGINT)
+        time.sleep(0.5)  # the undo waits for the standby too
+    result = run.wait(timeout=30)
+    assert result.returncode == 130, result
+    assert "before non-transactional up 2 (b) ran its first statement; nothing of it" in (
+        result.stderr
+    )
+    assert versions(dsn) == [1] and not table_exists(dsn, "b")
+    [row] = [h for h in history(dsn) if h["version"] == 2]
+    assert (row["outcome"], row["message"]) == (
+        "failed",
+        "interrupted before its first statement; nothing ran",
+    )
