@@ -1,8 +1,8 @@
 """One exception tree; each class carries the exit code of SPEC.md §5.
 
 Only ``cli.py`` turns these into process exits (``__main__``: a Ctrl-C before it
-loads). Library code raises them with messages a person can act on (file, line,
-what to do), never a traceback.
+loads, whose 130 is written out there). Library code raises them with messages a
+person can act on (file, line, what to do), never a traceback.
 """
 
 from __future__ import annotations

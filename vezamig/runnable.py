@@ -28,6 +28,14 @@ _ENDS_PROBLEM = (
     "BEGIN/COMMIT/ROLLBACK (each step already runs in its own transaction; use "
     "`-- vezamig:no-transaction` for statements that cannot)"
 )
+# In a no-transaction file, vezamig's own progress rows commit between statements:
+# inside an author's BEGIN … COMMIT, the first one would commit it half-way.
+_NO_TX_ENDS_PROBLEM = (
+    "`{what}` in a non-transactional file: vezamig records progress between its "
+    "statements in transactions of its own, which would commit yours half-way; put the "
+    "statements that must be atomic in a transactional file of their own, without "
+    "BEGIN/COMMIT"
+)
 _WORDS = ("begin", "start", "commit", "rollback", "end", "abort", "prepare", "copy")
 # On the lower-cased text (PostgreSQL folds keywords as ASCII): a `[;/\r\n]` to anchor
 # on is ≈ 4 times faster than `^` with re.M, which is tried at every position.
@@ -46,7 +54,9 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
 
     - In a transactional body, transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE
       TRANSACTION, …) would end the step's transaction before its bookkeeping: half a
-      step committed without its record, or a record of changes thrown away.
+      step committed without its record, or a record of changes thrown away. In a
+      non-transactional one, vezamig's progress rows between statements would commit
+      an author's open transaction half-way.
     - ``COPY … FROM STDIN`` / ``TO STDOUT`` exchange rows with the client, which
       vezamig does not do: the server would go on with the rest of the step while
       the client reports an error, so the outcome could not be told truthfully.
@@ -99,10 +109,11 @@ def parsed_run_problems(
     for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
         stmt = node.stmt
         line = statement.line + line_base
-        if isinstance(stmt, ast.TransactionStmt) and not no_transaction:
+        if isinstance(stmt, ast.TransactionStmt):
             if stmt.kind is not None and TransactionStmtKind(stmt.kind) in TRANSACTION_CONTROL:
                 words = " ".join(statement.text.rstrip(";").split())[:40]
-                problems.append(f"{label}:{line}: {_ENDS_PROBLEM.format(what=words)}")
+                template = _NO_TX_ENDS_PROBLEM if no_transaction else _ENDS_PROBLEM
+                problems.append(f"{label}:{line}: {template.format(what=words)}")
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
@@ -140,12 +151,12 @@ def _word_by_word(text: str, label: str, *, no_transaction: bool, line_base: int
         what = _ENDS_TRANSACTION.get(first)
         if (
             what is not None
-            and not no_transaction
             and not (first in ("START", "PREPARE") and names[1:2] != ["TRANSACTION"])
             and not (first in ("ROLLBACK", "ABORT_P") and "TO" in names[1:3])
         ):
+            template = _NO_TX_ENDS_PROBLEM if no_transaction else _ENDS_PROBLEM
             problems.append(
-                f"{label}:{line}: {_ENDS_PROBLEM.format(what=what)} (found by the lexer: "
+                f"{label}:{line}: {template.format(what=what)} (found by the lexer: "
                 "vezamig's parser, PostgreSQL 18's grammar, cannot read this file)"
             )
         elif first == "COPY" and {"STDIN", "STDOUT"} & {w.name for w in words}:
