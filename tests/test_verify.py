@@ -346,14 +346,18 @@ def test_copy_from_stdin_or_to_stdout_fails_verify_as_up_would(
     assert "verify: 2 problem(s)" in r.stderr  # a COPY to a server file is fine
 
 
-def test_pg_dump_copy_with_its_rows_fails_verify_in_up_s_words_not_as_a_syntax_error(
+def test_pg_dump_copy_with_its_rows_fails_verify_naming_the_copy_as_up_does(
     tmp_path: Path,
 ) -> None:
-    # The rows do not parse as SQL: verify pointed at the first row ("syntax error at
-    # or near "1"") where `up` names the COPY.
-    body = "CREATE TABLE z (i int);\nCOPY z (i) FROM stdin;\n1\n2\n\\.\n\nCREATE TABLE y ();\n"
-    base = write_tree(tmp_path / "sql", {"up/001_e_up.sql": body})
+    # The rows do not parse as SQL: verify pointed only at the first row ("syntax error
+    # at or near "1"") where `up` names the COPY. COPY text elsewhere (in a string) must
+    # not hide a file's real syntax error.
+    rows = "CREATE TABLE z (i int);\nCOPY z (i) FROM stdin;\n1\n2\n\\.\n\nCREATE TABLE y ();\n"
+    quoted = "SELECT 'run\nCOPY t FROM stdin;\n';\nSELECT (;\n"
+    base = write_tree(tmp_path / "sql", {"up/001_e_up.sql": rows, "up/002_q_up.sql": quoted})
     r = verify(base)
     assert r.returncode == EXIT_USAGE, r
     assert f"{base}/up/001_e_up.sql:2: `COPY … FROM STDIN` exchanges rows" in r.stderr
-    assert "syntax error" not in r.stderr
+    assert f"{base}/up/001_e_up.sql:3:1: syntax error" in r.stderr
+    assert f"{base}/up/002_q_up.sql:4:9: syntax error" in r.stderr
+    assert "002_q_up.sql:2" not in r.stderr

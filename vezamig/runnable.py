@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vezamig.sqltext import SqlFile
 
 _COPY_STDIN = re.compile(r"^[ \t]*COPY\b[^;]*?\bFROM\s+STDIN\b", re.I | re.M)
+_ENDS_HERE = re.compile(r"[ \t]*;")  # pg_dump: `COPY t (a, b) FROM stdin;` on one line
 _COPY_PROBLEM = (
     "`COPY … {way}` exchanges rows with the client, which vezamig does not do; use "
     "INSERT … VALUES (or COPY from a file on the database server) to load rows, and drop "
@@ -75,17 +76,18 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
     return problems
 
 
-def copy_stdin_problems(text: str, label: str, *, line_base: int = 0) -> list[str]:
+def copy_stdin_problems(text: str, label: str, error_line: int, *, line_base: int = 0) -> list[str]:
     """pg_dump's `COPY t FROM stdin;` followed by its rows and `\\.` does not parse as
-    SQL: for a file that does not parse, name the COPY rather than leave only a syntax
-    error at its first row."""
+    SQL: when the file's syntax error (at ``error_line``, in ``text``) is on the line
+    after such a COPY, its first row, name the COPY rather than leave only that error.
+    Any other syntax error stays the file's problem, whatever COPY text is elsewhere."""
     from vezamig.sqltext import line_col
 
-    return [
-        f"{label}:{line_col(text, m.start()).line + line_base}: "
-        + _COPY_PROBLEM.format(way="FROM STDIN")
-        for m in _COPY_STDIN.finditer(text)
-    ]
+    for m in _COPY_STDIN.finditer(text):
+        line = line_col(text, m.start()).line
+        if _ENDS_HERE.match(text, m.end()) and line + 1 == error_line:
+            return [f"{label}:{line + line_base}: " + _COPY_PROBLEM.format(way="FROM STDIN")]
+    return []
 
 
 def parsed_run_problems(
@@ -100,7 +102,7 @@ def parsed_run_problems(
 
     problems: list[str] = []
     if parsed.error is not None:
-        problems = copy_stdin_problems(parsed.text, label, line_base=line_base)
+        problems = copy_stdin_problems(parsed.text, label, parsed.error.line, line_base=line_base)
         if problems:
             return problems
         # pglast's grammar may reject what the server accepts: look word by word.

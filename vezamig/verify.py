@@ -58,11 +58,9 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     # words; the syntax error below says the same thing with the line's text.
     same = None if err is None else f"{f.path}:{err.line}:{err.column}: {err.one_line}"
     report.problems.extend(p for p in f.header.problems if p != same)
-    copy = copy_stdin_problems(f.text, label) if err is not None else []
-    if copy:
-        report.problems.extend(copy)  # what `up` says of this file, in its words
-        return
     if err is not None:
+        # What `up` says of a pg_dump COPY with its rows, in its words, first.
+        report.problems.extend(copy_stdin_problems(f.text, label, err.line))
         message = err.one_line
         if not message.startswith("syntax error"):
             message = f"syntax error: {message}"
