@@ -51,17 +51,32 @@ _KV_PASSWORD_RE = re.compile(
 def redact(text: str, conninfo: str | None = None) -> str:
     """Remove any password from text that may quote a DSN: a URL's `user:…@` and a
     `password=…` keyword, wherever they appear. With ``conninfo`` (for libpq's own
-    messages about it, which quote pieces of it), also every form its password may
-    take there, each as a whole word: masking a password that happens to be `1` or
-    `postgres` inside other words would wreck the message (and tell the password)."""
+    messages about it), also every form its password may take there, each as a whole
+    word, inside the quoted values libpq cites (`"my secret"`, `'cret@host'`); in its
+    prose only a long one: masking a password that happens to be `1` or `failed`
+    in other words would wreck the message (and tell the password)."""
     text = _URL_PASSWORD_RE.sub(r"\g<pre>***", text)
     text = _KV_PASSWORD_RE.sub(r"\g<pre>***", text)
     secrets = _passwords_in(conninfo)
     if conninfo is not None and os.environ.get("PGPASSWORD"):
         secrets.add(os.environ["PGPASSWORD"])
-    for secret in sorted(secrets, key=len, reverse=True):  # a longer one may contain another
-        text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", "***", text)
-    return text
+    if not secrets:
+        return text
+    longest_first = sorted(secrets, key=len, reverse=True)  # one may contain another
+    quoted = _words_re(longest_first)
+    text = _QUOTED_RE.sub(lambda m: quoted.sub("***", m[0]), text)
+    long = [w for w in longest_first if len(w) >= _PROSE_MASK_LEN]
+    return _words_re(long).sub("***", text) if long else text
+
+
+# What libpq cites from a conninfo it quotes, and how long a password must be to be
+# masked in its prose too (where a short one would match its own words).
+_QUOTED_RE = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'")
+_PROSE_MASK_LEN = 8
+
+
+def _words_re(words: list[str]) -> re.Pattern[str]:
+    return re.compile(r"(?<![^\W_])(?:" + "|".join(re.escape(w) for w in words) + r")(?![^\W_])")
 
 
 def has_password(conninfo: str) -> bool:
@@ -77,7 +92,9 @@ _URL_MEANT_RE = re.compile(r"^\s*[a-z][a-z0-9+.-]*://[^:/@?#]*:(?P<pw>[^?#]*)@",
 # In key=value form, after `password=` everything may be the password when the
 # string does not parse (`password=my secret`: libpq complains about "secret").
 _KV_MEANT_RE = re.compile(r"\b(?:ssl)?password\s*=\s*(?P<pw>.*)", re.I | re.S)
-_PIECES_RE = re.compile(r"[\s@'\"]+")
+# And in a URL's query: `?password=Qw8&Er7#Ty6` is cut at the `&` and the `#`.
+_QUERY_MEANT_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>.*)", re.I | re.S)
+_PIECES_RE = re.compile(r"[\s@'\"/:?&#=]+")
 
 
 def _passwords_in(conninfo: str | None) -> set[str]:
@@ -102,10 +119,11 @@ def _passwords_in(conninfo: str | None) -> set[str]:
             found.update({raw, unquote(raw)})
     # libpq may have cut the password elsewhere than its author meant (at the first
     # `@` of `se@cret`, whose rest it then takes for the host): each piece of it.
-    for pattern in (_URL_MEANT_RE,) if parsed else (_URL_MEANT_RE, _KV_MEANT_RE):
+    patterns = (_URL_MEANT_RE,) if parsed else (_URL_MEANT_RE, _QUERY_MEANT_RE, _KV_MEANT_RE)
+    for pattern in patterns:
         whole = pattern.search(conninfo)
         meant = whole["pw"].strip() if whole else ""
-        if meant and meant not in found:
+        if meant and (meant not in found or not parsed):
             found.update({meant, unquote(meant), *_PIECES_RE.split(meant)})
     found.discard("")
     return found
