@@ -237,9 +237,20 @@ def test_a_dry_run_judges_a_guard_that_releases_session_locks_as_the_real_run_do
     assert real.returncode == 3, real
     assert "released vezamig's run lock" in real.stderr
     assert not table_exists(dsn, "a")
+    # A later step's guard is judged on its own (the probe is held again for it).
+    write_tree(tmp_path, {"up/002_b_up.sql": "-- vezamig:guard SELECT true\n" + mode})
+    dry = vz(dsn, tree, "up", "--dry-run")
+    assert "guard of up 1 would refuse now" in dry.stderr
+    assert "guard of up 2" not in dry.stderr
+    assert "SELECT true → passes now" in dry.stdout
     # An ordinary guard passes, and the probe lock is gone with the dry run's end.
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "-- vezamig:guard SELECT true\n" + mode})
     assert vz(dsn, tree, "up", "--dry-run").returncode == 0
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    assert query(dsn, held) == [(0,)]
 
 
 def test_what_a_guard_sets_is_undone_before_the_body_is_parsed(tmp_path: Path, dsn: str) -> None:

@@ -103,6 +103,7 @@ class GuardResult:
     # A dry run's guard that hit the lock timeout: no verdict (the real run would
     # wait and retry, then exit 4), so neither a pass nor a refusal.
     blocked: bool = False
+    released: bool = False  # it released the session's run lock (or a dry run's probe)
 
     def __str__(self) -> str:
         verdict = "BLOCKED" if self.blocked else "pass" if self.passed else "REFUSE"
@@ -393,6 +394,7 @@ class Runner:
                     "its answer does not count: it released vezamig's run lock "
                     "(pg_advisory_unlock_all()?); a guard must only read, and without the "
                     "lock another run could apply the same versions at once",
+                    released=True,
                 )
             res = cur.pgresult
             rows = res.ntuples if res is not None else 0
@@ -440,7 +442,13 @@ class Runner:
                     self._lock_held = run_lock_held_sql(self.conn, probe)
                 self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
                 try:
-                    out[(step.version, step.direction)] = [self._dry_guard(g) for g in guards]
+                    results = out[(step.version, step.direction)] = []
+                    for g in guards:
+                        results.append(self._dry_guard(g))
+                        if results[-1].released and probe is not None:
+                            # Judge the next guards on their own: a probe held again.
+                            probe = hold_probe_lock(self.conn)
+                            self._lock_held = run_lock_held_sql(self.conn, probe)
                 finally:
                     self.conn.execute("ROLLBACK")
         finally:
