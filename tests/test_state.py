@@ -402,6 +402,22 @@ def test_a_table_option_naming_something_that_is_not_a_table_is_exit_2(
     assert user_tables(dsn) == before
 
 
+@pytest.mark.parametrize(("table", "taken"), [("e", "e"), ("dm", "dm"), ("r", "r_history")])
+def test_a_table_option_whose_name_a_type_holds_is_exit_2_on_the_first_write(
+    tmp_path: Path, dsn: str, table: str, taken: str
+) -> None:
+    # An enum, a domain (or any type) of that name: CREATE TABLE fails, "type … already
+    # exists" was a database error, exit 1.
+    execute(dsn, "CREATE TYPE e AS ENUM ('a'); CREATE DOMAIN dm AS int;"
+                 " CREATE TYPE r_history AS ENUM ('x')")  # fmt: skip
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE q (i int);\n"})
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree), "--table", table])
+    assert r.returncode == 2, r
+    assert f'type "{taken}" already exists; nothing was changed' in r.stderr
+    assert "--table NAME" in r.stderr
+    assert user_tables(dsn) == []
+
+
 def test_a_table_option_naming_one_of_a_pair_of_vezamig_tables_says_which_to_use(
     tmp_path: Path, dsn: str
 ) -> None:

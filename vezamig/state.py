@@ -399,6 +399,15 @@ class Tracker:
                 f"{exc.diag.sqlstate} {exc.diag.message_primary}; nothing was changed",
                 details=[self._cannot_create_hint(exc)],
             ) from None
+        except psycopg.errors.DuplicateObject as exc:
+            # A type (enum, domain, base type) holds the name: a table's row type
+            # cannot be created beside it.
+            self.conn.execute("ROLLBACK")
+            raise TrackingTableError(
+                f"cannot create the tracking tables {self.label} and {self.history_label}: "
+                f"{exc.diag.message_primary}; nothing was changed",
+                details=["choose another name for vezamig's tracking table: --table NAME"],
+            ) from None
         except Exception:
             self.conn.execute("ROLLBACK")
             raise
