@@ -425,11 +425,17 @@ def test_a_no_transaction_file_that_does_not_parse_is_refused_before_anything_ru
         "CREATE TABLE a (id int);\n"
         "CREATE INDEX CONCURRENTLY i ON a (id;\n"
     )
-    base = write_tree(tmp_path / "sql", {"up/001_bad_up.sql": bad})
+    # Refused with the plan, not when its step is reached: the step before it (0) is
+    # not run either (it was committed, and the exit 2 read as "nothing changed").
+    first = {"up/1_first_up.sql": "CREATE TABLE first (id int);\n"}
+    base = write_tree(tmp_path / "sql", {**first, "up/002_bad_up.sql": bad})
     result = run_cli(["up", "--dir", str(base), "-d", dsn])
     assert result.returncode == EXIT_USAGE, result
-    assert f"{base / 'up/001_bad_up.sql'}:3:37: syntax error" in result.stderr
-    assert query(dsn, "SELECT to_regclass('a') IS NULL") == [(True,)]
+    assert f"{base / 'up/002_bad_up.sql'}:3:37: syntax error" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert query(dsn, "SELECT to_regclass('a') IS NULL, to_regclass('first') IS NULL") == [
+        (True, True)
+    ]
     assert applied_versions(dsn) == []
     assert history(dsn) == []
 

@@ -90,6 +90,23 @@ def copy_stdin_problems(text: str, label: str, error_line: int, *, line_base: in
     return []
 
 
+def split_problems(text: str, label: str) -> list[str]:
+    """A non-transactional file is split into statements by vezamig before it runs,
+    with pglast: one it cannot parse is refused with the plan (exit 2, nothing run),
+    not found when its step is reached, after the steps before it committed."""
+    from vezamig.sqltext import analyze
+
+    err = analyze(text).error
+    if err is None:
+        return []
+    return [
+        f"{label}:{err.line}:{err.column}: {err.one_line}: a non-transactional file is split "
+        "into statements by PostgreSQL's parser before it runs (pglast, PostgreSQL 18's "
+        "grammar), so it must parse; if your server accepts this, quote the identifier a "
+        'newer version reserves (such as "system_user")'
+    ]
+
+
 def parsed_run_problems(
     parsed: SqlFile, label: str, *, no_transaction: bool, line_base: int = 0
 ) -> list[str]:

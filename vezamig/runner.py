@@ -206,10 +206,12 @@ def _lost_session(exc: psycopg.Error) -> bool:
 
 def body_problems(step: Step) -> list[str]:
     """Statements this step cannot run (runnable.run_problems), checked before anything runs."""
-    from vezamig.runnable import run_problems
+    from vezamig.runnable import run_problems, split_problems
 
     f = step.file
-    return run_problems(f.text, str(f.path), no_transaction=step.directives.no_transaction)
+    no_tx = step.directives.no_transaction
+    problems = run_problems(f.text, str(f.path), no_transaction=no_tx)
+    return problems or (split_problems(f.text, str(f.path)) if no_tx else [])
 
 
 class _CountingCursor(psycopg.Cursor[Any]):
