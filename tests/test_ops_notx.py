@@ -440,6 +440,26 @@ def test_a_no_transaction_file_that_does_not_parse_is_refused_before_anything_ru
     assert history(dsn) == []
 
 
+def test_begin_commit_in_a_no_transaction_file_is_refused_before_anything_runs(
+    dsn: str, tmp_path: Path
+) -> None:
+    # vezamig's progress row after the first UPDATE would commit the author's block
+    # half-way: 500 created from nothing when the second UPDATE fails its CHECK.
+    body = (
+        "-- vezamig:no-transaction\n"
+        "CREATE TABLE acct (id int PRIMARY KEY, bal int CHECK (bal >= 0));\n"
+        "BEGIN;\nUPDATE acct SET bal = bal + 500 WHERE id = 2;\nCOMMIT;\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_move_up.sql": body})
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_USAGE, result
+    path = base / "up/001_move_up.sql"
+    assert f"{path}:3: `BEGIN` in a non-transactional file" in result.stderr
+    assert f"{path}:5: `COMMIT` in a non-transactional file" in result.stderr
+    assert query(dsn, "SELECT to_regclass('acct') IS NULL") == [(True,)]
+    assert applied_versions(dsn) == [] and history(dsn) == []
+
+
 SLOW = """\
 -- vezamig:no-transaction
 CREATE TABLE a (id int);
