@@ -185,7 +185,12 @@ def test_a_failure_at_the_second_statement_leaves_the_version_dirty_and_says_wha
     assert tracking(dsn) == {1: False, 2: True}
     row = history(dsn)[-1]
     assert (row["version"], row["direction"], row["outcome"]) == (2, "up", "failed")
-    assert row["message"] == (f"statement 2 of 3 failed at {up}:5; ran: {up}:4; not run: {up}:6")
+    assert row["message"] == (
+        f"statement 2 of 3 failed at {up}:5; ran: {up}:4; not run: {up}:6 (a CREATE INDEX "
+        "CONCURRENTLY that did not finish leaves an INVALID index behind, which enforces "
+        "nothing and is not replaced by a new run: drop it (DROP INDEX CONCURRENTLY IF "
+        "EXISTS uq_t_email) before you repair)"
+    )
 
 
 def test_every_later_up_and_down_refuses_while_a_version_is_dirty(dsn: str, tmp_path: Path) -> None:
@@ -460,6 +465,29 @@ def test_begin_commit_in_a_no_transaction_file_is_refused_before_anything_runs(
     assert applied_versions(dsn) == [] and history(dsn) == []
 
 
+def test_a_failed_create_index_concurrently_says_to_drop_the_invalid_index_it_left(
+    dsn: str, tmp_path: Path
+) -> None:
+    # The index is left INVALID (enforcing nothing); with IF NOT EXISTS a new run after
+    # `repair --rolled-back` would skip it and record the version applied.
+    body = (
+        "-- vezamig:no-transaction\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_email ON t (email);\n"
+    )
+    base = write_tree(tmp_path / "sql", {"up/001_t_up.sql": CREATE_T, "up/002_i_up.sql": body})
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert "leaves an INVALID index behind" in result.stderr
+    assert "DROP INDEX CONCURRENTLY IF EXISTS t_email" in result.stderr
+    assert query(dsn, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_email'::regclass") == [
+        (False,)
+    ]
+    # The refusal of the next run quotes the progress row, hint included.
+    refused = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert refused.returncode == EXIT_REFUSED, refused
+    assert "DROP INDEX CONCURRENTLY IF EXISTS t_email" in refused.stderr
+
+
 SLOW = """\
 -- vezamig:no-transaction
 CREATE TABLE a (id int);
@@ -482,7 +510,8 @@ def test_a_killed_run_leaves_the_version_dirty_with_its_progress_in_the_history(
         # While statement 2 runs, the record already tells the truth.
         assert tracking(dsn) == {1: True}
         assert history(dsn)[-1]["message"] == (
-            f"1 of 3 statements ran (last: {path}:2); the run stopped before the step finished"
+            f"1 of 3 statements ran (last: {path}:2); the run stopped while statement 2 "
+            f"({path}:3) ran or was about to: it may have done part of its work"
         )
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -561,7 +590,8 @@ def test_a_lost_connection_leaves_the_version_dirty_and_says_so(dsn: str, tmp_pa
     assert tracking(dsn) == {1: True}
     # Nothing could be written after the loss: the last progress recorded stands.
     assert history(dsn)[-1]["message"] == (
-        f"1 of 3 statements ran (last: {path}:2); the run stopped before the step finished"
+        f"1 of 3 statements ran (last: {path}:2); the run stopped while statement 2 "
+        f"({path}:3) ran or was about to: it may have done part of its work"
     )
 
 

@@ -12,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +51,7 @@ from vezamig.state import AppliedRow, Tracker, grant_hint
 
 if TYPE_CHECKING:
     from vezamig.directives import Guard
+    from vezamig.sqltext import Statement
 
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
@@ -74,6 +75,62 @@ class Reporter(Protocol):
     def step_started(self, step: Step) -> None: ...
     def step_finished(self, result: StepResult) -> None: ...
     def info(self, message: str) -> None: ...
+
+
+def _progress(path: object, statements: Sequence[Statement], ran: int) -> str:
+    """A no-transaction step's history message while it runs: what a killed run leaves
+    behind, naming the statement that was running (or about to) when it stopped."""
+    total = len(statements)
+    said = f"{ran} of {total} statements ran"
+    if ran:
+        said += f" (last: {path}:{statements[ran - 1].line})"
+    if ran == total:
+        return said + "; the run stopped before the step was recorded finished"
+    nxt = statements[ran]
+    said += (
+        f"; the run stopped while statement {ran + 1} ({path}:{nxt.line}) ran or was about "
+        "to: it may have done part of its work"
+    )
+    hint = _unfinished_hint(nxt)
+    return f"{said} ({hint})" if hint else said
+
+
+def _ident(name: str) -> str:
+    """A name as SQL would write it, quoted only when it must be (for messages)."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else sql.Identifier(name).as_string()
+
+
+def _unfinished_hint(statement: Statement) -> str | None:
+    """What a CONCURRENTLY statement that did not finish leaves behind, and what to do."""
+    from pglast import ast, parse_sql
+    from pglast.parser import ParseError
+
+    try:
+        (raw,) = parse_sql(statement.text)
+    except (ParseError, ValueError):
+        return None
+    node = raw.stmt
+    if isinstance(node, ast.IndexStmt) and node.concurrent:
+        if node.idxname:
+            schema = node.relation.schemaname if node.relation is not None else None
+            name = ".".join(_ident(p) for p in (schema, node.idxname) if p)
+            drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+        else:
+            drop = "find it: SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid"
+        return (
+            "a CREATE INDEX CONCURRENTLY that did not finish leaves an INVALID index behind, "
+            f"which enforces nothing and is not replaced by a new run: drop it ({drop}) "
+            "before you repair"
+        )
+    if isinstance(node, ast.ReindexStmt) and any(
+        isinstance(p, ast.DefElem) and p.defname == "concurrently" for p in node.params or ()
+    ):
+        return (
+            "a REINDEX CONCURRENTLY that did not finish leaves INVALID indexes named *_ccnew "
+            "behind: drop them (SELECT indexrelid::regclass FROM pg_index WHERE NOT "
+            "indisvalid) before you repair"
+        )
+    return None
 
 
 class _Stop(Exception):
@@ -1101,7 +1158,7 @@ class Runner:
 
     def _run_no_tx(self, step: Step) -> StepResult:
         from vezamig.errors import LayoutError
-        from vezamig.sqltext import SqlSyntaxError, Statement, excerpt, split_statements
+        from vezamig.sqltext import SqlSyntaxError, excerpt, split_statements
 
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
@@ -1134,8 +1191,7 @@ class Runner:
             if step.direction == "up"
             else self.tracker.set_dirty_sql(step.version, True)
         )
-        progress = "0 of {n} statements ran; the run stopped before the first one finished"
-        hist = self._history(step, "failed", started_at, 0, progress.format(n=total))
+        hist = self._history(step, "failed", started_at, 0, _progress(f.path, statements, 0))
         # Record dirty + a history row that tells the truth if the process dies now.
         try:
             self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
@@ -1176,11 +1232,7 @@ class Runner:
                     self.conn.execute(st.text)
                     done.append(st)
                     self._update_history(
-                        hist_id,
-                        "failed",
-                        _ms_since(t0),
-                        f"{len(done)} of {total} statements ran (last: {f.path}:{st.line}); "
-                        "the run stopped before the step finished",
+                        hist_id, "failed", _ms_since(t0), _progress(f.path, statements, len(done))
                     )
             finally:
                 if not self.conn.closed and not self.conn.broken:
@@ -1227,9 +1279,9 @@ class Runner:
                 if between
                 else f"all {total} statements ran; recording the end of the step {verb}"
             )
-            self._update_history(
-                hist_id, "failed", _ms_since(t0), f"{what}; ran: {ran}; not run: {not_run}"
-            )
+            hint = _unfinished_hint(current) if current is not None else None
+            said = f"{what}; ran: {ran}; not run: {not_run}" + (f" ({hint})" if hint else "")
+            self._update_history(hist_id, "failed", _ms_since(t0), said)
             details: list[str] = []
             if failed and (self.conn.broken or self.conn.closed):
                 details += [
@@ -1262,6 +1314,7 @@ class Runner:
                     else f"every statement ran; recording the end of the step {verb}"
                 ),
                 f"statements not run: {not_run}",
+                *([hint] if hint else []),
                 f"version {v} is now dirty: check the database, then run {resolve}",
             ]
             if failed:
