@@ -141,13 +141,19 @@ _URL_HINT = "check -d/--database-url or DATABASE_URL"
 
 
 def connect(
-    conninfo: str | None, application: str = "vezamig", *, writing: bool = True
+    conninfo: str | None,
+    application: str = "vezamig",
+    *,
+    writing: bool = True,
+    timeout: int | None = None,
 ) -> Connection:
     """Autocommit connection: every step opens its own transaction explicitly.
 
     ``writing``: send the session setup of a run that changes the database now
     (see session_setup). Read-only commands (status, history) skip it; the CLI's
     runs send it with their first run-lock attempt instead (Runner.run_lock).
+    ``timeout``: connect_timeout in seconds, whatever the conninfo says (a check
+    after a lost connection must not hang for long).
     """
     conninfo = conninfo or ""
     try:
@@ -167,7 +173,9 @@ def connect(
             details=[_URL_HINT],
         ) from None
     extra: dict[str, Any] = {"application_name": application, "autocommit": True}
-    if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
+    if timeout is not None:
+        extra["connect_timeout"] = timeout
+    elif "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
         extra["connect_timeout"] = 10
     try:
         conn = psycopg.connect(conninfo, **extra)

@@ -36,6 +36,7 @@ from vezamig.db import (
     session_setup,
 )
 from vezamig.errors import (
+    ConnectError,
     GuardRefused,
     Interrupted,
     LayoutError,
@@ -322,6 +323,8 @@ class Runner:
         # it committed, or its connection was lost after COMMIT): raised once it is
         # reported.
         self._stop_after: VezamigError | None = None
+        self._pid = conn.info.backend_pid  # to tell, after a lost connection, if it ended
+        self._sent = ""  # the step's last message (its start shows in pg_stat_activity)
 
     # ---- reading -------------------------------------------------------------
 
@@ -730,15 +733,23 @@ class Runner:
         )
 
     def _record_failure(
-        self, step: Step, outcome: str, started_at: datetime, t0: float, message: str
+        self,
+        step: Step,
+        outcome: str,
+        started_at: datetime,
+        t0: float,
+        message: str,
+        *,
+        conn: Connection | None = None,
     ) -> None:
-        if self.conn.closed or self.conn.broken:
+        """The refused or failed step's history row, after its rollback; ``conn``: a
+        new connection, when the run's own was lost."""
+        conn = conn or self.conn
+        if conn.closed or conn.broken:
             return  # nothing can be written; the server rolled the step back
         try:
-            self.conn.execute(
-                self._history(step, outcome, started_at, _ms_since(t0), message).as_string(
-                    self.conn
-                )
+            conn.execute(
+                self._history(step, outcome, started_at, _ms_since(t0), message).as_string(conn)
             )
         except psycopg.Error as exc:
             # The step's own error says what happened; the audit log's gap is said too.
@@ -837,6 +848,7 @@ class Runner:
                 )
                 self._check_signal()
                 body = _CountingCursor(self.conn)
+                self._sent = message
                 body.execute(message)
                 return self._ok(step, t0, retried)
             except _Stop:
@@ -861,7 +873,9 @@ class Runner:
 
                 if self._committed_before(exc):
                     return self._ok(step, t0, retried)
-                if self._signal is not None and not (self.conn.broken or self.conn.closed):
+                if self.conn.broken or self.conn.closed:
+                    return self._lost_in_step(step, exc, started_at, t0, retried)
+                if self._signal is not None:
                     # Our own cancel (see _signals_cancel): the step stopped where it was.
                     self._rollback()
                     if phase == "step" and self._step_committed(step):
@@ -971,6 +985,100 @@ class Runner:
             f"interrupted during {step.direction} {step.version} ({step.migration.name}){then}",
             exit_code=code,
         )
+
+    def _lost_in_step(
+        self, step: Step, exc: psycopg.Error, started_at: datetime, t0: float, retried: str | None
+    ) -> StepResult:
+        """The connection broke during a transactional step: whether its COMMIT ran is
+        asked on a new connection, once the old session is gone (a backend that lives
+        on could still commit), and the failed step's history row written there.
+        Without a server to ask, say it is not known."""
+        head = f"{step.direction} {step.version} ({step.migration.name})"
+        where = f"{step.file.path}: connection lost during the step: {str(exc).strip()}"
+        committed = None
+        other = self._other_connection()
+        try:
+            if other is not None:
+                committed = self._committed_on(other, step)
+            if committed:
+                self._stop_after = ConnectError(
+                    f"lost the database connection after {head} committed: it is "
+                    f"{'applied' if step.direction == 'up' else 'rolled back'} (checked on a "
+                    "new connection); no later step was run",
+                    details=[where, "run the command again once the database is reachable"],
+                )
+                return self._ok(step, t0, retried)
+            if committed is None:
+                raise ConnectError(
+                    f"lost the database connection during {head}, and whether its COMMIT "
+                    "ran is not known: the server cannot be reached (or its old session "
+                    "ended) to check",
+                    details=[
+                        where,
+                        "run `vezamig status` once the database is back: the tracking row is "
+                        "written in the step's own transaction, so it tells whether the step "
+                        "is applied; the history lacks this step's row",
+                    ],
+                ) from None
+            self._record_failure(
+                step, "failed", started_at, t0, "connection lost during the step", conn=other
+            )
+        finally:
+            if other is not None:
+                other.close()
+        raise StepFailed(
+            f"{head} failed and was rolled back",
+            details=[
+                where,
+                "the step did not commit (checked on a new connection, once the lost "
+                "session had ended): nothing of it is applied; run the command again",
+            ],
+            version=step.version,
+        ) from None
+
+    def _other_connection(self) -> Connection | None:
+        """A new connection after the run's own was lost; None if the server cannot be
+        reached within ≈ 10 s (a restarting server answers again within that)."""
+        from vezamig.db import connect
+
+        self.reporter.info("connection lost; checking on a new connection what became of the step")
+        deadline = time.monotonic() + 10
+        while self._signal is None:
+            try:
+                return connect(self.config.conninfo, self.config.application, writing=False,
+                               timeout=3)  # fmt: skip
+            except VezamigError:
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.5)
+        return None
+
+    def _committed_on(self, other: Connection, step: Step) -> bool | None:
+        """Whether the step's COMMIT ran, asked on ``other`` once the lost session has
+        ended (it is ended here if it lives on); None if it cannot be ended."""
+        # Ours: that pid, still showing the start of this step's message (a pid the
+        # server gave to a new session since shows another query).
+        alive = (
+            "SELECT pid FROM pg_stat_activity WHERE pid = %s AND application_name = %s"
+            " AND left(query, 64) = left(%s, 64)"
+        )
+        key = (self._pid, self.config.application, self._sent)
+        try:
+            if other.execute(alive, key).fetchone() is not None:
+                other.execute("SELECT pg_terminate_backend(%s)", (self._pid,))
+                deadline = time.monotonic() + 5
+                while other.execute(alive, key).fetchone() is not None:
+                    if time.monotonic() >= deadline:
+                        return None  # still running, not ours to end: it may yet commit
+                    time.sleep(0.1)
+            query = sql.SQL("SELECT count(*) FROM {} WHERE version = {}").format(
+                self.tracker.table, sql.Literal(step.version)
+            )
+            found = other.execute(query.as_string(other)).fetchone()
+        except psycopg.Error:
+            return None
+        recorded = found is not None and found[0] > 0
+        return recorded if step.direction == "up" else not recorded
 
     def _finished_first(self, step: Step, code: int) -> Interrupted:
         """The stop came while the step committed: it is done, and the run ends."""

@@ -66,6 +66,7 @@ def test_a_session_terminated_by_the_server_mid_step_fails_clearly_and_changes_n
     assert result.returncode == 1, result
     assert "up 2 (slow) failed and was rolled back" in result.stderr
     assert "connection lost during the step" in result.stderr
+    assert "the step did not commit (checked on a new connection" in result.stderr
     assert "Traceback" not in result.output
     assert versions(dsn) == [1]
     assert not table_exists(dsn, "slow_t") and not table_exists(dsn, "last_t")
@@ -75,7 +76,13 @@ def test_a_session_terminated_by_the_server_mid_step_fails_clearly_and_changes_n
     assert rerun.returncode == 0, rerun
     assert versions(dsn) == [1, 2, 3]
     assert query(dsn, "SELECT id FROM slow_t") == [(2,)]
-    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok"), (3, "ok")]
+    # The failed step's row, written on a new connection (SPEC §4: one per failed step).
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [
+        (1, "ok"),
+        (2, "failed"),
+        (2, "ok"),
+        (3, "ok"),
+    ]
 
 
 @pytest.mark.parametrize("no_transaction", [False, True])
@@ -278,3 +285,50 @@ def test_a_stop_signal_before_a_non_transactional_step_s_first_statement_leaves_
         "failed",
         "interrupted before its first statement; nothing ran",
     )
+
+
+def test_a_connection_lost_after_the_commit_says_the_step_is_applied(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    # The session is terminated while its COMMIT waits for the standby: committed
+    # locally. The new connection finds the tracking row: applied, said so, exit 5
+    # (the run could not go on), no failed history row.
+    dsn = private_cluster.conninfo()
+    files = {"up/001_a_up.sql": "CREATE TABLE a ();\n", "up/002_b_up.sql": "CREATE TABLE b ();\n"}
+    write_tree(tree, files)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    with commits_wait_for_a_missing_standby(dsn):
+        run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+        wait_for(lambda: waiting_in_syncrep(dsn, "CREATE TABLE b"), what="2's COMMIT to wait")
+        execute(
+            dsn,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+        )
+    result = run.wait(timeout=60)
+    assert result.returncode == 5, result
+    assert "lost the database connection after up 2 (b) committed: it is applied" in (result.stderr)
+    assert "rolled back" not in result.stderr
+    assert versions(dsn) == [1, 2] and table_exists(dsn, "b")
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok")]
+
+
+def test_a_connection_lost_with_no_server_to_ask_says_the_outcome_is_not_known(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    dsn = private_cluster.conninfo()
+    set_sleep(dsn, 600)
+    three_step_tree(tree)
+    run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, SLEEPING)), what="step 2 to be running")
+    pg_ctl(private_cluster, "stop", "-w", "-m", "immediate")
+    try:
+        result = run.wait(timeout=60)  # ≈ 10 s of attempts to reach the server again
+    finally:
+        pg_ctl(private_cluster, "start", "-w", "-l", str(private_cluster.logfile))
+    assert result.returncode == 5, result
+    assert "lost the database connection during up 2 (slow), and whether its COMMIT" in (
+        result.stderr
+    )
+    assert "run `vezamig status` once the database is back" in result.stderr
+    assert "Traceback" not in result.output
+    assert versions(dsn) == [1]
