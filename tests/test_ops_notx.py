@@ -369,6 +369,36 @@ def test_a_guard_that_hits_the_lock_timeout_is_retried_then_exits_4_with_one_row
     assert row["message"].startswith("lock timeout (100 ms) after 2 attempt(s)")
 
 
+def test_a_statement_that_hits_the_lock_timeout_is_retried_then_exits_4_dirty(
+    dsn: str, tmp_path: Path
+) -> None:
+    # --lock-timeout holds for a no-transaction step's statements too (a VACUUM FULL or
+    # an ALTER TABLE there queues every query on the table behind it), also against a
+    # database-level lock_timeout; not for CONCURRENTLY ones (test above: they wait).
+    up = "-- vezamig:no-transaction\nCREATE TABLE side ();\nALTER TABLE t ADD COLUMN x int;\n"
+    base = tree(tmp_path, up__002_email_indexes_up=up)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    execute(dsn, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET lock_timeout = 0',"
+                 " current_database()); END$$")  # fmt: skip
+    holder = connect(dsn)
+    try:
+        holder.execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        result = vz(dsn, base, "up", "--lock-timeout", "100ms", "--lock-retries", "1")
+    finally:
+        holder.close()
+    assert result.returncode == EXIT_LOCKED, result
+    path = base / "up/002_email_indexes_up.sql"
+    assert f"2: lock timeout at {path}:3" in result.stderr and "retry 1/1" in result.stderr
+    assert "gave up part-way (non-transactional): lock timeout (100 ms) after 2 attempt(s)" in (
+        result.stderr
+    )
+    assert f"statements that ran: {path}:2" in result.stderr
+    assert tracking(dsn) == {1: False, 2: True}
+    assert history(dsn)[-1]["message"].startswith(
+        f"statement 2 of 2 gave up on a lock after 2 attempt(s) at {path}:3"
+    )
+
+
 SLEEPING_GUARD = (
     "-- vezamig:no-transaction\n"
     "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"

@@ -96,6 +96,11 @@ def _progress(path: object, statements: Sequence[Statement], ran: int) -> str:
     return f"{said} ({hint})" if hint else said
 
 
+def _waits_for_others(statement: Statement) -> bool:
+    """A CONCURRENTLY statement, which waits for older transactions by design."""
+    return re.search(r"\bconcurrently\b", statement.text, re.I) is not None
+
+
 def _ident(name: str) -> str:
     """A name as SQL would write it, quoted only when it must be (for messages)."""
     return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else sql.Identifier(name).as_string()
@@ -1332,19 +1337,43 @@ class Runner:
             .as_string(self.conn)
         )
         done: list[Statement] = []
+        attempts = 1
         try:
             self.conn.execute(timeout)
+            lock_timeout: int | None = None
             try:
                 for st in statements:
-                    self._check_signal()  # between statements: stop before the next one
-                    self.conn.execute(st.text)
+                    # --lock-timeout as in a transactional step, but none for CONCURRENTLY
+                    # statements: they wait for older transactions, blocking nobody.
+                    wanted = 0 if _waits_for_others(st) else self.config.lock_timeout_ms
+                    if wanted != lock_timeout:
+                        self.conn.execute(f"SET lock_timeout = '{int(wanted)}ms'")
+                        lock_timeout = wanted
+                    attempts = 1
+                    while True:
+                        self._check_signal()  # between statements: stop before the next one
+                        try:
+                            self.conn.execute(st.text)
+                            break
+                        except pgerrors.LockNotAvailable as exc:
+                            # One statement, in autocommit: rolled back; retried as a step is.
+                            if attempts > self.config.lock_retries or self._signal is not None:
+                                raise
+                            pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempts - 1))
+                            self.reporter.info(
+                                f"{step.version}: lock timeout at {f.path}:{st.line} "
+                                f"({exc.diag.message_primary}); retry {attempts}/"
+                                f"{self.config.lock_retries} in {pause:g}s"
+                            )
+                            self._pause(pause)
+                            attempts += 1
                     done.append(st)
                     self._update_history(
                         hist_id, "failed", _ms_since(t0), _progress(f.path, statements, len(done))
                     )
             finally:
                 if not self.conn.closed and not self.conn.broken:
-                    self.conn.execute("RESET statement_timeout")
+                    self.conn.execute("RESET statement_timeout; RESET lock_timeout")
             duration = _ms_since(t0)
             finish = (
                 self.tracker.clean_sql(step.version, duration)
@@ -1370,7 +1399,14 @@ class Runner:
             # _Stop: the signal came between statements, none was running.
             ours = self._signal is not None and isinstance(exc, pgerrors.QueryCanceled | _Stop)
             failed = isinstance(exc, psycopg.Error) and not ours
-            verb = "failed" if failed else "failed (interrupted)"
+            locked = failed and isinstance(exc, pgerrors.LockNotAvailable)
+            verb = (
+                f"gave up on a lock after {attempts} attempt(s)"
+                if locked
+                else "failed"
+                if failed
+                else "failed (interrupted)"
+            )
             n = len(done)
             between = isinstance(exc, _Stop)
             current = statements[n] if n < total and not between else None
@@ -1425,6 +1461,17 @@ class Runner:
                 *([hint] if hint else []),
                 f"version {v} is now dirty: check the database, then run {resolve}",
             ]
+            if locked:
+                raise LockBusy(
+                    f"{step.direction} {v} ({step.migration.name}) gave up part-way "
+                    f"(non-transactional): lock timeout ({self.config.lock_timeout_ms} ms) "
+                    f"after {attempts} attempt(s)",
+                    details=[
+                        *details,
+                        "another session holds a lock this statement needs; find it with "
+                        "pg_locks/pg_stat_activity, or raise --lock-timeout or --lock-retries",
+                    ],
+                ) from None
             if failed:
                 raise StepFailed(
                     f"{step.direction} {v} ({step.migration.name}) failed part-way "
@@ -1455,6 +1502,14 @@ class Runner:
         except psycopg.Error:
             self._committed_before_reset_failed()
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, in slices: a stop signal only marks the run (_signals_cancel)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self._signal is not None:
+                raise _Stop
+            time.sleep(min(left, 0.05))
 
     def _undo_dirty(self, step: Step, hist_id: int, t0: float) -> bool:
         """A stop signal came while the step was being recorded dirty, before its first
