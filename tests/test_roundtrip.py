@@ -381,6 +381,20 @@ def test_a_down_that_only_works_in_the_ups_session_fails_as_it_would_in_real_use
     assert 'table "x" does not exist' in result.stdout + result.stderr
 
 
+def test_an_extension_s_own_views_do_not_make_a_scratch_database_non_empty(
+    tmp_path: Path, dsn: str
+) -> None:
+    # pg_buffercache (or pg_stat_statements, often in template1) brings views of its own.
+    tree = write_tree(
+        tmp_path,
+        {"up/001_a_up.sql": "CREATE TABLE a (id int);\n", "down/001_a_down.sql": "DROP TABLE a;\n"},
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_buffercache")
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree))
+    assert result.returncode == 0, result
+
+
 def test_roundtrip_refuses_a_database_that_is_not_empty(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(
         tmp_path,

@@ -63,6 +63,12 @@ class Case:
 
 
 LEFTOVER_CASES = {
+    "event trigger": Case(
+        "CREATE FUNCTION evf() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN END$$;"
+        " CREATE EVENT TRIGGER et ON ddl_command_end EXECUTE FUNCTION evf()",
+        "",
+        "event trigger et still exists after down of 985",
+    ),
     "index": Case(
         "CREATE INDEX idx_tracks_storage_backend_s3 ON tracks (title) WHERE plays > 0",
         "",
@@ -218,6 +224,29 @@ def test_an_object_the_down_left_different_is_named_with_before_and_after(
 ) -> None:
     messages = described(forgotten(conn, case.up, case.down))
     assert any(m.startswith(case.message) for m in messages), messages
+
+
+def test_an_event_trigger_the_down_recreated_disabled_or_on_another_event_differs(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        "CREATE FUNCTION evf() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN END$$;"
+        " CREATE EVENT TRIGGER et ON ddl_command_end EXECUTE FUNCTION evf()"
+    )
+    for change, now in (
+        ("ALTER EVENT TRIGGER et DISABLE", "-- DISABLED"),
+        ("DROP EVENT TRIGGER et; CREATE EVENT TRIGGER et ON sql_drop EXECUTE FUNCTION evf()",
+         "ON sql_drop"),
+    ):  # fmt: skip
+        messages = described(forgotten(conn, "SELECT 1", change))
+        assert len(messages) == 1 and messages[0].startswith(
+            "event trigger et changed after down of 985:"
+        ), messages
+        assert now in messages[0]
+        conn.execute(
+            "DROP EVENT TRIGGER et; CREATE EVENT TRIGGER et ON ddl_command_end"
+            " EXECUTE FUNCTION evf()"
+        )
 
 
 def test_an_object_the_down_dropped_too_many_is_named_as_missing(

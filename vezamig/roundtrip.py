@@ -75,6 +75,10 @@ def user_tables(conn: Connection) -> list[str]:
         " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
         " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
+        # An extension's own views (pg_stat_statements, often in template1) are not
+        # the user's: the snapshot leaves them out too.
+        " AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass"
+        " AND e.objid = c.oid AND e.deptype = 'e')"
         " ORDER BY 1 LIMIT 6"
     ).fetchall()
     return [r[0] for r in rows]  # at most 6: enough to show 5 and know there are more

@@ -48,6 +48,7 @@ KIND_ORDER: tuple[str, ...] = (
     "procedure",
     "aggregate",
     "trigger",
+    "event trigger",
 )
 
 _SYSTEM_SCHEMA = "(n.nspname !~ '^pg_' AND n.nspname <> 'information_schema')"
@@ -243,6 +244,19 @@ _BRANCHES: tuple[str, ...] = (
     WHERE NOT g.tgisinternal AND {_SYSTEM_SCHEMA}
       AND c.oid <> ALL(%(excluded)s::oid[])
       AND {_not_in_extension("pg_class", "c.oid")}
+    """,
+    # event triggers (database-wide: no schema)
+    f"""
+    SELECT 'event trigger', quote_ident(t.evtname), NULL, NULL,
+           'ON ' || t.evtevent
+           || COALESCE(' WHEN TAG IN (' || array_to_string(t.evttags, ', ') || ')', '')
+           || ' EXECUTE FUNCTION ' || t.evtfoid::regprocedure::text
+           || CASE t.evtenabled WHEN 'D' THEN ' -- DISABLED'
+                                WHEN 'R' THEN ' -- ENABLE REPLICA'
+                                WHEN 'A' THEN ' -- ENABLE ALWAYS'
+                                ELSE '' END
+    FROM pg_event_trigger t
+    WHERE {_not_in_extension("pg_event_trigger", "t.oid")}
     """,
     # enum types with their values in order
     f"""
