@@ -381,6 +381,28 @@ def test_a_down_that_only_works_in_the_ups_session_fails_as_it_would_in_real_use
     assert 'table "x" does not exist' in result.stdout + result.stderr
 
 
+def test_the_text_output_names_the_versions_a_stopped_run_did_not_check(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\n",
+            "down/001_t_down.sql": "DROP TABLE t;\n",
+            "up/002_i_up.sql": "CREATE INDEX idx_x ON t (id);\n",
+            "down/002_i_down.sql": "SELECT 1;\n",
+            "up/003_u_up.sql": "CREATE TABLE u (id int);\n",
+            "down/003_u_down.sql": "DROP TABLE u;\n",
+            "up/004_w_up.sql": "CREATE TABLE w (id int);\n",
+            "down/004_w_down.sql": "DROP TABLE w;\n",
+        },
+    )
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree))
+    assert result.returncode == 1, result
+    assert "not run: 3, 4 (up again of 2 failed: the run stopped there)" in result.stderr
+    assert "2 not run" in result.stdout
+
+
 def test_an_extension_s_own_views_do_not_make_a_scratch_database_non_empty(
     tmp_path: Path, dsn: str
 ) -> None:

@@ -339,6 +339,13 @@ class Output:
         extra = "".join(
             f", {report.count(r)} {r}" for r in ("skipped", "not run") if report.count(r)
         )
+        not_run = [v for v in report.versions if v.result == "not run"]
+        if not_run:
+            # Named, not only counted: which versions this run did not check, and why.
+            why = not_run[0].problems[0].removeprefix("not run: ") if not_run[0].problems else ""
+            shown = ", ".join(str(v.version) for v in not_run[:10])
+            more = f" and {len(not_run) - 10} more" if len(not_run) > 10 else ""
+            self.err.write((f"  not run: {shown}{more} ({why}: the run stopped there)", "dim"))
         self.line(
             f"roundtrip: {report.count('pass')} passed, {report.count('fail')} failed, "
             f"{report.count('irreversible')} irreversible (applied, not reversible)"
