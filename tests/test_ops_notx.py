@@ -399,6 +399,25 @@ def test_a_statement_that_hits_the_lock_timeout_is_retried_then_exits_4_dirty(
     )
 
 
+def test_a_no_transaction_step_that_makes_the_session_read_only_still_records_itself(
+    dsn: str, tmp_path: Path
+) -> None:
+    # vezamig's progress and end rows were refused (25006): dirty, exit 1, although
+    # every statement ran.
+    up = (
+        "-- vezamig:no-transaction\n"
+        "CREATE TABLE z (id int);\n"
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;\n"
+        "SELECT 1;\n"
+    )
+    files = {"up/001_ro_up.sql": up, "up/002_next_up.sql": "CREATE TABLE n ();\n"}
+    base = write_tree(tmp_path / "sql", files)
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_OK, result
+    assert tracking(dsn) == {1: False, 2: False}
+    assert history(dsn)[0]["message"] == "3 of 3 statements ran"
+
+
 SLEEPING_GUARD = (
     "-- vezamig:no-transaction\n"
     "-- vezamig:guard SELECT pg_sleep(30) IS NOT NULL AND 'vezamig_test_sleep' <> ''\n"
