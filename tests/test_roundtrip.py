@@ -381,6 +381,17 @@ def test_a_down_that_only_works_in_the_ups_session_fails_as_it_would_in_real_use
     assert 'table "x" does not exist' in result.stdout + result.stderr
 
 
+def test_a_scratch_database_that_cannot_be_reached_is_exit_5_naming_only_d(
+    tmp_path: Path,
+) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();\n"})
+    result = vezamig("roundtrip", "-d", "postgresql://u:s3cret@127.0.0.1:1/x", "--dir", str(tree))
+    assert result.returncode == 5, result
+    assert "check -d (the scratch database's URL)" in result.stderr
+    assert "DATABASE_URL" not in result.stderr  # which roundtrip deliberately ignores
+    assert "s3cret" not in result.stdout + result.stderr
+
+
 def test_the_text_output_names_the_versions_a_stopped_run_did_not_check(
     tmp_path: Path, dsn: str
 ) -> None:

@@ -815,6 +815,7 @@ def roundtrip(**opts: Any) -> None:
 
     from vezamig.cluster import ThrowawayCluster
     from vezamig.db import connect
+    from vezamig.errors import ConnectError
     from vezamig.roundtrip import require_empty, run_roundtrip
 
     # A scratch database must be named explicitly: DATABASE_URL may well point at
@@ -842,7 +843,12 @@ def roundtrip(**opts: Any) -> None:
         conninfo = cluster.conninfo() if cluster is not None else cfg.conninfo
         if cluster is not None and not out.quiet:
             out.info(f"throwaway PostgreSQL in {cluster.host} (removed afterwards)")
-        conn = connect(conninfo, cfg.application)
+        try:
+            conn = connect(conninfo, cfg.application)
+        except ConnectError as exc:
+            if cluster is None:  # roundtrip ignores DATABASE_URL: name only what it uses
+                exc.details = ["check -d (the scratch database's URL)"]
+            raise
         try:
             require_empty(conn)
             report = run_roundtrip(
