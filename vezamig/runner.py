@@ -1016,8 +1016,8 @@ class Runner:
             if committed is None:
                 raise ConnectError(
                     f"lost the database connection during {head}, and whether its COMMIT "
-                    "ran is not known: the server cannot be reached (or its old session "
-                    "ended) to check",
+                    "ran is not known: the server cannot be reached to check (or the lost "
+                    "session, still running, could not be ended)",
                     details=[
                         where,
                         "run `vezamig status` once the database is back: the tracking row is "
@@ -1245,7 +1245,6 @@ class Runner:
                 if self._signal is not None:
                     code = self._signal_code()
                     raise self._no_tx_guard_stopped(step, code, started_at, t0) from None
-
                 # Cancelled from elsewhere (pg_cancel_backend): a failed step, as in a
                 # transactional step; a statement timeout was a refusal already.
                 msg = f"its guard was cancelled: {exc.diag.message_primary or exc}"
