@@ -823,19 +823,24 @@ def test_a_failing_down_exits_1_and_leaves_the_version_applied(tmp_path: Path, d
     assert outcomes(dsn) == [(1, "up", "ok"), (1, "down", "failed")]
 
 
-def test_dry_run_does_not_hang_on_a_guard_that_waits_for_a_lock(tmp_path: Path, dsn: str) -> None:
-    tree = write_tree(tmp_path, DRY)
-    migrate(dsn, tree)
+def dry_down_while_t_is_locked(dsn: str, tree: Path) -> CliResult:
+    """`down --to 0 --dry-run` while another session holds table t."""
     holder = connect(dsn)
     try:
         holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
-        r = run_cli(
+        return run_cli(
             ["down", "-d", dsn, "--dir", str(tree), "--to", "0", "--dry-run",
              "--lock-timeout", "200ms"],
             timeout=30,
         )  # fmt: skip
     finally:
         holder.close()
+
+
+def test_dry_run_does_not_hang_on_a_guard_that_waits_for_a_lock(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, DRY)
+    migrate(dsn, tree)
+    r = dry_down_while_t_is_locked(dsn, tree)
     # No verdict, so not a refusal (3): the real run would wait, retry and exit 4.
     assert r.returncode == 4, r
     assert "cannot be evaluated now" in r.stdout and "55P03" in r.stdout
@@ -851,16 +856,7 @@ def test_a_dry_run_with_a_refusal_and_a_guard_behind_a_lock_exits_3_naming_both(
     files["down/002_u_down.sql"] = "-- vezamig:guard SELECT false\nDROP TABLE u;\n"
     tree = write_tree(tmp_path, files)
     migrate(dsn, tree)
-    holder = connect(dsn)
-    try:
-        holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
-        r = run_cli(
-            ["down", "-d", dsn, "--dir", str(tree), "--to", "0", "--dry-run",
-             "--lock-timeout", "200ms"],
-            timeout=30,
-        )  # fmt: skip
-    finally:
-        holder.close()
+    r = dry_down_while_t_is_locked(dsn, tree)
     assert r.returncode == 3, r
     assert "guard of down 2 would refuse now" in r.stderr
     assert "guard of down 1 cannot be evaluated now" in r.stderr

@@ -306,7 +306,7 @@ def test_a_connection_lost_after_the_commit_says_the_step_is_applied(
         )
     result = run.wait(timeout=60)
     assert result.returncode == 5, result
-    assert "lost the database connection after up 2 (b) committed: it is applied" in (result.stderr)
+    assert "lost the database connection after up 2 (b) committed: it is applied" in result.stderr
     assert "rolled back" not in result.stderr
     assert versions(dsn) == [1, 2] and table_exists(dsn, "b")
     assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok")]
