@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -663,3 +664,66 @@ def test_the_refusal_quotes_the_latest_progress_of_a_version_that_failed_twice(
     refused = vz(dsn, base, "up")
     assert refused.returncode == EXIT_REFUSED, refused
     assert f"Last recorded progress: statement 2 of 2 failed at {path}:3" in refused.stderr
+
+
+def test_a_second_signal_while_the_step_s_history_row_is_written_still_names_the_step(
+    dsn: str, tmp_path: Path
+) -> None:
+    # The first SIGTERM cancels the body; the failed row's INSERT then waits on a lock
+    # another session holds, and a second SIGTERM stops that: the message must still
+    # name the step (it once said only "terminated (SIGTERM)").
+    body = "SELECT pg_sleep(30) AS vezamig_test_sleep;\nCREATE TABLE x (id int);\n"
+    base = write_tree(tmp_path / "sql", {"up/001_a_up.sql": "CREATE TABLE a ();\n",
+                                         "up/002_s_up.sql": body})  # fmt: skip
+    assert run_cli(["up", "--dir", str(base), "-d", dsn, "--to", "1"]).returncode == EXIT_OK
+    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
+    holder = connect(dsn)
+    try:
+        wait_for(lambda: bool(backends_running(dsn, "vezamig_test_sleep")), what="the body")
+        holder.execute("BEGIN; LOCK TABLE schema_migrations_history IN EXCLUSIVE MODE")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(
+            lambda: bool(backends_running(dsn, "synchronous_commit = local")),
+            what="the failed row's INSERT to wait",
+        )
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "interrupted during up 2 (s); the running statement was cancelled" in err
+    assert "may be missing from schema_migrations_history" in err
+    assert applied_versions(dsn) == [1]
+
+
+def test_a_signal_while_a_no_transaction_step_records_its_end_still_ends_it_clean(
+    dsn: str, tmp_path: Path
+) -> None:
+    # Every statement ran; the cancel hit vezamig's own last UPDATE (waiting on a row
+    # lock): the end is recorded anyway, then the run stops. It was left dirty.
+    notx = "-- vezamig:no-transaction\nSELECT pg_sleep(1) AS vezamig_test_sleep;\n"
+    files = {
+        "up/001_a_up.sql": "CREATE TABLE a ();\n",
+        "up/002_n_up.sql": notx,
+        "up/003_later_up.sql": "CREATE TABLE later ();\n",
+    }
+    base = write_tree(tmp_path / "sql", files)
+    assert run_cli(["up", "--dir", str(base), "-d", dsn, "--to", "1"]).returncode == EXIT_OK
+    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
+    holder = connect(dsn)
+    try:
+        wait_for(lambda: bool(backends_running(dsn, "vezamig_test_sleep")), what="the body")
+        holder.execute("BEGIN; SELECT * FROM schema_migrations WHERE version = 2 FOR UPDATE")
+        wait_for(lambda: bool(backends_running(dsn, "dirty = false")), what="the step's end")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+    finally:
+        holder.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "up 2 (n) ran; it finished first and is applied; no later step was run" in err
+    assert tracking(dsn) == {1: False, 2: False}
+    assert query(dsn, "SELECT to_regclass('later') IS NULL") == [(True,)]

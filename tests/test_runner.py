@@ -6,7 +6,9 @@ table and the history, as another session sees them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -813,3 +815,37 @@ def test_a_body_statement_waiting_for_a_lock_also_times_out_and_retries(
         other.close()
     assert applied_versions(dsn) == [1]
     assert [(r["version"], r["outcome"]) for r in history(dsn)] == [(1, "ok"), (2, "failed")]
+
+
+def test_after_a_lost_connection_the_old_session_is_found_and_ended_whatever_it_renamed(
+    make_runner: MakeRunner, dsn: str
+) -> None:
+    """A backend that outlives its client (a network cut) could still commit: before the
+    tracking row is read, it must be ended, even if the body set application_name."""
+    runner = make_runner({"up/001_a_up.sql": "CREATE TABLE a ();\n"})
+    runner.tracker.ensure()
+    lost = connect(dsn)  # stands for the run's connection, cut off from its client
+    message = "BEGIN; SET application_name = 'backfill'; SELECT pg_sleep(30); COMMIT"
+    worker = threading.Thread(target=lambda: suppress_errors(lost, message), daemon=True)
+    worker.start()
+    runner._pid, runner._sent = lost.info.backend_pid, message
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backfill'"
+    deadline = time.monotonic() + 30
+    while query(dsn, sleeping) != [(1,)]:
+        assert time.monotonic() < deadline, "the lost session did not start"
+        time.sleep(0.05)
+    other = connect(dsn)
+    try:
+        step = runner.plan("up", None).steps[0]
+        assert runner._committed_on(other, step) is False  # ended first, then read
+    finally:
+        other.close()
+    assert query(dsn, sleeping) == [(0,)]
+    worker.join(timeout=30)
+
+
+def suppress_errors(conn: Connection, text: str) -> None:
+    with contextlib.suppress(Exception):
+        conn.execute(text)
+    with contextlib.suppress(Exception):
+        conn.close()

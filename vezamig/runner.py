@@ -753,8 +753,16 @@ class Runner:
         if conn.closed or conn.broken:
             return  # nothing can be written; the server rolled the step back
         try:
-            conn.execute(
-                self._history(step, outcome, started_at, _ms_since(t0), message).as_string(conn)
+            row = self._history(step, outcome, started_at, _ms_since(t0), message)
+            conn.execute(self._stopping_write(row.as_string(conn)))
+        except (KeyboardInterrupt, SystemExit):
+            # A second stop signal while the row was written: the step's own message
+            # still says what happened; the audit log's gap is said too.
+            self._rollback()
+            self.reporter.info(
+                f"warning: the {outcome} {step.direction} of {step.version} may be missing "
+                f"from {self.tracker.history_label}: a second stop signal came while it "
+                "was written"
             )
         except psycopg.Error as exc:
             # The step's own error says what happened; the audit log's gap is said too.
@@ -1013,6 +1021,12 @@ class Runner:
                     details=[where, "run the command again once the database is reachable"],
                 )
                 return self._ok(step, t0, retried)
+            if committed is None and self._signal is not None:
+                raise Interrupted(
+                    f"{self._signal_name()} while checking what became of {head} after the "
+                    "connection was lost: whether its COMMIT ran is not known",
+                    exit_code=self._signal_code(),
+                ) from None
             if committed is None:
                 raise ConnectError(
                     f"lost the database connection during {head}, and whether its COMMIT "
@@ -1062,12 +1076,10 @@ class Runner:
         """Whether the step's COMMIT ran, asked on ``other`` once the lost session has
         ended (it is ended here if it lives on); None if it cannot be ended."""
         # Ours: that pid, still showing the start of this step's message (a pid the
-        # server gave to a new session since shows another query).
-        alive = (
-            "SELECT pid FROM pg_stat_activity WHERE pid = %s AND application_name = %s"
-            " AND left(query, 64) = left(%s, 64)"
-        )
-        key = (self._pid, self.config.application, self._sent)
+        # server gave to a new session since shows another query; the application
+        # name is no sign: the body may have set it).
+        alive = "SELECT pid FROM pg_stat_activity WHERE pid = %s AND left(query, 64) = left(%s, 64)"
+        key = (self._pid, self._sent)
         try:
             if other.execute(alive, key).fetchone() is not None:
                 other.execute("SELECT pg_terminate_backend(%s)", (self._pid,))
@@ -1380,7 +1392,7 @@ class Runner:
                 else self.tracker.unrecord_sql(step.version)
             )
             # READ WRITE: a statement may have made the session's transactions read-only.
-            self.conn.execute(
+            end = (
                 sql.SQL("BEGIN READ WRITE; {}; {}; {}; COMMIT")
                 .format(
                     sql.SQL(_AS_SESSION_USER),
@@ -1391,6 +1403,15 @@ class Runner:
                 )
                 .as_string(self.conn)
             )
+            try:
+                self.conn.execute(end)
+            except pgerrors.QueryCanceled:
+                if self._signal is None:
+                    raise
+                # Our own cancel hit the step's end: every statement ran, so record it
+                # (then the run stops), rather than leave a finished step dirty.
+                self._rollback()
+                self.conn.execute(self._stopping_write(end))
         except (KeyboardInterrupt, SystemExit, psycopg.Error, _Stop) as exc:
             # Whatever happened, the version stays dirty: say exactly how far it got.
             self._rollback()
@@ -1524,11 +1545,27 @@ class Runner:
         )
         try:
             self.conn.execute(
-                sql.SQL("BEGIN; {}; {}; COMMIT").format(undo, note).as_string(self.conn)
+                self._stopping_write(
+                    sql.SQL("BEGIN READ WRITE; {}; {}; COMMIT")
+                    .format(undo, note)
+                    .as_string(self.conn)
+                )
             )
         except psycopg.Error:
             self._rollback()
             return False
+        except (KeyboardInterrupt, SystemExit):
+            # A second signal: psycopg let the COMMIT finish or fail; the row says which.
+            self._rollback()
+            query = sql.SQL("SELECT dirty FROM {} WHERE version = {}").format(
+                self.tracker.table, sql.Literal(step.version)
+            )
+            try:
+                row = self.conn.execute(query.as_string(self.conn)).fetchone()
+            except psycopg.Error:
+                self._rollback()
+                return False
+            return row is None if step.direction == "up" else row is not None and not row[0]
         return True
 
     def _history_update_sql(
@@ -1545,15 +1582,31 @@ class Runner:
         )
 
     def _update_history(self, hist_id: int, outcome: str, duration_ms: int, message: str) -> None:
-        from contextlib import suppress
-
         if self.conn.closed or self.conn.broken:
             return
-        with suppress(psycopg.Error):  # progress is best effort; the step goes on
+        # Progress is best effort: the step goes on, and a second stop signal here must
+        # not hide the message that says how far the step got.
+        with suppress(psycopg.Error, KeyboardInterrupt, SystemExit):
             update = self._history_update_sql(hist_id, outcome, duration_ms, message)
             # As the user who connected, whatever role the statements switched to; READ
             # WRITE whatever transaction mode they set for the session.
             self.conn.execute(
-                f"BEGIN READ WRITE; {_AS_SESSION_USER}; {update.as_string(self.conn)}; COMMIT"
+                self._stopping_write(
+                    f"BEGIN READ WRITE; {_AS_SESSION_USER}; {update.as_string(self.conn)}; COMMIT"
+                )
             )
         self._rollback()  # a failed update leaves the transaction open
+
+    def _stopping_write(self, script: str) -> str:
+        """Bookkeeping written after a stop signal must not hold the stop up: it commits
+        without waiting for a synchronous standby (`synchronous_commit = local`, still
+        durable here; one that never answers would wait for ever), and gives up on a
+        lock after 2 s (the step's own message then says what happened, with a warning
+        that the audit log lacks the row)."""
+        if self._signal is None:
+            return script
+        body = script.removeprefix("BEGIN READ WRITE; ").removesuffix("; COMMIT")
+        return (
+            "BEGIN READ WRITE; SET LOCAL synchronous_commit = local; "
+            f"SET LOCAL lock_timeout = '2s'; {body}; COMMIT"
+        )

@@ -332,3 +332,24 @@ def test_a_connection_lost_with_no_server_to_ask_says_the_outcome_is_not_known(
     assert "run `vezamig status` once the database is back" in result.stderr
     assert "Traceback" not in result.output
     assert versions(dsn) == [1]
+
+
+def test_one_stop_signal_ends_the_run_even_while_commits_wait_for_a_standby(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    # The body is cancelled; the failed step's history row then commits without
+    # waiting for the standby that never answers (it waited for ever: a service
+    # manager's SIGTERM never stopped the run).
+    dsn = private_cluster.conninfo()
+    set_sleep(dsn, 600)
+    three_step_tree(tree)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    with commits_wait_for_a_missing_standby(dsn):
+        run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+        wait_for(lambda: bool(active_backends(dsn, SLEEPING)), what="step 2 to be running")
+        run.send(signal.SIGTERM)
+        result = run.wait(timeout=20)
+    assert result.returncode == 143, result
+    assert "interrupted during up 2 (slow)" in result.stderr
+    assert versions(dsn) == [1]
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "failed")]
