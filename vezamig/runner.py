@@ -1088,13 +1088,9 @@ class Runner:
                     if time.monotonic() >= deadline:
                         return None  # still running, not ours to end: it may yet commit
                     time.sleep(0.1)
-            query = sql.SQL("SELECT count(*) FROM {} WHERE version = {}").format(
-                self.tracker.table, sql.Literal(step.version)
-            )
-            found = other.execute(query.as_string(other)).fetchone()
+            recorded, _ = self._row_of(other, step.version)
         except psycopg.Error:
             return None
-        recorded = found is not None and found[0] > 0
         return recorded if step.direction == "up" else not recorded
 
     def _finished_first(self, step: Step, code: int) -> Interrupted:
@@ -1111,16 +1107,21 @@ class Runner:
         written in the step's own transaction, so it tells."""
         if self.conn.closed or self.conn.broken:
             return False
-        query = sql.SQL("SELECT count(*) FROM {} WHERE version = {}").format(
-            self.tracker.table, sql.Literal(step.version)
-        )
         try:
-            row = self.conn.execute(query.as_string(self.conn)).fetchone()
+            recorded, _ = self._row_of(self.conn, step.version)
         except psycopg.Error:
             self._rollback()
             return False
-        recorded = row is not None and row[0] > 0
         return recorded if step.direction == "up" else not recorded
+
+    def _row_of(self, conn: Connection, version: int) -> tuple[bool, bool]:
+        """Whether ``version`` has a tracking row, and whether it is dirty (read on
+        ``conn``; psycopg errors are the caller's)."""
+        query = sql.SQL("SELECT dirty FROM {} WHERE version = {}").format(
+            self.tracker.table, sql.Literal(version)
+        )
+        row = conn.execute(query.as_string(conn)).fetchone()
+        return row is not None, bool(row is not None and row[0])
 
     def _unfinished_text(self, step: Step) -> list[str] | None:
         """A body that ends inside a string, a dollar quote or a comment swallows the
@@ -1557,15 +1558,12 @@ class Runner:
         except (KeyboardInterrupt, SystemExit):
             # A second signal: psycopg let the COMMIT finish or fail; the row says which.
             self._rollback()
-            query = sql.SQL("SELECT dirty FROM {} WHERE version = {}").format(
-                self.tracker.table, sql.Literal(step.version)
-            )
             try:
-                row = self.conn.execute(query.as_string(self.conn)).fetchone()
+                recorded, dirty = self._row_of(self.conn, step.version)
             except psycopg.Error:
                 self._rollback()
                 return False
-            return row is None if step.direction == "up" else row is not None and not row[0]
+            return not recorded if step.direction == "up" else recorded and not dirty
         return True
 
     def _history_update_sql(
