@@ -279,7 +279,8 @@ class Tracker:
             ("history", HISTORY_COLUMNS, HISTORY_NOT_NULL_COLUMNS, self.history_label),
         ):
             found = shape[key]
-            if found is not None and found == (HISTORY_COLUMNS, EXPECTED_COLUMNS)[key != "main"]:
+            twin = HISTORY_COLUMNS if key == "main" else EXPECTED_COLUMNS
+            if found is not None and found == twin:
                 self._twin(key, label)
             if found is not None and found != expected and _edited(found, expected):
                 raise TrackingTableError(
