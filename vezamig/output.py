@@ -8,7 +8,6 @@ this module's human output entirely.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TextIO
@@ -17,6 +16,7 @@ from vezamig.db import DatabaseInfo
 from vezamig.errors import VezamigError
 from vezamig.plan import Plan, StatusRow, Step
 from vezamig.runner import GuardResult, StepResult
+from vezamig.sqltext import written_name
 from vezamig.state import HistoryRow
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ class Output:
             f"[{step.mode}]  {step.file.path}"
         )
         for lock in d.locks:
-            names = ", ".join(".".join(_ident(p) for p in t) for t in lock.tables)
+            names = ", ".join(".".join(written_name(p) for p in t) for t in lock.tables)
             self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
         for i, g in enumerate(d.guards):
             res = results[i] if results else None
@@ -352,14 +352,6 @@ class Output:
             f"{extra}",
             style=style,
         )
-
-
-_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
-
-
-def _ident(name: str) -> str:
-    """A name as SQL would write it: quoted when it must be (`"Odd Sch"."My Tab""le"`)."""
-    return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'
 
 
 def _blank(value: object) -> str:

@@ -101,15 +101,12 @@ def _waits_for_others(statement: Statement) -> bool:
     return re.search(r"\bconcurrently\b", statement.text, re.I) is not None
 
 
-def _ident(name: str) -> str:
-    """A name as SQL would write it, quoted only when it must be (for messages)."""
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else sql.Identifier(name).as_string()
-
-
 def _unfinished_hint(statement: Statement) -> str | None:
     """What a CONCURRENTLY statement that did not finish leaves behind, and what to do."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
+
+    from vezamig.sqltext import written_name
 
     try:
         (raw,) = parse_sql(statement.text)
@@ -119,7 +116,7 @@ def _unfinished_hint(statement: Statement) -> str | None:
     if isinstance(node, ast.IndexStmt) and node.concurrent:
         if node.idxname:
             schema = node.relation.schemaname if node.relation is not None else None
-            name = ".".join(_ident(p) for p in (schema, node.idxname) if p)
+            name = ".".join(written_name(p) for p in (schema, node.idxname) if p)
             drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
         else:
             drop = "find it: SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid"
@@ -1117,10 +1114,7 @@ class Runner:
     def _row_of(self, conn: Connection, version: int) -> tuple[bool, bool]:
         """Whether ``version`` has a tracking row, and whether it is dirty (read on
         ``conn``; psycopg errors are the caller's)."""
-        query = sql.SQL("SELECT dirty FROM {} WHERE version = {}").format(
-            self.tracker.table, sql.Literal(version)
-        )
-        row = conn.execute(query.as_string(conn)).fetchone()
+        row = conn.execute(self.tracker.row_sql(version).as_string(conn)).fetchone()
         return row is not None, bool(row is not None and row[0])
 
     def _unfinished_text(self, step: Step) -> list[str] | None:

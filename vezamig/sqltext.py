@@ -48,6 +48,7 @@ __all__ = [
     "split_statements",
     "statement_at",
     "syntax_check",
+    "written_name",
 ]
 
 _COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
@@ -63,6 +64,15 @@ _PREFIX_SCAN = 4096
 # A dollar-quote tag with a non-ASCII character: the ASCII copy the short cuts lex
 # could close such a string elsewhere (`$é$ … $à$`), so those files take the long way.
 _NON_ASCII_TAG = re.compile(r"\$(?:\w|[^\x00-\x7f])*[^\x00-\x7f](?:\w|[^\x00-\x7f])*\$")
+
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def written_name(name: str) -> str:
+    """A name as SQL would write it, for messages: quoted only when it must be
+    (`"Odd Sch"."My Tab""le"`)."""
+    return name if _PLAIN_NAME.fullmatch(name) else '"' + name.replace('"', '""') + '"'
 
 
 # --------------------------------------------------------------------------- positions

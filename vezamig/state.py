@@ -516,6 +516,12 @@ class Tracker:
             f"{'true' if dirty else 'false'})"
         )
 
+    def row_sql(self, version: int) -> sql.Composed:
+        """The version's `dirty` flag: no row when it is not recorded."""
+        return sql.SQL("SELECT dirty FROM {} WHERE version = {}").format(
+            self.table, sql.Literal(version)
+        )
+
     def clean_sql(self, version: int, duration_ms: int) -> sql.Composed:
         return sql.SQL(
             "UPDATE {} SET dirty = false, duration_ms = {}, applied_at = now() WHERE version = {}"
