@@ -38,6 +38,13 @@ from run import (
 from vezamig.cluster import ThrowawayCluster, raise_on_sigterm
 
 
+# vezamig ends with os._exit (cli._exit_now), which would also end pyinstrument before
+# it writes its report: under the profiler the command ends with a normal exit instead.
+_RUN_KEEPING_TEARDOWN = (
+    "import sys, vezamig.cli as c; c._exit_now = sys.exit; sys.argv[0] = 'vezamig'; c.main()"
+)
+
+
 def profiled(
     python: str, out: Path, name: str, args: list[str], env: dict[str, str], cwd: Path
 ) -> str:
@@ -53,8 +60,8 @@ def profiled(
         "--show-all",
         "-o",
         str(report),
-        "-m",
-        "vezamig",
+        "-c",
+        _RUN_KEEPING_TEARDOWN,
         *args,
     ]
     t0 = time.perf_counter()
