@@ -12,13 +12,14 @@ from helpers import (
     CliResult,
     execute,
     history,
+    query,
     run_cli,
     run_cli_on_terminal,
     user_tables,
     write_tree,
 )
 
-from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, EXIT_USAGE
 
 COLUMNS = [
     "id",
@@ -259,3 +260,68 @@ def test_a_date_bc_and_null_fields_are_shown_as_they_are(dsn: str, tmp_path: Pat
         ["status", "--json", "--dir", str(base), "-d", dsn], env={"PGTZ": "America/New_York"}
     )
     assert json.loads(behind.stdout)["migrations"][0]["applied_at"].endswith(" BC"), behind
+
+
+_CLIENT_CLOCK_10_MIN_BEHIND = """\
+import datetime as _dt
+
+class _Behind(_dt.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return super().now(tz) - _dt.timedelta(minutes=10)
+
+_dt.datetime = _Behind
+"""
+
+
+def test_every_history_row_takes_its_time_from_the_servers_clock(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Client and server clocks differ in production: a refused, failed, no-transaction,
+    baseline or repair row stamped by the client would run backwards against the ids
+    and against applied_at (SPEC §4: ids increase in time order)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_CLIENT_CLOCK_10_MIN_BEHIND)
+    base = write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+            "up/002_b_up.sql": "-- vezamig:no-transaction\nCREATE TABLE b (id int);\n",
+            "up/003_c_up.sql": "-- vezamig:guard SELECT false\nCREATE TABLE c (id int);\n",
+        },
+    )
+    skewed = {"PYTHONPATH": str(hook)}
+    (server_before,) = query(dsn, "SELECT clock_timestamp()")[0]
+
+    def vz_skewed(*args: str) -> CliResult:
+        return run_cli([*args, "--dir", str(base), "-d", dsn], env=skewed)
+
+    assert vz_skewed("up").returncode == EXIT_REFUSED  # 1 ok, 2 ok (no-tx), 3 refused
+    (base / "up/003_c_up.sql").write_text("CREATE TABLE c (id int) oops;\n")
+    assert vz_skewed("up").returncode == EXIT_STEP_FAILED
+    (base / "up/001_a_up.sql").write_text("CREATE TABLE a (id int);  -- edited\n")
+    assert vz_skewed("repair", "--checksums", "--yes").returncode == EXIT_OK
+    assert vz_skewed("baseline", "--version", "1", "--table", "other").returncode == EXIT_OK
+    (server_after,) = query(dsn, "SELECT clock_timestamp()")[0]
+
+    rows = [
+        (r["id"], r["direction"], r["outcome"], r["started_at"])
+        for t in ("schema_migrations_history", "other_history")
+        for r in history(dsn, t)
+    ]
+    assert [(d, o) for _, d, o, _ in rows] == [
+        ("up", "ok"),
+        ("up", "ok"),
+        ("up", "refused"),
+        ("up", "failed"),
+        ("repair", "ok"),
+        ("baseline", "ok"),
+    ]
+    for _, direction, outcome, started_at in rows:
+        assert server_before <= started_at <= server_after, (direction, outcome, started_at)
+    mine = [r for r in rows if r[1] != "baseline"]
+    assert [r[3] for r in mine] == sorted(r[3] for r in mine)
+    (applied_at,) = query(dsn, "SELECT applied_at FROM schema_migrations WHERE version = 2")[0]
+    no_tx_started = rows[1][3]
+    assert no_tx_started <= applied_at <= server_after

@@ -6,7 +6,7 @@ import getpass
 import re
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -152,7 +152,6 @@ def test_history_rows_are_append_only_with_increasing_ids(conn: Connection, dsn:
             direction="up",
             outcome=outcome,
             checksum="c",
-            started_at=datetime.now(UTC),
             duration_ms=1,
             message=f"m{i}",
         )

@@ -7,7 +7,6 @@ and refuse when the database is not in the state they resolve.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from psycopg import sql
 
@@ -54,7 +53,6 @@ def plan_baseline(runner: Runner, version: int) -> list[Change]:
 def apply_baseline(runner: Runner, changes: list[Change]) -> None:
     by_version = {m.version: m for m in runner.migrations}
     runner.tracker.ensure()
-    now = datetime.now(UTC)
     stmts: list[sql.Composable] = [sql.SQL("BEGIN")]
     for c in changes:
         m = by_version[c.version]
@@ -66,7 +64,6 @@ def apply_baseline(runner: Runner, changes: list[Change]) -> None:
                 direction="baseline",
                 outcome="ok",
                 checksum=m.checksum,
-                started_at=now,
                 duration_ms=0,
                 message="recorded as applied without running it (baseline)",
             )
@@ -131,7 +128,6 @@ def apply_repair(
 ) -> None:
     by_version = {m.version: m for m in runner.migrations}
     applied_rows = runner.applied()
-    now = datetime.now(UTC)
     t = runner.tracker
     stmts: list[sql.Composable] = [sql.SQL("BEGIN")]
     for c in changes:
@@ -155,7 +151,6 @@ def apply_repair(
                 direction="repair",
                 outcome="ok",
                 checksum=checksum,
-                started_at=now,
                 duration_ms=0,
                 message=msg,
             )

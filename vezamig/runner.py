@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
@@ -48,7 +47,7 @@ from vezamig.errors import (
 )
 from vezamig.files import Migration
 from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
-from vezamig.state import AppliedRow, Tracker, grant_hint
+from vezamig.state import TRANSACTION_START, AppliedRow, Tracker, grant_hint
 
 if TYPE_CHECKING:
     from vezamig.directives import Guard
@@ -64,7 +63,17 @@ _GUARD_UNDO = "ROLLBACK TO SAVEPOINT vezamig_guard"  # repeated by _GUARD_CLOSE:
 # The step's duration, measured by the server up to the bookkeeping statement: the
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
-_TRANSACTION_START = sql.SQL("now()")
+
+
+def _server_time_at(t0: float) -> sql.Composable:
+    """The moment of ``time.monotonic()`` value ``t0``, on the server's clock: every
+    history row's started_at comes from the clock of the tracking rows' applied_at,
+    so ids and times agree whatever the client's clock says (SPEC §4)."""
+    return sql.SQL("clock_timestamp() - {} * interval '1 millisecond'").format(
+        sql.Literal(_ms_since(t0))
+    )
+
+
 # Before the bookkeeping, inside its transaction: a body's SET ROLE or SET SESSION
 # AUTHORIZATION (to create objects owned by another role) must not decide who writes
 # the tracking rows. LOCAL: a non-transactional step's own statements keep the role
@@ -693,7 +702,7 @@ class Runner:
         self,
         step: Step,
         outcome: str,
-        started_at: datetime | sql.Composable,
+        started_at: sql.Composable,
         duration_ms: int | sql.Composable,
         message: str | None = None,
     ) -> sql.SQL:
@@ -713,14 +722,13 @@ class Runner:
             with suppress(psycopg.Error):
                 self.conn.execute("ROLLBACK")
 
-    def _refused(self, step: Step, g: GuardResult, started_at: datetime, t0: float) -> GuardRefused:
+    def _refused(self, step: Step, g: GuardResult, t0: float) -> GuardRefused:
         """Record a guard's refusal (after the rollback) and describe it: file, line, query,
         what it returned."""
         f = step.file
         self._record_failure(
             step,
             "refused",
-            started_at,
             t0,
             f"guard at {f.path}:{g.guard.line} returned {g.returned}: {g.guard.query}",
         )
@@ -738,7 +746,6 @@ class Runner:
         self,
         step: Step,
         outcome: str,
-        started_at: datetime,
         t0: float,
         message: str,
         *,
@@ -750,7 +757,7 @@ class Runner:
         if conn.closed or conn.broken:
             return  # nothing can be written; the server rolled the step back
         try:
-            row = self._history(step, outcome, started_at, _ms_since(t0), message)
+            row = self._history(step, outcome, _server_time_at(t0), _ms_since(t0), message)
             conn.execute(self._stopping_write(row.as_string(conn)))
         except (KeyboardInterrupt, SystemExit):
             # A second stop signal while the row was written: the step's own message
@@ -806,7 +813,6 @@ class Runner:
     def _run_tx(self, step: Step) -> StepResult:
         attempt = 0
         while True:
-            started_at = datetime.now(UTC)
             t0 = time.monotonic()
             phase = "lock"
             body: _CountingCursor | None = None
@@ -828,7 +834,7 @@ class Runner:
                     self._check_signal()
                     if not g.passed:
                         self._rollback()
-                        raise self._refused(step, g, started_at, t0)
+                        raise self._refused(step, g, t0)
                     prefix, n_prefix = _GUARD_CLOSE, 2
                 phase = "step"
                 so_far = (
@@ -848,7 +854,7 @@ class Runner:
                     if attempt
                     else None
                 )
-                history = self._history(step, "ok", _TRANSACTION_START, duration, retried)
+                history = self._history(step, "ok", TRANSACTION_START, duration, retried)
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
                 message = (
@@ -863,13 +869,13 @@ class Runner:
                 return self._ok(step, t0, retried)
             except _Stop:
                 self._rollback()
-                raise self._interrupted(step, self._signal_code(), started_at, t0) from None
+                raise self._interrupted(step, self._signal_code(), t0) from None
             except pgerrors.LockNotAvailable as exc:
                 self._rollback()
                 if self._signal is not None:
-                    raise self._interrupted(step, self._signal_code(), started_at, t0) from None
+                    raise self._interrupted(step, self._signal_code(), t0) from None
                 attempt += 1
-                self._wait_to_retry(step, exc, attempt, started_at, t0)
+                self._wait_to_retry(step, exc, attempt, t0)
             except (KeyboardInterrupt, SystemExit) as exc:
                 # A second signal, or one outside _signals_cancel: psycopg re-raises it
                 # once the whole message is done, COMMIT included if it got that far.
@@ -877,20 +883,20 @@ class Runner:
                 if phase == "step" and self._step_committed(step):
                     self._stop_after = self._finished_first(step, _stop_code(exc))
                     return self._ok(step, t0, retried)
-                raise self._interrupted(step, exc, started_at, t0) from None
+                raise self._interrupted(step, exc, t0) from None
             except psycopg.Error as exc:
                 from vezamig.sqltext import excerpt, line_col
 
                 if self._committed_before(exc):
                     return self._ok(step, t0, retried)
                 if self.conn.broken or self.conn.closed:
-                    return self._lost_in_step(step, exc, started_at, t0, retried)
+                    return self._lost_in_step(step, exc, t0, retried)
                 if self._signal is not None:
                     # Our own cancel (see _signals_cancel): the step stopped where it was.
                     self._rollback()
                     if phase == "step" and self._step_committed(step):
                         return self._ok(step, t0, retried)  # then execute() stops the run
-                    raise self._interrupted(step, self._signal_code(), started_at, t0) from None
+                    raise self._interrupted(step, self._signal_code(), t0) from None
                 self._rollback()
                 failed_at: int | None = None
                 if phase == "step":
@@ -908,7 +914,7 @@ class Runner:
                 ):
                     # No position from the server: show where the failing statement starts.
                     lines += excerpt(step.file.text, line_col(step.file.text, failed_at).line)
-                self._record_failure(step, "failed", started_at, t0, lines[0])
+                self._record_failure(step, "failed", t0, lines[0])
                 if phase == "bookkeeping" and isinstance(exc, pgerrors.InsufficientPrivilege):
                     # The body ran, but the role may not record it: a configuration
                     # error (exit 2), the same as when it cannot read the tables.
@@ -934,7 +940,6 @@ class Runner:
         step: Step,
         exc: pgerrors.LockNotAvailable,
         attempt: int,
-        started_at: datetime,
         t0: float,
     ) -> None:
         """After a lock timeout (rolled back): pause before attempt ``attempt + 1``, or
@@ -944,7 +949,7 @@ class Runner:
                 f"lock timeout ({self.config.lock_timeout_ms} ms) after {attempt} "
                 f"attempt(s): {exc.diag.message_primary}"
             )
-            self._record_failure(step, "failed", started_at, t0, msg)
+            self._record_failure(step, "failed", t0, msg)
             raise LockBusy(
                 f"{step.direction} {step.version} ({step.migration.name}) gave up: "
                 f"{msg}; the step was rolled back",
@@ -970,7 +975,6 @@ class Runner:
             raise self._interrupted(
                 step,
                 stop,
-                started_at,
                 t0,
                 history=f"interrupted while waiting to retry after a lock timeout "
                 f"({attempt} attempt(s))",
@@ -981,7 +985,6 @@ class Runner:
         self,
         step: Step,
         stop: KeyboardInterrupt | SystemExit | int,
-        started_at: datetime,
         t0: float,
         *,
         history: str = "interrupted",
@@ -990,14 +993,14 @@ class Runner:
         """Ctrl-C or SIGTERM in a step (rolled back by the caller): its history row, and
         the error that names it (exit 130, or SIGTERM's code)."""
         code = stop if isinstance(stop, int) else _stop_code(stop)
-        self._record_failure(step, "failed", started_at, t0, history)
+        self._record_failure(step, "failed", t0, history)
         return Interrupted(
             f"interrupted during {step.direction} {step.version} ({step.migration.name}){then}",
             exit_code=code,
         )
 
     def _lost_in_step(
-        self, step: Step, exc: psycopg.Error, started_at: datetime, t0: float, retried: str | None
+        self, step: Step, exc: psycopg.Error, t0: float, retried: str | None
     ) -> StepResult:
         """The connection broke during a transactional step: whether its COMMIT ran is
         asked on a new connection, once the old session is gone (a backend that lives
@@ -1036,9 +1039,7 @@ class Runner:
                         "is applied; the history lacks this step's row",
                     ],
                 ) from None
-            self._record_failure(
-                step, "failed", started_at, t0, "connection lost during the step", conn=other
-            )
+            self._record_failure(step, "failed", t0, "connection lost during the step", conn=other)
         finally:
             if other is not None:
                 other.close()
@@ -1203,12 +1204,11 @@ class Runner:
         self,
         step: Step,
         stop: KeyboardInterrupt | SystemExit | int,
-        started_at: datetime,
         t0: float,
     ) -> Interrupted:
         self._rollback()
         return self._interrupted(
-            step, stop, started_at, t0, then="; the guard was cancelled and nothing was changed"
+            step, stop, t0, then="; the guard was cancelled and nothing was changed"
         )
 
     def _guard_lines(self, step: Step, exc: psycopg.Error) -> list[str]:
@@ -1221,7 +1221,7 @@ class Runner:
             lines.append(f"guard: {g.query}")
         return lines
 
-    def _no_tx_guards(self, step: Step, started_at: datetime, t0: float) -> list[GuardResult]:
+    def _no_tx_guards(self, step: Step, t0: float) -> list[GuardResult]:
         """A no-transaction step's guards, in their own read-only transaction (SPEC §6).
         A lock timeout is retried and Ctrl-C recorded as in a transactional step."""
         attempt = 0
@@ -1241,21 +1241,21 @@ class Runner:
             except pgerrors.LockNotAvailable as exc:
                 if self._signal is not None:
                     code = self._signal_code()
-                    raise self._no_tx_guard_stopped(step, code, started_at, t0) from None
+                    raise self._no_tx_guard_stopped(step, code, t0) from None
                 attempt += 1
-                self._wait_to_retry(step, exc, attempt, started_at, t0)
+                self._wait_to_retry(step, exc, attempt, t0)
             except (KeyboardInterrupt, SystemExit) as exc:
-                raise self._no_tx_guard_stopped(step, exc, started_at, t0) from None
+                raise self._no_tx_guard_stopped(step, exc, t0) from None
             except _Stop:
-                raise self._no_tx_guard_stopped(step, self._signal_code(), started_at, t0) from None
+                raise self._no_tx_guard_stopped(step, self._signal_code(), t0) from None
             except pgerrors.QueryCanceled as exc:
                 if self._signal is not None:
                     code = self._signal_code()
-                    raise self._no_tx_guard_stopped(step, code, started_at, t0) from None
+                    raise self._no_tx_guard_stopped(step, code, t0) from None
                 # Cancelled from elsewhere (pg_cancel_backend): a failed step, as in a
                 # transactional step; a statement timeout was a refusal already.
                 msg = f"its guard was cancelled: {exc.diag.message_primary or exc}"
-                self._record_failure(step, "failed", started_at, t0, msg)
+                self._record_failure(step, "failed", t0, msg)
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed before it "
                     f"started: {msg}; nothing was changed",
@@ -1279,7 +1279,6 @@ class Runner:
         from vezamig.errors import LayoutError
         from vezamig.sqltext import SqlSyntaxError, excerpt, split_statements
 
-        started_at = datetime.now(UTC)
         t0 = time.monotonic()
         f = step.file
         try:
@@ -1295,13 +1294,11 @@ class Runner:
                 ],
             ) from None
         if step.directives.guards:
-            for g in self._no_tx_guards(step, started_at, t0):
+            for g in self._no_tx_guards(step, t0):
                 if not g.passed:
-                    raise self._refused(step, g, started_at, t0)
+                    raise self._refused(step, g, t0)
         if self._signal is not None:
-            raise self._interrupted(
-                step, self._signal_code(), started_at, t0, then="; nothing of it was run"
-            )
+            raise self._interrupted(step, self._signal_code(), t0, then="; nothing of it was run")
         total = len(statements)
         first = (
             self.tracker.record_sql(
@@ -1310,7 +1307,9 @@ class Runner:
             if step.direction == "up"
             else self.tracker.set_dirty_sql(step.version, True)
         )
-        hist = self._history(step, "failed", started_at, 0, _progress(f.path, statements, 0))
+        hist = self._history(
+            step, "failed", _server_time_at(t0), 0, _progress(f.path, statements, 0)
+        )
         # Record dirty + a history row that tells the truth if the process dies now.
         try:
             self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
@@ -1323,9 +1322,7 @@ class Runner:
             if self._signal is None:
                 raise
             code = self._signal_code()
-            raise self._interrupted(
-                step, code, started_at, t0, then="; nothing of it was run"
-            ) from None
+            raise self._interrupted(step, code, t0, then="; nothing of it was run") from None
         except BaseException:
             self._rollback()
             raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
@@ -22,6 +21,10 @@ from vezamig.errors import TrackingTableError
 
 # Why the first write cannot create the tracking tables: a missing privilege, a
 # read-only session, no schema to create in (empty search_path, a missing schema).
+# A history row's started_at, by default: the start of its transaction, on the
+# server's clock (as applied_at).
+TRANSACTION_START = sql.SQL("now()")
+
 _CANNOT_CREATE = (
     psycopg.errors.InsufficientPrivilege,
     psycopg.errors.ReadOnlySqlTransaction,
@@ -548,10 +551,12 @@ class Tracker:
         direction: str,
         outcome: str,
         checksum: str | None,
-        started_at: datetime | sql.Composable,
         duration_ms: int | sql.Composable | None,
         message: str | None = None,
+        started_at: sql.Composable = TRANSACTION_START,
     ) -> sql.SQL:
+        """``started_at``: an expression on the server's clock, the one applied_at uses
+        (the default: the start of the row's transaction)."""
         lit = self._literal
         return sql.SQL(
             f"{self._fragments.insert_history}{lit(version)}, {lit(name)}, {lit(direction)}, "
