@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -665,6 +666,57 @@ def test_a_second_run_waits_for_the_run_lock_then_exits_4_naming_the_holder(
     assert "deploy-bot" in r.stderr
     assert "connected since" in r.stderr
     assert user_tables(dsn) == []
+
+
+def test_the_holder_named_is_the_one_in_this_database(
+    tmp_path: Path, dsn: str, make_database: Callable[[], str]
+) -> None:
+    """Runs in other databases of the server hold the same key (same table name): the
+    waiting run names the session it waits for, not one of theirs."""
+    tree = write_tree(tmp_path, reversible(1))
+    holders = []
+    try:
+        for other in [make_database() for _ in range(4)] + [dsn]:
+            holder = connect(other, application=f"holder of {other.rsplit('=', 1)[-1]}")
+            acquire_run_lock(holder, ("schema_migrations",), 0)
+            holders.append(holder)
+        pids = [h.info.backend_pid for h in holders]
+        r = vz(dsn, tree, "up", "--lock-wait", "300ms")
+    finally:
+        for holder in holders:
+            holder.close()
+    assert r.returncode == 4, r
+    assert f"pid {pids[-1]}," in r.stderr
+    assert not any(f"pid {pid}," in r.stderr for pid in pids[:-1])
+
+
+def test_a_holder_whose_client_this_role_cannot_see_is_not_called_a_local_socket(
+    tmp_path: Path, dsn: str
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    tree = write_tree(tmp_path, reversible(1))
+    migrate(dsn, tree)
+    role = f"vz_waiter_{os.getpid()}"
+    execute(
+        dsn,
+        f"CREATE ROLE {role} LOGIN; GRANT ALL ON schema_migrations,"
+        f" schema_migrations_history TO {role}",
+    )
+    holder = connect(dsn, application="deploy-bot")
+    try:
+        acquire_run_lock(holder, ("schema_migrations",), 0)
+        pid = holder.info.backend_pid
+        r = vz(make_conninfo(dsn, user=role), tree, "up", "--lock-wait", "300ms")
+    finally:
+        holder.close()
+        execute(dsn, f"REVOKE ALL ON schema_migrations, schema_migrations_history FROM {role}")
+        execute(dsn, f"DROP ROLE {role}")
+    assert r.returncode == 4, r
+    assert f"pid {pid}, application deploy-bot" in r.stderr
+    assert "local socket" not in r.stderr and "None" not in r.stderr
+    assert f"its client and start time are not visible to {role}" in r.stderr
+    assert "pg_read_all_stats" in r.stderr
 
 
 def test_the_run_lock_is_per_tracking_table(tmp_path: Path, dsn: str) -> None:

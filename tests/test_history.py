@@ -274,9 +274,7 @@ _dt.datetime = _Behind
 """
 
 
-def test_every_history_row_takes_its_time_from_the_servers_clock(
-    dsn: str, tmp_path: Path
-) -> None:
+def test_every_history_row_takes_its_time_from_the_servers_clock(dsn: str, tmp_path: Path) -> None:
     """Client and server clocks differ in production: a refused, failed, no-transaction,
     baseline or repair row stamped by the client would run backwards against the ids
     and against applied_at (SPEC §4: ids increase in time order)."""

@@ -273,23 +273,34 @@ def _table_key(table: tuple[str, ...]) -> sql.Composable:
 
 def lock_holder(conn: Connection, key: int) -> str:
     """Who holds the run lock ``key`` (see acquire_run_lock): pid, application, client,
-    since when."""
+    since when.
+
+    Advisory locks belong to one database, and every database tracked by a table of
+    the same name has the same key: only this database's holder is the one we wait
+    for. A role without pg_read_all_stats sees another role's pid, user and
+    application, but not its client or start: that is said, not guessed."""
     row = conn.execute(
         sql.SQL(
-            "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'),"
-            " a.usename, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')"
+            "SELECT a.pid, a.application_name, a.usename, a.backend_start IS NOT NULL,"
+            " coalesce(host(a.client_addr), 'local socket'),"
+            " to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), current_user"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = {}::int"
-            " AND l.objid::int = {}::int AND l.objsubid = 2 LIMIT 1"
+            " AND l.objid::int = {}::int AND l.objsubid = 2"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " LIMIT 1"
         ).format(sql.Literal(_LOCK_CLASS), sql.Literal(key))
     ).fetchone()
     if row is None:
         return "another session (it has just released the lock or is not visible to you)"
-    pid, app, client, user, since = row
-    return (
-        f"pid {pid}, application {app or '?'}, user {user}, client {client}, "
-        f"connected since {since}"
-    )
+    pid, app, user, visible, client, since, me = row
+    who = f"pid {pid}, application {app or '?'}, user {user}"
+    if not visible:
+        return (
+            f"{who}; its client and start time are not visible to {me} "
+            "(that needs pg_read_all_stats)"
+        )
+    return f"{who}, client {client}, connected since {since}"
 
 
 class RunLock(NamedTuple):
