@@ -668,6 +668,46 @@ def test_a_second_run_waits_for_the_run_lock_then_exits_4_naming_the_holder(
     assert user_tables(dsn) == []
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]], ids=["plain", "quiet"])
+def test_a_down_that_fails_part_way_says_what_it_rolled_back_and_where_it_stands(
+    tmp_path: Path, dsn: str, quiet: list[str]
+) -> None:
+    tree = write_tree(tmp_path, reversible(1, 2, 3))
+    migrate(dsn, tree)
+    execute(dsn, "CREATE VIEW v2 AS SELECT * FROM t2")
+    r = vz(dsn, tree, "down", "--to", "0", "--yes", *quiet)
+    assert r.returncode == 1, r
+    assert "this run rolled back 3 (t3) before it; not run: 1 (t1); current version 2" in r.stderr
+    assert applied_versions(dsn) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("refused", "said"),
+    [
+        (2, "this run applied 1 (t1) before it; not run: 3 (t3); current version 1"),
+        (1, "this run changed nothing before it; not run: 2 (t2), 3 (t3); current version 0"),
+    ],
+    ids=["second-step", "first-step"],
+)
+def test_an_up_refused_part_way_says_what_it_applied_and_what_it_did_not_run(
+    tmp_path: Path, dsn: str, refused: int, said: str
+) -> None:
+    files = reversible(1, 2, 3)
+    files[f"up/{refused:03d}_t{refused}_up.sql"] = (
+        f"-- vezamig:guard SELECT false\nCREATE TABLE t{refused} (id int);\n"
+    )
+    r = vz(dsn, write_tree(tmp_path, files), "up")
+    assert r.returncode == 3, r
+    assert said in r.stderr
+
+
+def test_a_run_of_one_step_needs_no_account_of_the_rest(tmp_path: Path, dsn: str) -> None:
+    tree = write_tree(tmp_path, {"up/001_bad_up.sql": "CREATE TABLE t1 (id int) oops;\n"})
+    r = vz(dsn, tree, "up")
+    assert r.returncode == 1, r
+    assert "this run" not in r.stderr
+
+
 def test_the_holder_named_is_the_one_in_this_database(
     tmp_path: Path, dsn: str, make_database: Callable[[], str]
 ) -> None:

@@ -561,6 +561,9 @@ def test_a_lock_released_before_the_retry_lets_the_step_succeed(
     # The run says the step needed a retry: its own duration is the last attempt's.
     assert history(dsn)[-1]["message"] == "after 1 lock-timeout retry"
     assert result.results[-1].message == "after 1 lock-timeout retry"
+    # The run's own time (the summary's) counts the attempt that timed out (200 ms)
+    # and the pause before the retry; the step's duration is its last attempt's.
+    assert result.elapsed_ms >= 200 + sum(r.duration_ms for r in result.results)
 
 
 def test_the_lock_is_taken_before_the_guards_so_check_and_change_are_atomic(

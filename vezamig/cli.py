@@ -403,7 +403,7 @@ def up(**opts: Any) -> None:
                 raise Refused("up refused; nothing was changed", details=plan.refusals)
             result = runner.execute(plan)
             current = max([plan.current, *(r.version for r in result.results)])
-            out.summary(result.results, "up", current)
+            out.summary(result.results, "up", current, result.elapsed_ms)
 
 
 def _dry_run(
@@ -469,7 +469,7 @@ def down(**opts: Any) -> None:
             out.plan(plan, force=not opts["yes"] and sys.stdin.isatty())
             confirm(opts["yes"], "Roll back these versions?")
             result = runner.execute(plan)
-            out.summary(result.results, "down", plan.stays or 0)
+            out.summary(result.results, "down", plan.stays or 0, result.elapsed_ms)
 
 
 def confirm(yes: bool, question: str) -> None:

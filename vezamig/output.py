@@ -264,11 +264,15 @@ class Output:
             ),
         )
 
-    def summary(self, results: Sequence[StepResult], direction: str, current: int) -> None:
+    def summary(
+        self, results: Sequence[StepResult], direction: str, current: int, elapsed_ms: int = 0
+    ) -> None:
+        """``elapsed_ms``: the run's wall time, lock-timeout pauses included (the steps'
+        own durations leave those out)."""
         if not results:
             self.line("nothing to do" if direction == "up" else "nothing to roll back")
             return
-        total = sum(r.duration_ms for r in results)
+        total = max(elapsed_ms, sum(r.duration_ms for r in results))
         verb = "applied" if direction == "up" else "rolled back"
         self.line(
             f"{verb} {len(results)} version(s) in {total} ms; current version {current}",

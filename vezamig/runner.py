@@ -199,6 +199,15 @@ class RunResult:
     plan: Plan
     results: list[StepResult] = field(default_factory=list)
     guard_results: dict[tuple[int, str], list[GuardResult]] = field(default_factory=dict)
+    unfinished: Step | None = None  # the step that was running when the run stopped
+    elapsed_ms: int = 0  # the whole run, lock-timeout pauses included
+
+
+def _versions(versions: list[tuple[int, str]]) -> str:
+    """``3 (c), 2 (b)``; a long run's list by its count and ends."""
+    if len(versions) <= 5:
+        return ", ".join(f"{v} ({name})" for v, name in versions)
+    return f"{len(versions)} versions, {versions[0][0]} … {versions[-1][0]}"
 
 
 def _ms_since(t0: float) -> int:
@@ -565,36 +574,89 @@ class Runner:
         if not plan.steps:
             return result
         self.tracker.ensure()
+        t_run = time.monotonic()
         with self._signals_cancel():
-            for step in plan.steps:
-                if self._signal is not None:
-                    raise Interrupted(
-                        f"{self._signal_name()} before {step.direction} {step.version} "
-                        f"({step.migration.name}) started; nothing of it was run",
-                        exit_code=self._signal_code(),
-                    )
-                self.reporter.step_started(step)
-                try:
-                    if step.directives.no_transaction:
-                        res = self._run_no_tx(step)
-                    else:
-                        res = self._run_tx(step)
-                except StepFailed as exc:
-                    exc.applied = [r.version for r in result.results]
-                    raise
-                result.results.append(res)
-                self.reporter.step_finished(res)
-                if self._stop_after is not None:
-                    raise self._stop_after
-                if self._signal is not None:
-                    raise Interrupted(
-                        f"{self._signal_name()} while {step.direction} {step.version} "
-                        f"({step.migration.name}) ran; it finished first and is "
-                        f"{'applied' if step.direction == 'up' else 'rolled back'}; no later "
-                        "step was run",
-                        exit_code=self._signal_code(),
-                    )
+            try:
+                self._run_steps(plan, result)
+            except VezamigError as exc:
+                self._say_what_ran(exc, plan, result)
+                raise
+        result.elapsed_ms = _ms_since(t_run)
         return result
+
+    def _run_steps(self, plan: Plan, result: RunResult) -> None:
+        for step in plan.steps:
+            if self._signal is not None:
+                raise Interrupted(
+                    f"{self._signal_name()} before {step.direction} {step.version} "
+                    f"({step.migration.name}) started; nothing of it was run",
+                    exit_code=self._signal_code(),
+                )
+            self.reporter.step_started(step)
+            result.unfinished = step
+            try:
+                if step.directives.no_transaction:
+                    res = self._run_no_tx(step)
+                else:
+                    res = self._run_tx(step)
+            except StepFailed as exc:
+                exc.applied = [r.version for r in result.results]
+                raise
+            result.results.append(res)
+            result.unfinished = None
+            self.reporter.step_finished(res)
+            if self._stop_after is not None:
+                raise self._stop_after
+            if self._signal is not None:
+                raise Interrupted(
+                    f"{self._signal_name()} while {step.direction} {step.version} "
+                    f"({step.migration.name}) ran; it finished first and is "
+                    f"{'applied' if step.direction == 'up' else 'rolled back'}; no later "
+                    "step was run",
+                    exit_code=self._signal_code(),
+                )
+
+    def _say_what_ran(self, exc: VezamigError, plan: Plan, result: RunResult) -> None:
+        """A run that stopped part-way says what it did before the step named in its
+        message, what it did not run, and where the database now stands: an operator
+        re-runs `down --to V` from there, and a promised "V stays applied" did not
+        happen. A one-step run's message already says all of it."""
+        done = result.results
+        at = plan.steps.index(result.unfinished) + 1 if result.unfinished else len(done)
+        not_run = plan.steps[at:]
+        if not done and not not_run:
+            return
+        verb = "applied" if plan.direction == "up" else "rolled back"
+        parts = [
+            f"this run {verb} {_versions([(r.version, r.name) for r in done])} before it"
+            if done
+            else "this run changed nothing before it"
+        ]
+        if not_run:
+            parts.append(f"not run: {_versions([(s.version, s.migration.name) for s in not_run])}")
+        current = self._current_version()
+        if current is not None:
+            parts.append(f"current version {current}")
+        exc.details.append("; ".join(parts))
+
+    def _current_version(self) -> int | None:
+        """The highest recorded version (dirty included, as `status` counts it), or None
+        when it cannot be read now: a lost connection, a stop signal, a lock."""
+        if self._signal is not None or self.conn.closed or self.conn.broken:
+            return None
+        self._rollback()
+        try:
+            self.conn.execute("BEGIN READ ONLY; SET LOCAL lock_timeout = 2000")
+            row = self.conn.execute(
+                sql.SQL("SELECT coalesce(max(version), 0) FROM {}")
+                .format(self.tracker.table)
+                .as_string(self.conn)
+            ).fetchone()
+            self.conn.execute("COMMIT")
+        except (psycopg.Error, KeyboardInterrupt, SystemExit):
+            self._rollback()
+            return None
+        return int(row[0]) if row else None
 
     @contextmanager
     def _signals_cancel(self) -> Iterator[None]:
