@@ -511,7 +511,7 @@ def test_down_without_a_terminal_and_without_yes_is_refused(tmp_path: Path, dsn:
     assert len(history(dsn)) == 2
 
 
-@pytest.mark.parametrize("answer", ["y", "yes", "YES"])
+@pytest.mark.parametrize("answer", ["y", "yes", "  y "])
 def test_down_on_a_terminal_proceeds_on_y_or_yes(tmp_path: Path, dsn: str, answer: str) -> None:
     tree = write_tree(tmp_path, reversible(1, 2))
     migrate(dsn, tree)
@@ -522,7 +522,7 @@ def test_down_on_a_terminal_proceeds_on_y_or_yes(tmp_path: Path, dsn: str, answe
     assert applied_versions(dsn) == [1]
 
 
-@pytest.mark.parametrize("answer", ["n", "", "yep"])
+@pytest.mark.parametrize("answer", ["n", "", "yep", "Y", "YES"])
 def test_down_on_a_terminal_declines_on_anything_else(
     tmp_path: Path, dsn: str, answer: str
 ) -> None:
@@ -530,7 +530,7 @@ def test_down_on_a_terminal_declines_on_anything_else(
     migrate(dsn, tree)
     r = run_cli_on_terminal(["down", "-d", dsn, "--dir", str(tree)], answer)
     assert r.returncode == 3, r
-    assert "not confirmed" in r.stdout
+    assert f"not confirmed ({answer!r} is not y or yes)" in r.stdout
     assert applied_versions(dsn) == [1, 2]
     assert len(history(dsn)) == 2
 
@@ -587,6 +587,52 @@ def test_down_dry_run_exits_0_when_the_real_run_would_proceed(tmp_path: Path, ds
     assert r.returncode == 0, r
     assert "1 stays applied" in r.stdout
     assert "[y/N]" not in r.output
+    assert applied_versions(dsn) == [1, 2]
+
+
+LOCKS_A_MISSING_TABLE = {
+    "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+    "down/001_a_down.sql": (
+        "-- vezamig:lock a\n-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM a)\nDROP TABLE a;\n"
+    ),
+}
+
+
+def test_a_dry_run_says_the_first_step_fails_at_a_lock_on_a_missing_table_as_the_real_run_does(
+    tmp_path: Path, dsn: str
+) -> None:
+    """The real step's LOCK fails (exit 1) before its guard runs: the dry run must not
+    call the guard's error a refusal (exit 3)."""
+    tree = write_tree(tmp_path, LOCKS_A_MISSING_TABLE)
+    assert vz(dsn, tree, "baseline", "--version", "1").returncode == 0  # table a never made
+    dry = vz(dsn, tree, "down", "--dry-run")
+    assert dry.returncode == 1, dry
+    assert "a does not exist now" in dry.stdout
+    assert "not evaluated: its lock table does not exist now" in dry.stdout
+    assert "REFUSES" not in dry.output
+    assert "001_a_down.sql:1: down 1 locks a, which does not exist" in dry.stderr
+    real = vz(dsn, tree, "down", "--yes")
+    assert real.returncode == dry.returncode, real
+    assert "42P01" in real.stderr
+
+
+def test_a_dry_run_notes_a_lock_on_a_table_an_earlier_step_may_create(
+    tmp_path: Path, dsn: str
+) -> None:
+    files = {
+        "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+        "up/002_b_up.sql": (
+            "-- vezamig:lock a\n-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM a)\n"
+            "ALTER TABLE a ADD COLUMN b int;\n"
+        ),
+    }
+    tree = write_tree(tmp_path, files)
+    dry = vz(dsn, tree, "up", "--dry-run")
+    assert dry.returncode == 0, dry
+    assert "002_b_up.sql:1: up 2 locks a, which does not exist now; one of the 1 earlier" in (
+        dry.stdout
+    )
+    assert vz(dsn, tree, "up").returncode == 0
     assert applied_versions(dsn) == [1, 2]
 
 

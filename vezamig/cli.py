@@ -30,6 +30,7 @@ from vezamig.errors import (
     Interrupted,
     LockBusy,
     Refused,
+    StepFailed,
     UsageError,
     VezamigError,
 )
@@ -410,11 +411,27 @@ def _dry_run(
     runner: Runner, out: Output, direction: str, to: int | None, allow_out_of_order: bool = False
 ) -> None:
     plan = runner.plan(direction, to, allow_out_of_order)
-    guards = runner.evaluate_guards(plan)
-    out.plan(plan, guards, dry_run=True)
+    missing = runner.missing_lock_tables(plan)
+    guards = runner.evaluate_guards(plan, skip=missing)
+    out.plan(plan, guards, dry_run=True, missing_locks=missing)
     reasons = list(plan.refusals)
     blocked: list[str] = []
+    fails: list[str] = []
     for i, step in enumerate(plan.steps):
+        if tables := missing.get((step.version, step.direction)):
+            where = f"{step.file.path}:{tables[0][0]}"
+            names = ", ".join(name for _, name in tables)
+            what = (
+                f"{where}: {step.direction} {step.version} locks {names}, which "
+                f"{'does' if len(tables) == 1 else 'do'} not exist"
+            )
+            if i == 0:
+                fails.append(f"{what}: the real run fails at its LOCK")
+            else:
+                out.line(
+                    f"note: {what} now; one of the {i} earlier step(s) must create "
+                    f"{'it' if len(tables) == 1 else 'them'}, or the real run fails at that LOCK"
+                )
         for g in guards.get((step.version, step.direction), []):
             if g.passed:
                 continue
@@ -429,6 +446,12 @@ def _dry_run(
                     "this run; it may pass once they have run)"
                 )
             reasons.append(reason)
+    if fails:
+        # Before the refusals: the first step fails before anything else is judged.
+        raise StepFailed(
+            f"dry run: the real `{direction}` would fail at its first step; nothing was changed",
+            details=fails + reasons + blocked,
+        )
     if reasons:
         raise Refused(
             f"dry run: the real `{direction}` would be refused now", details=reasons + blocked
@@ -484,8 +507,10 @@ def confirm(yes: bool, question: str) -> None:
     # an operator's Ctrl-C must stay an interruption (exit 130).
     click.echo(f"{question} [y/N] ", err=True, nl=False)
     answer = sys.stdin.readline()
-    if answer.strip().lower() not in ("y", "yes"):
-        raise Refused("not confirmed; nothing was changed")
+    # Exactly `y` or `yes` (SPEC §5: anything else declines), spaces around it aside:
+    # rolling data back is never the outcome of a guess at what `Y` or `YES!` meant.
+    if answer.strip() not in ("y", "yes"):
+        raise Refused(f"not confirmed ({answer.strip()!r} is not y or yes); nothing was changed")
 
 
 @cli.command()

@@ -180,11 +180,12 @@ class Output:
         *,
         dry_run: bool = False,
         force: bool = False,
+        missing_locks: dict[tuple[int, str], list[tuple[int, str]]] | None = None,
     ) -> None:
         if force and self.quiet:
             self.quiet = False
             try:
-                self.plan(plan, guards, dry_run=dry_run)
+                self.plan(plan, guards, dry_run=dry_run, missing_locks=missing_locks)
             finally:
                 self.quiet = True
             return
@@ -214,14 +215,17 @@ class Output:
         for step in plan.steps:
             while blocked and blocked[0][0] > step.version:
                 self._plan_irreversible(*blocked.pop(0))
-            self._plan_step(step, (guards or {}).get((step.version, step.direction)))
+            key = (step.version, step.direction)
+            self._plan_step(step, (guards or {}).get(key), (missing_locks or {}).get(key, []))
         for version, name in blocked:
             self._plan_irreversible(version, name)
 
     def _plan_irreversible(self, version: int, name: str) -> None:
         self.line(f"  down {version} {name}  [irreversible: no down file]", style="bold red")
 
-    def _plan_step(self, step: Step, results: list[GuardResult] | None) -> None:
+    def _plan_step(
+        self, step: Step, results: list[GuardResult] | None, missing: list[tuple[int, str]]
+    ) -> None:
         d = step.directives
         self.line(
             f"  {step.direction:<4} {step.version} {step.migration.name}  "
@@ -229,10 +233,23 @@ class Output:
         )
         for lock in d.locks:
             names = ", ".join(".".join(written_name(p) for p in t) for t in lock.tables)
-            self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
+            gone = [name for line, name in missing if line == lock.line]
+            if gone:
+                self.line(
+                    f"         lock {names} (ACCESS EXCLUSIVE) → {', '.join(gone)} "
+                    f"{'does' if len(gone) == 1 else 'do'} not exist now",
+                    style="bold red",
+                )
+            else:
+                self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
         for i, g in enumerate(d.guards):
             res = results[i] if results else None
-            if res is None:
+            if res is None and missing:
+                self.line(
+                    f"         guard (line {g.line}): {g.query} → not evaluated: its lock "
+                    "table does not exist now"
+                )
+            elif res is None:
                 self.line(f"         guard (line {g.line}): {g.query}")
             else:
                 if res.blocked:

@@ -12,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -507,9 +507,43 @@ class Runner:
             passed = False
         return GuardResult(guard, passed, returned)
 
-    def evaluate_guards(self, plan: Plan) -> dict[tuple[int, str], list[GuardResult]]:
+    def missing_lock_tables(self, plan: Plan) -> dict[tuple[int, str], list[tuple[int, str]]]:
+        """For --dry-run: the `vezamig:lock` tables of each step that do not exist now,
+        as (directive line, name). The real step's LOCK comes before its guards and
+        fails on them (exit 1), so its guards are not evaluated: a guard's error there
+        would read as a refusal."""
+        from vezamig.sqltext import written_name
+
+        wanted = {
+            (step.version, step.direction): [
+                (lock.line, sql.Identifier(*t).as_string(self.conn), ".".join(map(written_name, t)))
+                for lock in step.directives.locks
+                for t in lock.tables
+            ]
+            for step in plan.steps
+            if (step.direction == "up" or step.migration.down is not None) and step.directives.locks
+        }
+        if not wanted:
+            return {}
+        names = sorted({n for ns in wanted.values() for _, n, _ in ns})
+        missing = {
+            row[0]
+            for row in self.conn.execute(
+                "SELECT t FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NULL", [names]
+            )
+        }
+        return {
+            key: m
+            for key, ns in wanted.items()
+            if (m := [(line, shown) for line, name, shown in ns if name in missing])
+        }
+
+    def evaluate_guards(
+        self, plan: Plan, skip: Collection[tuple[int, str]] = ()
+    ) -> dict[tuple[int, str], list[GuardResult]]:
         """For --dry-run: each guard's current result, in a read-only transaction; also
-        when the plan is refused for other reasons, so one dry run shows every blocker."""
+        when the plan is refused for other reasons, so one dry run shows every blocker.
+        ``skip``: steps whose guards cannot be judged now (see missing_lock_tables)."""
         out: dict[tuple[int, str], list[GuardResult]] = {}
         probe: RunLock | None = None
         try:
@@ -517,7 +551,7 @@ class Runner:
                 if step.direction == "down" and step.migration.down is None:
                     continue  # irreversible: refused by the plan, nothing to evaluate
                 guards = step.directives.guards
-                if not guards:
+                if not guards or (step.version, step.direction) in skip:
                     continue
                 if self._lock_held is None:  # see hold_probe_lock
                     probe = probe or hold_probe_lock(self.conn)
