@@ -552,6 +552,7 @@ def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
         # libpq cannot parse these, and its message quotes what it may be the password
         ("postgresql://app:my s3cret@127.0.0.1:1/db", 2, ["my s3cret"]),
         ("host=127.0.0.1 port=1 user=app password=my s3cret", 2, ["s3cret"]),
+        ("host=127.0.0.1 port=1 password=my s3cret dbname=db", 2, ["s3cret"]),
         # parsed at the first @: the rest of the password taken for the host
         ("postgresql://app:my@s3cret@127.0.0.1:1/db", 5, ["s3cret@"]),
         # an unencoded / (base64): the part before it taken for the port
@@ -571,6 +572,14 @@ def test_a_password_libpq_cuts_elsewhere_is_not_shown_in_any_piece(
         assert r.returncode == code, r
         for piece in pieces:
             assert piece not in r.output
+
+
+def test_an_unknown_key_after_a_password_is_named_the_password_is_not(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(["status", "--dir", str(tree), "-d", "host=127.0.0.1 password=s3cret bogus=1"])
+    assert r.returncode == 2, r
+    assert 'invalid connection option "bogus"' in r.stderr
+    assert "s3cret" not in r.output
 
 
 @pytest.mark.parametrize(

@@ -89,9 +89,12 @@ _QUERY_PASSWORD_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>[^&#]*)", re.I)
 # the query, spaces and `@` included (libpq splits such a URL elsewhere, and its
 # error then quotes the pieces: `unexpected spaces found in "my secret"`).
 _URL_MEANT_RE = re.compile(r"^\s*[a-z][a-z0-9+.-]*://[^:/@?#]*:(?P<pw>[^?#]*)@", re.I)
-# In key=value form, after `password=` everything may be the password when the
-# string does not parse (`password=my secret`: libpq complains about "secret").
-_KV_MEANT_RE = re.compile(r"\b(?:ssl)?password\s*=\s*(?P<pw>.*)", re.I | re.S)
+# In key=value form, after `password=` everything up to the next `key=` may be the
+# password when the string does not parse (`password=my secret`: libpq complains
+# about "secret"); the keys after it are not (`bogus=1`: its name must be shown).
+_KV_MEANT_RE = re.compile(
+    r"\b(?:ssl)?password\s*=\s*(?P<pw>.*?)(?=\s+[A-Za-z_]\w*\s*=|\Z)", re.I | re.S
+)
 # And in a URL's query: `?password=Qw8&Er7#Ty6` is cut at the `&` and the `#`.
 _QUERY_MEANT_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>.*)", re.I | re.S)
 _PIECES_RE = re.compile(r"[\s@'\"/:?&#=]+")
