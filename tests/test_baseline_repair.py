@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import (
     CliResult,
@@ -20,7 +21,7 @@ from helpers import (
     write_tree,
 )
 
-from vezamig.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from vezamig.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 
 USERS = "-- 1 users\nCREATE TABLE users (id bigint PRIMARY KEY);\n"
 TRACKS = "-- 2 tracks\nCREATE TABLE tracks (id bigint PRIMARY KEY, title text);\n"
@@ -267,3 +268,33 @@ def test_repair_resolves_a_dirty_version_left_by_a_failed_step(dsn: str, tmp_pat
         query(dsn, "SELECT attname FROM pg_attribute WHERE attrelid = 'tracks'::regclass")
         == columns
     )
+
+
+# ---- both: --lock-timeout -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["baseline", "--version", "3"], ["repair", "--checksums", "--yes"]], ids=str
+)
+def test_a_lock_on_the_tracking_table_is_waited_for_as_a_step_waits_then_exit_4(
+    dsn: str, tmp_path: Path, args: list[str]
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    if args[0] == "baseline":
+        execute(dsn, "DELETE FROM schema_migrations")
+    else:
+        (base / "up/003_bpm_up.sql").write_text(BPM + "-- edited\n")
+    before = (recorded(dsn), history(dsn))
+    holder = psycopg.connect(dsn)
+    try:
+        holder.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+        result = vz(dsn, base, *args, "--lock-timeout", "200ms", "--lock-retries", "1")
+    finally:
+        holder.close()
+    assert result.returncode == EXIT_LOCKED, result
+    assert "lock timeout (200 ms) after 2 attempt(s)" in result.stderr
+    assert "nothing was recorded" in result.stderr
+    assert "retry 1/1" in result.stderr
+    assert (recorded(dsn), history(dsn)) == before
+    assert vz(dsn, base, *args, "--lock-timeout", "200ms").returncode == EXIT_OK

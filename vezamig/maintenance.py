@@ -6,11 +6,12 @@ and refuse when the database is not in the state they resolve.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from psycopg import sql
 
-from vezamig.errors import Refused, UsageError
+from vezamig.errors import LockBusy, Refused, UsageError
 from vezamig.plan import DIRTY, MODIFIED, StatusRow
 from vezamig.runner import Runner
 
@@ -53,7 +54,7 @@ def plan_baseline(runner: Runner, version: int) -> list[Change]:
 def apply_baseline(runner: Runner, changes: list[Change]) -> None:
     by_version = {m.version: m for m in runner.migrations}
     runner.tracker.ensure()
-    stmts: list[sql.Composable] = [sql.SQL("BEGIN")]
+    stmts: list[sql.Composable] = []
     for c in changes:
         m = by_version[c.version]
         stmts.append(runner.tracker.record_sql(m.version, m.name, m.checksum, 0))
@@ -68,17 +69,51 @@ def apply_baseline(runner: Runner, changes: list[Change]) -> None:
                 message="recorded as applied without running it (baseline)",
             )
         )
-    stmts.append(sql.SQL("COMMIT"))
     _run(runner, stmts)
 
 
 def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
-    try:
-        runner.conn.execute(sql.SQL("; ").join(stmts).as_string(runner.conn))
-    except BaseException:
-        if not runner.conn.closed and runner.conn.info.transaction_status != 0:
-            runner.conn.execute("ROLLBACK")
-        raise
+    """One transaction for all the rows, under the steps' --lock-timeout and
+    --statement-timeout: another session's lock on the tracking tables is waited for
+    as a step waits, retried with the same pauses, then exit 4 with nothing written."""
+    from psycopg import errors as pgerrors
+
+    from vezamig.runner import retry_pause
+
+    rows = sql.SQL("; ").join(stmts).as_string(runner.conn)
+    message = f"BEGIN; {runner.timeouts_sql()}; {rows}; COMMIT"
+    cfg = runner.config
+    attempt = 0
+    while True:
+        try:
+            runner.conn.execute(message)
+            return
+        except pgerrors.LockNotAvailable as exc:
+            _rollback(runner)
+            attempt += 1
+            if attempt > cfg.lock_retries:
+                raise LockBusy(
+                    f"{cfg.application}: lock timeout ({cfg.lock_timeout_ms} ms) after {attempt} "
+                    f"attempt(s): {exc.diag.message_primary}; nothing was recorded",
+                    details=[
+                        "another session holds a lock on the tracking tables; find it with "
+                        "pg_locks/pg_stat_activity, or retry later / raise --lock-timeout "
+                        "or --lock-retries"
+                    ],
+                ) from None
+            runner.reporter.info(
+                f"lock timeout ({exc.diag.message_primary}); nothing recorded, retry "
+                f"{attempt}/{cfg.lock_retries} in {retry_pause(attempt):g}s"
+            )
+            time.sleep(retry_pause(attempt))
+        except BaseException:
+            _rollback(runner)
+            raise
+
+
+def _rollback(runner: Runner) -> None:
+    if not runner.conn.closed and runner.conn.info.transaction_status != 0:
+        runner.conn.execute("ROLLBACK")
 
 
 def _last_message(runner: Runner, version: int) -> str:
@@ -129,7 +164,7 @@ def apply_repair(
     by_version = {m.version: m for m in runner.migrations}
     applied_rows = runner.applied()
     t = runner.tracker
-    stmts: list[sql.Composable] = [sql.SQL("BEGIN")]
+    stmts: list[sql.Composable] = []
     for c in changes:
         m = by_version.get(c.version)
         a = applied_rows[c.version]
@@ -155,5 +190,4 @@ def apply_repair(
                 message=msg,
             )
         )
-    stmts.append(sql.SQL("COMMIT"))
     _run(runner, stmts)

@@ -203,6 +203,11 @@ class RunResult:
     elapsed_ms: int = 0  # the whole run, lock-timeout pauses included
 
 
+def retry_pause(attempt: int) -> float:
+    """Seconds to wait after lock-timeout attempt ``attempt`` (1, 2, 4, … up to 30)."""
+    return float(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
+
+
 def _versions(versions: list[tuple[int, str]]) -> str:
     """``3 (c), 2 (b)``; a long run's list by its count and ends."""
     if len(versions) <= 5:
@@ -556,7 +561,7 @@ class Runner:
                 if self._lock_held is None:  # see hold_probe_lock
                     probe = probe or hold_probe_lock(self.conn)
                     self._lock_held = run_lock_held_sql(self.conn, probe)
-                self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
+                self.conn.execute("BEGIN READ ONLY; " + self.timeouts_sql())
                 try:
                     results = out[(step.version, step.direction)] = []
                     for g in guards:
@@ -574,7 +579,7 @@ class Runner:
                     release_run_lock(self.conn, probe)
         return out
 
-    def _timeouts(self) -> str:
+    def timeouts_sql(self) -> str:
         """The step's timeouts, so a dry run cannot hang behind a lock either."""
         cfg = self.config
         return (
@@ -741,7 +746,7 @@ class Runner:
 
     def _prelude(self, step: Step) -> str:
         if self._begin is None:  # the same for every step of the run
-            self._begin = "BEGIN; " + self._timeouts()
+            self._begin = "BEGIN; " + self.timeouts_sql()
         tables = step.directives.lock_tables
         if not tables:
             return self._begin
@@ -1055,7 +1060,7 @@ class Runner:
                     "--lock-timeout or --lock-retries"
                 ],
             ) from None
-        pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
+        pause = retry_pause(attempt)
         self.reporter.info(
             f"{step.version}: lock timeout ({exc.diag.message_primary}); rolled back, "
             f"retry {attempt}/{self.config.lock_retries} in {pause:g}s"
@@ -1324,7 +1329,7 @@ class Runner:
         while True:
             try:
                 self._check_signal()
-                self.conn.execute("BEGIN READ ONLY; " + self._timeouts())
+                self.conn.execute("BEGIN READ ONLY; " + self.timeouts_sql())
                 try:
                     results = []
                     for g in step.directives.guards:
@@ -1458,7 +1463,7 @@ class Runner:
                             # One statement, in autocommit: rolled back; retried as a step is.
                             if attempts > self.config.lock_retries or self._signal is not None:
                                 raise
-                            pause = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempts - 1))
+                            pause = retry_pause(attempts)
                             self.reporter.info(
                                 f"{step.version}: lock timeout at {f.path}:{st.line} "
                                 f"({exc.diag.message_primary}); retry {attempts}/"
