@@ -37,7 +37,6 @@ from run import (
 
 from vezamig.cluster import ThrowawayCluster, raise_on_sigterm
 
-
 # vezamig ends with os._exit (cli._exit_now), which would also end pyinstrument before
 # it writes its report: under the profiler the command ends with a normal exit instead.
 _RUN_KEEPING_TEARDOWN = (
