@@ -1059,6 +1059,11 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
+        if "init_import_site" in err:
+            # Before any of vezamig runs: on a loaded machine the signal can land while
+            # Python imports `site`, and Python itself then ends with its fatal error
+            # (exit 1). Nothing a program can change; this delay says nothing of it.
+            continue
         # Never 1. (A signal while Python itself starts, before vezamig's entry point
         # runs, still ends the way Python ends on Ctrl-C: its traceback, killed by
         # SIGINT, which a shell reports as 130.)

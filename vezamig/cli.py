@@ -49,10 +49,19 @@ def _no_color(flag: bool) -> bool:
     return flag or bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
 
 
+_outputs: dict[tuple[bool, bool, int, int], Output] = {}
+
+
 def _output(opts: dict[str, Any]) -> Output:
+    """One Output per command (and streams): the error printed at the end knows the
+    progress line the run left on the terminal."""
     from vezamig.output import Output
 
-    return Output(color=not _no_color(opts.get("no_color", False)), quiet=opts.get("quiet", False))
+    color, quiet = not _no_color(opts.get("no_color", False)), bool(opts.get("quiet", False))
+    key = (color, quiet, id(sys.stdout), id(sys.stderr))
+    if key not in _outputs:
+        _outputs[key] = Output(color=color, quiet=quiet)
+    return _outputs[key]
 
 
 def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:

@@ -8,9 +8,10 @@ this module's human output entirely.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from vezamig.db import DatabaseInfo
 from vezamig.errors import VezamigError
@@ -26,6 +27,26 @@ if TYPE_CHECKING:
 
 Part = tuple[str, str]  # (text, rich style)
 
+# Control characters and bidirectional overrides that come from files and the database
+# (a row value in an error message, a name, a guard): an ESC that clears the screen, a
+# CR that writes over a version, a backspace that hides part of a query. They are
+# shown as escapes, in a terminal as in a log; tabs and line breaks stay.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    if _CONTROL_RE.search(text) is None:
+        return text
+    return _CONTROL_RE.sub(lambda m: _escape(m[0]), text)
+
+
+def _escape(c: str) -> str:
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def _text(part: Part | str) -> str:
+    return visible(part if isinstance(part, str) else part[0])
+
 
 class _Plain:
     """A stream of plain lines, flushed at once so CI logs show progress live."""
@@ -36,7 +57,7 @@ class _Plain:
         self.file = file
 
     def write(self, *parts: Part | str, end: str = "\n") -> None:
-        self.file.write("".join(p if isinstance(p, str) else p[0] for p in parts) + end)
+        self.file.write("".join(map(_text, parts)) + end)
         self.file.flush()
 
 
@@ -56,7 +77,28 @@ class _Rich:
     def write(self, *parts: Part | str, end: str = "\n") -> None:
         from rich.text import Text
 
-        self.console.print(Text.assemble(*parts), end=end, soft_wrap=True)
+        text = Text.assemble(*((_text(p), "" if isinstance(p, str) else p[1]) for p in parts))
+        self.console.print(text, end=end, soft_wrap=True)
+
+    def progress(self, text: str, style: str) -> None:
+        """A line the next one overwrites (``\r``): cut to the terminal's width, since a
+        wrapped line would leave its first rows behind."""
+        from rich.text import Text
+
+        line = Text(visible(text), style=style)
+        line.truncate(max(self.console.width - 1, 1), overflow="ellipsis")
+        self.console.print(line, end="\r", soft_wrap=True)
+
+    def clear_line(self) -> None:
+        self.file.write("\r" + " " * max(self.console.width - 1, 0) + "\r")
+        self.file.flush()
+
+
+def _cell(text: str, style: str = "") -> Any:
+    """A table cell: a rich Text (never read as markup), control characters shown."""
+    from rich.text import Text
+
+    return Text(visible(text), style=style)
 
 
 def _stream(file: TextIO, color: bool) -> _Plain | _Rich:
@@ -97,28 +139,44 @@ class Output:
         self.quiet = quiet
         self.out = _stream(out, color)
         self.err = _stream(err, color)
+        self._progress = False  # a step's progress line is on the terminal
+
+    def _end_progress(self) -> None:
+        """Whatever comes next (on stdout or stderr: the same terminal) starts on a
+        clean line, however short it is."""
+        if self._progress and isinstance(self.out, _Rich):
+            self.out.clear_line()
+        self._progress = False
 
     # ---- plain lines ------------------------------------------------------------
 
     def line(self, text: str = "", style: str | None = None) -> None:
         if not self.quiet:
+            self._end_progress()
             self.out.write((text, style or ""))
 
     def info(self, message: str) -> None:
+        self._end_progress()
         self.err.write((message, "cyan"))
 
     def warn(self, message: str) -> None:
+        self._end_progress()
         self.err.write((message, "yellow"))
 
     def error(self, exc: VezamigError) -> None:
+        self._end_progress()
         style = "bold red" if exc.exit_code != 3 else "bold yellow"
         self.err.write((("refused: " if exc.exit_code == 3 else "error: ") + exc.message, style))
         for d in exc.details:
-            self.err.write("  " + d)
+            # A message of several lines (a guard written over lines, a server detail)
+            # stays indented under its line.
+            self.err.write("  " + d.replace("\n", "\n    "))
 
     # ---- status -------------------------------------------------------------------
 
     def status(self, info: DatabaseInfo, table: str, rows: Sequence[StatusRow]) -> None:
+        if self.quiet:  # `status --exit-code -q`: the exit code says it
+            return
         current = max((r.version for r in rows if r.applied is not None), default=0)
         pending = sum(1 for r in rows if r.state in ("pending", "out-of-order"))
         self.line(
@@ -129,11 +187,18 @@ class Output:
             return
         # A table only where it fits: a narrow terminal gets the plain lines, which
         # wrap but never cut a version or a state.
-        if isinstance(self.out, _Rich) and self.out.console.width >= (
-            max(len(str(r.version)) + len(r.name) for r in rows) + 75
+        if isinstance(self.out, _Rich) and self.out.console.width >= _table_width(
+            [
+                [str(r.version) for r in rows],
+                [visible(r.name) for r in rows],
+                ["out-of-order" if any(r.state == "out-of-order" for r in rows) else "dirty"],
+                ["irreversible"],
+                [r.applied.applied_at for r in rows if r.applied] or [""],
+                [str(r.applied.duration_ms) for r in rows if r.applied] or [""],
+            ],
+            ["version", "name", "state", "reversible", "applied at", "ms"],
         ):
             from rich.table import Table
-            from rich.text import Text
 
             # Every cell is a Text: names come from files and the database, and a plain
             # string would be read as rich markup (`[/]` in a name must not crash).
@@ -147,16 +212,16 @@ class Output:
             for r in rows:
                 a = r.applied
                 t.add_row(
-                    Text(str(r.version)),
-                    Text(r.name),
-                    Text(r.state, style=STATE_STYLE[r.state]),
-                    Text("reversible" if r.reversible else "irreversible"),
-                    Text(a.applied_at if a else ""),
-                    Text(str(a.duration_ms) if a else ""),
+                    _cell(str(r.version)),
+                    _cell(r.name),
+                    _cell(r.state, STATE_STYLE[r.state]),
+                    _cell("reversible" if r.reversible else "irreversible"),
+                    _cell(a.applied_at if a else ""),
+                    _cell(str(a.duration_ms) if a else ""),
                 )
             self.out.console.print(t)
         else:
-            width = max(len(r.name) for r in rows)
+            width = max(len(visible(r.name)) for r in rows)
             kind = {True: f"{'reversible':<12}  ", False: f"{'irreversible':<12}  "}
             state = {s: f"{s:<12}  " for s in STATE_STYLE}
             lines = []
@@ -168,7 +233,7 @@ class Output:
                     f"{kind[r.reversible]}{applied}\n"
                 )
             # One write for the table: a flush per row is a system call per version.
-            self.out.file.write("".join(lines))
+            self.out.file.write(visible("".join(lines)))
             self.out.file.flush()
 
     # ---- plan ---------------------------------------------------------------------
@@ -243,14 +308,16 @@ class Output:
             else:
                 self.line(f"         lock {names} (ACCESS EXCLUSIVE)")
         for i, g in enumerate(d.guards):
+            # A block guard written over several lines: continued under its start.
+            query = g.query.replace("\n", "\n" + " " * 11)
             res = results[i] if results else None
             if res is None and missing:
                 self.line(
-                    f"         guard (line {g.line}): {g.query} → not evaluated: its lock "
+                    f"         guard (line {g.line}): {query} → not evaluated: its lock "
                     "table does not exist now"
                 )
             elif res is None:
-                self.line(f"         guard (line {g.line}): {g.query}")
+                self.line(f"         guard (line {g.line}): {query}")
             else:
                 if res.blocked:
                     style, verdict = "bold yellow", f"cannot be evaluated now: {res.returned}"
@@ -258,19 +325,22 @@ class Output:
                     style, verdict = "green", "passes now"
                 else:
                     style, verdict = "bold red", f"REFUSES now: returned {res.returned}"
-                self.line(f"         guard (line {g.line}): {g.query} → {verdict}", style=style)
+                self.line(f"         guard (line {g.line}): {query} → {verdict}", style=style)
 
     # ---- progress (Reporter protocol) ----------------------------------------------
 
     def step_started(self, step: Step) -> None:
-        if not self.quiet and self.rich:
-            self.out.write(
-                (f"  {step.direction:<4} {step.version} {step.migration.name} …", "dim"), end="\r"
+        if not self.quiet and isinstance(self.out, _Rich):
+            self._end_progress()
+            self.out.progress(
+                f"  {step.direction:<4} {step.version} {step.migration.name} …", "dim"
             )
+            self._progress = True
 
     def step_finished(self, result: StepResult) -> None:
         if self.quiet:
             return
+        self._end_progress()
         mark = "✓" if self.rich else "ok"
         self.out.write(
             (f"  {mark} ", "green"),
@@ -299,43 +369,75 @@ class Output:
     # ---- history ------------------------------------------------------------------
 
     def history(self, rows: Sequence[HistoryRow]) -> None:
+        if self.quiet:
+            return
         if not rows:
             self.line("no history yet")
             return
-        # Nine columns: below 100 characters the table would squeeze versions into one
-        # digit per line; the tab-separated lines are clearer there.
-        if isinstance(self.out, _Rich) and self.out.console.width >= 100:
+        who = [f"{r.db_user} ({r.os_user or ''}@{r.host or ''})" for r in rows]
+        # A table only where every cell fits without breaking a word (a file:line, a
+        # path, a name); else the tab-separated lines, which never cut anything.
+        if isinstance(self.out, _Rich) and self.out.console.width >= _table_width(
+            [
+                [str(r.id) for r in rows],
+                [r.started_to_the_second for r in rows],
+                [_blank(r.version) for r in rows],
+                [visible(r.name or "") for r in rows],
+                [r.direction for r in rows],
+                [r.outcome for r in rows],
+                [_blank(r.duration_ms) for r in rows],
+                [visible(w) for w in who],
+                [visible(r.message or "") for r in rows],
+            ],
+            ["id", "when", "version", "name", "direction", "outcome", "ms", "who", "message"],
+            wrap={7, 8},
+        ):
             from rich.table import Table
-            from rich.text import Text
 
             t = Table(show_edge=False, header_style="bold")
             for col in ("id", "when", "version"):
                 t.add_column(col, no_wrap=True, justify="right" if col != "when" else "left")
             for col in ("name", "direction", "outcome", "ms", "who", "message"):
                 t.add_column(col, overflow="fold", no_wrap=col in ("direction", "outcome"))
-            for r in rows:
+            for r, w in zip(rows, who, strict=True):
                 style = {"ok": "green", "failed": "red", "refused": "yellow"}.get(r.outcome, "")
                 # Text cells: stored names and messages are never read as rich markup.
                 t.add_row(
-                    Text(str(r.id)),
-                    Text(r.started_to_the_second),
-                    Text(str(r.version if r.version is not None else "")),
-                    Text(r.name or ""),
-                    Text(r.direction),
-                    Text(r.outcome, style=style),
-                    Text(str(r.duration_ms if r.duration_ms is not None else "")),
-                    Text(f"{r.db_user} ({r.os_user or ''}@{r.host or ''})"),
-                    Text(r.message or ""),
+                    _cell(str(r.id)),
+                    _cell(r.started_to_the_second),
+                    _cell(_blank(r.version)),
+                    _cell(r.name or ""),
+                    _cell(r.direction),
+                    _cell(r.outcome, style),
+                    _cell(_blank(r.duration_ms)),
+                    _cell(w),
+                    _cell(r.message or ""),
                 )
             self.out.console.print(t)
         else:
-            for r in rows:
-                # Tab-separated, for cut -f.
-                self.out.file.write(
-                    f"{r.id}\t{r.started_to_the_second}\t{_blank(r.version)}\t"
-                    f"{_blank(r.name)}\t{r.direction}\t{r.outcome}\t{_blank(r.duration_ms)}\t"
-                    f"{r.db_user}\t{_blank(r.os_user)}@{_blank(r.host)}\t{r.message or ''}\n"
+            lines = [
+                # Tab-separated, for cut -f; a tab in a stored value would shift the
+                # fields, so it is shown as an escape here.
+                "\t".join(
+                    visible(str(v)).replace("\t", "\\x09")
+                    for v in (
+                        r.id,
+                        r.started_to_the_second,
+                        _blank(r.version),
+                        _blank(r.name),
+                        r.direction,
+                        r.outcome,
+                        _blank(r.duration_ms),
+                        r.db_user,
+                        f"{_blank(r.os_user)}@{_blank(r.host)}",
+                        r.message or "",
+                    )
                 )
+                + "\n"
+                for r in rows
+            ]
+            self.out.file.write("".join(lines))
+            self.out.file.flush()
 
     # ---- roundtrip ------------------------------------------------------------------
 
@@ -373,6 +475,24 @@ class Output:
             f"{extra}",
             style=style,
         )
+
+
+def _table_width(
+    columns: list[list[str]], headers: list[str], wrap: frozenset[int] | set[int] = frozenset()
+) -> int:
+    """The terminal width a rich table needs so that no cell breaks inside a word:
+    the widest cell of each column (its longest word for the ``wrap`` columns, which
+    may wrap between words), plus rich's padding and separators (3 per column)."""
+    from rich.cells import cell_len
+
+    total = 0
+    for i, (cells, header) in enumerate(zip(columns, headers, strict=True)):
+        if i in wrap:
+            widest = max((cell_len(w) for c in cells for w in c.split()), default=0)
+        else:
+            widest = max((cell_len(c) for c in cells), default=0)
+        total += max(widest, cell_len(header)) + 3
+    return total
 
 
 def _blank(value: object) -> str:

@@ -1289,7 +1289,7 @@ class Runner:
             )
         if phase == "body" and pos:
             p = line_col(f.text, (offset or 0) + int(pos) - 1)
-            lines.extend(excerpt(f.text, p.line))
+            lines.extend(excerpt(f.text, p.line, column=p.column))
         elif phase == "lock" and step.directives.locks:
             line, column = _lock_position(step, diag.message_primary or "")
             lines.extend(excerpt(f.text, line, context=0, column=column))

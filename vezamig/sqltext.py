@@ -186,16 +186,34 @@ def excerpt(text: str, line: int, context: int = 2, *, column: int | None = None
             # A generated 50 KB line must not turn an error into 100 KB of output:
             # keep a window around the column (or the start).
             start = max(0, (column or 1) - 1 - _EXCERPT_WIDTH // 2) if n == line else 0
+            start = min(start, max(0, len(row) - _EXCERPT_WIDTH))  # a full window at the end
             shown = row[start : start + _EXCERPT_WIDTH]
             if n == line and column is not None:
                 column -= start - (1 if start else 0)
-            row = ("…" if start else "") + shown + "…"
+            more = "…" if start + _EXCERPT_WIDTH < len(row) else ""
+            row = ("…" if start else "") + shown + more
         out.append(f"{'>' if n == line else ' '} {n:>{width}} | {row}".rstrip())
         if n == line and column is not None:
-            # Keep tabs so the caret lines up under the same character.
-            lead = "".join(c if c == "\t" else " " for c in row[: max(column - 1, 0)])
-            out.append(f"  {'':>{width}} | {lead}^")
+            out.append(f"  {'':>{width}} | {_caret_lead(row[: max(column - 1, 0)])}^")
     return out
+
+
+def _caret_lead(before: str) -> str:
+    """What puts the caret under the character after ``before`` on a terminal: tabs
+    kept, two cells for a wide (CJK) character, none for a combining mark."""
+    import unicodedata
+
+    if before.isascii():
+        return "".join(c if c == "\t" else " " for c in before)
+    cells = []
+    for c in before:
+        if c == "\t":
+            cells.append(c)
+        elif unicodedata.combining(c):
+            continue
+        else:
+            cells.append("  " if unicodedata.east_asian_width(c) in "WF" else " ")
+    return "".join(cells)
 
 
 # --------------------------------------------------------------------------- results
