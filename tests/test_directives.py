@@ -134,6 +134,28 @@ def test_a_bad_directive_is_a_problem_with_file_and_line(text: str, line: int, n
 
 
 @pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("-- header\n-- vezamig:guard SELECT 1 FROMM x\nSELECT 1;\n", ":2:33:"),
+        ("/* vezamig:guard SELECT\n     true AND AND false */\nSELECT 1;\n", ":2:15:"),
+        ("-- vezamig:guard SELECT 'é日' FROMM x\nSELECT 1;\n", ":1:36:"),
+    ],
+    ids=["line", "block", "wide"],
+)
+def test_a_guards_syntax_error_is_placed_at_the_files_line_and_column(
+    text: str, where: str
+) -> None:
+    [problem] = parse(text).problems
+    assert problem.startswith("sql/up/001_a_up.sql" + where), problem
+    assert "guard query is not valid SQL (syntax error at or near" in problem
+
+
+def test_a_guards_line_is_the_line_of_its_directive() -> None:
+    [guard] = ok("/*\nvezamig:guard SELECT true */\nSELECT 1;\n").guards
+    assert guard.line == 2
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "SELECT 1;\n-- vezamig:guard SELECT true\nSELECT 2;\n",

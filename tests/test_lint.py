@@ -128,6 +128,21 @@ def test_drop_table_in_a_down_file_without_guard_warns_for_each_table() -> None:
     assert "vezamig:guard" in findings[0].message
 
 
+def test_the_suggested_guard_quotes_names_as_sql_must_write_them() -> None:
+    findings = lint_sql(
+        'DROP TABLE "Users"; DROP TABLE "order"; DROP TABLE app.tracks;',
+        direction="down",
+        has_guard=False,
+        no_transaction=False,
+    )
+    suggested = [f.message.split("for example ")[1] for f in findings]
+    assert suggested == [
+        'SELECT NOT EXISTS (SELECT 1 FROM "Users"))',
+        'SELECT NOT EXISTS (SELECT 1 FROM "order"))',
+        "SELECT NOT EXISTS (SELECT 1 FROM app.tracks))",
+    ]
+
+
 def test_drop_column_in_a_down_file_without_guard_warns() -> None:
     sql = "ALTER TABLE tracks DROP COLUMN IF EXISTS storage_key;"
     assert codes(sql, direction="down") == ["VZ004"]

@@ -727,3 +727,21 @@ def test_a_signal_while_a_no_transaction_step_records_its_end_still_ends_it_clea
     assert "up 2 (n) ran; it finished first and is applied; no later step was run" in err
     assert tracking(dsn) == {1: False, 2: False}
     assert query(dsn, "SELECT to_regclass('later') IS NULL") == [(True,)]
+
+
+def test_a_long_file_that_fails_late_names_its_statements_by_their_ends(
+    dsn: str, tmp_path: Path
+) -> None:
+    """20,000 statements must not make a 500 KB message and history row: a run of more
+    than ten is given by its count, first and last line."""
+    body = "".join(f"CREATE TABLE t{i} ();\n" for i in range(24)) + "SELECT 1/0;\n"
+    body += "".join(f"CREATE TABLE u{i} ();\n" for i in range(12))
+    base = write_tree(tmp_path, {"up/001_many_up.sql": "-- vezamig:no-transaction\n" + body})
+    r = vz(dsn, base, "up")
+    assert r.returncode == EXIT_STEP_FAILED, r
+    path = base / "up" / "001_many_up.sql"
+    assert f"statements that ran: 24 statements, {path}:2 to {path}:25" in r.stderr
+    assert f"statements not run: 12 statements, {path}:27 to {path}:38" in r.stderr
+    assert f"statement that failed: 25 of 37 at {path}:26" in r.stderr
+    (row,) = [h for h in history(dsn) if h["version"] == 1]
+    assert len(row["message"]) < 5 * len(str(path)) + 200, row["message"]  # not per statement

@@ -182,6 +182,9 @@ def connect(
         extra["connect_timeout"] = 10
     try:
         conn = psycopg.connect(conninfo, **extra)
+        # Never a server-side prepared statement of psycopg's own: a step's session
+        # reset deallocates the ones a migration left (DEALLOCATE ALL).
+        conn.prepare_threshold = None
     except psycopg.OperationalError as exc:
         raise ConnectError(
             "cannot connect to the database: " + redact(str(exc).strip(), conninfo),

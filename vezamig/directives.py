@@ -75,7 +75,7 @@ class ParsedHeader:
 
 def parse_directives(text: str, label: str) -> ParsedHeader:
     """Read the directives of one file; ``problems`` holds every error as ``file:line: …``."""
-    from vezamig.sqltext import directive_comments
+    from vezamig.sqltext import directive_comments, line_col
 
     problems: list[str] = []
     header, body, first, error = directive_comments(text)
@@ -122,11 +122,21 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
                     "`-- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM t)`"
                 )
                 continue
-            problem = _check_guard_query(args)
+            # Where the query starts in the file: a syntax error in it is placed at the
+            # file's line and column, as one in the body is.
+            raw = text[comment.start : comment.end]
+            start = comment.start + max(raw.find(args), 0)
+            problem, offset = _check_guard_query(args)
             if problem:
+                if offset is not None:
+                    pos = line_col(text, start + offset)
+                    where = f"{label}:{pos.line}:{pos.column}"
                 problems.append(f"{where}: guard {problem}")
                 continue
-            guards.append(Guard(args, comment.line))
+            # The line of `vezamig:guard` itself, which a block comment may open above.
+            guards.append(
+                Guard(args, line_col(text, comment.start + max(raw.find(PREFIX), 0)).line)
+            )
         elif name == "lock":
             tables, problem = parse_lock_tables(args)
             if problem:
@@ -171,31 +181,31 @@ def _args(comment: Comment) -> str:
     return parts[1].strip() if len(parts) == 2 and rest and not rest[0].isspace() else ""
 
 
-def _check_guard_query(query: str) -> str | None:
-    """A guard must be one read-only query; PostgreSQL's parser decides."""
+def _check_guard_query(query: str) -> tuple[str | None, int | None]:
+    """A guard must be one read-only query; PostgreSQL's parser decides. The problem,
+    and for a syntax error where it is in the query (a character offset)."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
-
-    from vezamig.sqltext import line_col
 
     try:
         stmts = parse_sql(query)
     except ParseError as exc:
-        offset = exc.args[1] if len(exc.args) > 1 else None
-        # No location means "at end of input" (e.g. `-- vezamig:guard (`).
-        pos = line_col(query, len(query) if offset is None else max(0, int(offset)))
-        return f"query is not valid SQL ({exc.args[0]} at column {pos.column}): {query}"
+        location = exc.args[1] if len(exc.args) > 1 else None
+        # No location means "at end of input" (e.g. `-- vezamig:guard (`); pglast gives
+        # a 0-based character offset.
+        offset = len(query) if location is None else max(0, min(int(location), len(query)))
+        return f"query is not valid SQL ({exc.args[0]}): {query}", offset
     if len(stmts) != 1:
-        return f"must be exactly one query, found {len(stmts)}: {query}"
+        return f"must be exactly one query, found {len(stmts)}: {query}", None
     stmt = stmts[0].stmt
     if not isinstance(stmt, ast.SelectStmt) or stmt.intoClause is not None:
-        return f"must be a SELECT (or VALUES) query: {query}"
+        return f"must be a SELECT (or VALUES) query: {query}", None
     found = _writes(stmt(skip_none=True))
     if found:
         # Guards run read-only, so the server would refuse these every time (25006):
         # say so before the run, naming what is wrong.
-        return f"must only read, but has {found} (guards run read-only): {query}"
-    return None
+        return f"must only read, but has {found} (guards run read-only): {query}", None
+    return None, None
 
 
 _WRITES = {

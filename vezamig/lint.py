@@ -42,7 +42,7 @@ from pglast.enums import (
     TransactionStmtKind,
 )
 
-from vezamig.sqltext import SqlFile, analyze
+from vezamig.sqltext import SqlFile, analyze, written_name
 
 __all__ = ["RULES", "Finding", "lint_file", "lint_sql"]
 
@@ -259,7 +259,9 @@ class _Checker:
             key = _names_key(names)
             if key is None or not self._unguarded_down(self.is_new(key)):
                 continue
-            table = ".".join(n.sval for n in names if isinstance(n, ast.String) and n.sval)
+            table = ".".join(
+                _pasteable(n.sval) for n in names if isinstance(n, ast.String) and n.sval
+            )
             yield (
                 "VZ004",
                 f"DROP TABLE {table} in a down file destroys its rows; add a "
@@ -362,3 +364,14 @@ def _needs_autocommit(node: ast.Node) -> str | None:
         if isinstance(node, cls):
             return name
     return None
+
+
+def _pasteable(name: str) -> str:
+    """A name as a guard pasted from the suggestion must write it: quoted where it
+    has capitals or odd characters (`"Users"` is not `users`) or is a keyword that
+    cannot name a table unquoted (`"order"`)."""
+    from pglast.keywords import RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+
+    if name in RESERVED_KEYWORDS or name in TYPE_FUNC_NAME_KEYWORDS:
+        return '"' + name + '"'
+    return written_name(name)

@@ -37,7 +37,15 @@ _NO_TX_ENDS_PROBLEM = (
     "statements that must be atomic in a transactional file of their own, without "
     "BEGIN/COMMIT"
 )
-_WORDS = ("begin", "start", "commit", "rollback", "end", "abort", "prepare", "copy")
+# DISCARD ALL ends every session-level lock, vezamig's run lock included (it cannot run
+# in a transaction, so only a non-transactional file can hold it).
+_DISCARD_ALL_PROBLEM = (
+    "`DISCARD ALL` in a non-transactional file: it would release vezamig's run lock "
+    "(and reset its session) while the step runs, letting another run in; use DISCARD "
+    "TEMP, DISCARD PLANS or DEALLOCATE ALL for what you need (each step's session is "
+    "reset after it anyway)"
+)
+_WORDS = ("begin", "start", "commit", "rollback", "end", "abort", "prepare", "copy", "discard")
 # On the lower-cased text (PostgreSQL folds keywords as ASCII): a `[;/\r\n]` to anchor
 # on is ≈ 4 times faster than `^` with re.M, which is tried at every position.
 _AFTER_BREAK = re.compile(r"[;/\r\n]\s*(?:" + "|".join(_WORDS) + r")\b")
@@ -94,11 +102,14 @@ def split_problems(text: str, label: str) -> list[str]:
     """A non-transactional file is split into statements by vezamig before it runs,
     with pglast: one it cannot parse is refused with the plan (exit 2, nothing run),
     not found when its step is reached, after the steps before it committed."""
-    from vezamig.sqltext import analyze
+    from vezamig.sqltext import analyze, psql_hint
 
     err = analyze(text).error
     if err is None:
         return []
+    hint = psql_hint(err.one_line)
+    if hint:
+        return [f"{label}:{err.line}:{err.column}: {err.one_line}: {hint}"]
     return [
         f"{label}:{err.line}:{err.column}: {err.one_line}: a non-transactional file is split "
         "into statements by PostgreSQL's parser before it runs (pglast, PostgreSQL 18's "
@@ -113,7 +124,7 @@ def parsed_run_problems(
     """``run_problems`` of a file (or a piece of one, ``line_base`` lines in) already
     analysed, as ``verify`` has it."""
     from pglast import ast
-    from pglast.enums import TransactionStmtKind
+    from pglast.enums import DiscardMode, TransactionStmtKind
 
     from vezamig.lint import TRANSACTION_CONTROL
 
@@ -133,6 +144,12 @@ def parsed_run_problems(
                 words = " ".join(statement.text.rstrip(";").split())[:40]
                 template = _NO_TX_ENDS_PROBLEM if no_transaction else _ENDS_PROBLEM
                 problems.append(f"{label}:{line}: {template.format(what=words)}")
+        elif (
+            no_transaction
+            and isinstance(stmt, ast.DiscardStmt)
+            and stmt.target == DiscardMode.DISCARD_ALL
+        ):
+            problems.append(f"{label}:{line}: {_DISCARD_ALL_PROBLEM}")
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")

@@ -74,11 +74,27 @@ def _server_time_at(t0: float) -> sql.Composable:
     )
 
 
+# After each step: the next one starts from the session's defaults, without the temp
+# tables, prepared statements, WITH HOLD cursors or LISTENs a migration left (a later
+# step would write into a temp table that shadows its real one, a roundtrip's up
+# again would find them there). Not DISCARD ALL: it would release the run lock.
+_SESSION_RESET = (
+    "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; DISCARD TEMP; DEALLOCATE ALL; CLOSE ALL;"
+    " UNLISTEN *"
+)
 # Before the bookkeeping, inside its transaction: a body's SET ROLE or SET SESSION
 # AUTHORIZATION (to create objects owned by another role) must not decide who writes
 # the tracking rows. LOCAL: a non-transactional step's own statements keep the role
 # they set. DEFAULT is the user who connected, which any user may switch back to.
 _AS_SESSION_USER = "SET LOCAL SESSION AUTHORIZATION DEFAULT"
+# And a body's `SET LOCAL synchronous_commit = off` (a bulk backfill's trick) must not
+# make the step's COMMIT asynchronous: a server crash could then undo a version
+# reported applied (other values, `local` to `remote_apply`, are kept).
+_DURABLE_COMMIT = (
+    "SELECT set_config('synchronous_commit', 'on', true)"
+    " WHERE current_setting('synchronous_commit') = 'off'"
+)
+_BEFORE_BOOKKEEPING = f"{_AS_SESSION_USER}; {_DURABLE_COMMIT}"
 
 
 class Reporter(Protocol):
@@ -103,6 +119,17 @@ def _progress(path: object, statements: Sequence[Statement], ran: int) -> str:
     )
     hint = _unfinished_hint(nxt)
     return f"{said} ({hint})" if hint else said
+
+
+def _statement_list(path: object, statements: Sequence[Statement]) -> str:
+    """Consecutive statements by file:line; a long run of them by its count and ends
+    (a 20,000-statement file must not make a 500 KB message and history row)."""
+    if not statements:
+        return "none"
+    if len(statements) <= 10:
+        return ", ".join(f"{path}:{s.line}" for s in statements)
+    first, last = statements[0], statements[-1]
+    return f"{len(statements)} statements, {path}:{first.line} to {path}:{last.line}"
 
 
 def _waits_for_others(statement: Statement) -> bool:
@@ -770,7 +797,7 @@ class Runner:
         setup = session_setup(
             self.conn, check_connection=self._polls is not False, sync=self._forced_sync
         )
-        return "RESET ALL; SET SESSION AUTHORIZATION DEFAULT" + (f"; {setup}" if setup else "")
+        return _SESSION_RESET + (f"; {setup}" if setup else "")
 
     @staticmethod
     def _ok(step: Step, t0: float, retried: str | None) -> StepResult:
@@ -959,7 +986,7 @@ class Runner:
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
                 message = (
-                    f"{prefix};\n{step.file.text}\n;{_AS_SESSION_USER}; "
+                    f"{prefix};\n{step.file.text}\n;{_BEFORE_BOOKKEEPING}; "
                     f"{record.as_string(self.conn)}; {history.as_string(self.conn)}; COMMIT; "
                     f"{self._reset_sql()}"
                 )
@@ -975,6 +1002,8 @@ class Runner:
                 self._rollback()
                 if self._signal is not None:
                     raise self._interrupted(step, self._signal_code(), t0) from None
+                with suppress(psycopg.Error):  # a PREPARE outlives the rollback
+                    self.conn.execute("DEALLOCATE ALL")
                 attempt += 1
                 self._wait_to_retry(step, exc, attempt, t0)
             except (KeyboardInterrupt, SystemExit) as exc:
@@ -1246,7 +1275,7 @@ class Runner:
         offset: int | None = None,
     ) -> list[str]:
         """file:line:column, SQLSTATE, message, detail, hint, and the offending lines."""
-        from vezamig.sqltext import excerpt, line_col
+        from vezamig.sqltext import excerpt, line_col, psql_hint
 
         diag = exc.diag
         f = step.file
@@ -1279,6 +1308,13 @@ class Runner:
             lines.append(f"detail: {diag.message_detail}")
         if diag.message_hint:
             lines.append(f"hint: {diag.message_hint}")
+        elif diag.sqlstate == "25001" and not step.directives.no_transaction:
+            lines.append(
+                "hint: this statement cannot run inside a transaction: move it to a "
+                "migration of its own whose header has `-- vezamig:no-transaction`"
+            )
+        elif hint := psql_hint(primary):
+            lines.append(f"hint: {hint}")
         if diag.context:
             lines.append(f"context: {diag.context.strip()}")
         if phase == "guard" and self._guard_at is not None:
@@ -1488,7 +1524,7 @@ class Runner:
             end = (
                 sql.SQL("BEGIN READ WRITE; {}; {}; {}; COMMIT")
                 .format(
-                    sql.SQL(_AS_SESSION_USER),
+                    sql.SQL(_BEFORE_BOOKKEEPING),
                     finish,
                     self._history_update_sql(
                         hist_id, "ok", duration, f"{total} of {total} statements ran"
@@ -1527,8 +1563,8 @@ class Runner:
             def at(s: Statement) -> str:
                 return f"{f.path}:{s.line}"
 
-            ran = ", ".join(at(s) for s in done) or "none"
-            not_run = ", ".join(at(s) for s in statements[n if between else n + 1 :]) or "none"
+            ran = _statement_list(f.path, done)
+            not_run = _statement_list(f.path, statements[n if between else n + 1 :])
             what = (
                 f"statement {n + 1} of {total} {verb} at {at(current)}"
                 if current

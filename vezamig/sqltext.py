@@ -69,6 +69,16 @@ _NON_ASCII_TAG = re.compile(r"\$(?:\w|[^\x00-\x7f])*[^\x00-\x7f](?:\w|[^\x00-\x7
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
+def psql_hint(message: str) -> str | None:
+    """What to do about a syntax error at a backslash: a psql meta-command."""
+    if 'at or near "\\"' not in message:
+        return None
+    return (
+        "a psql meta-command (\\i, \\set, \\echo, \\gset, …) is not SQL: vezamig sends "
+        "each file to the server as it is, so write out what the command did"
+    )
+
+
 def written_name(name: str) -> str:
     """A name as SQL would write it, for messages: quoted only when it must be
     (`"Odd Sch"."My Tab""le"`)."""

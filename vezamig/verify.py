@@ -22,7 +22,7 @@ class VerifyReport:
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     from vezamig.lint import Linter
     from vezamig.runnable import copy_stdin_problems, parsed_run_problems
-    from vezamig.sqltext import analyze_pieces, excerpt
+    from vezamig.sqltext import analyze_pieces, excerpt, psql_hint
 
     report.files += 1
     d = f.directives
@@ -65,9 +65,14 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
         if not message.startswith("syntax error"):
             message = f"syntax error: {message}"
         shown = excerpt(f.text, err.line, context=0, column=err.column)
+        hint = psql_hint(message)
         report.problems.append(
             "\n".join(
-                [f"{f.path}:{err.line}:{err.column}: {message}", *("    " + s for s in shown)]
+                [
+                    f"{f.path}:{err.line}:{err.column}: {message}",
+                    *("    " + s for s in shown),
+                    *([f"    hint: {hint}"] if hint else []),
+                ]
             )
         )
         return

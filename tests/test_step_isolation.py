@@ -1,0 +1,148 @@
+"""What a migration's body leaves in the session must not change later steps or the
+step's own bookkeeping (README, One step): durability of the COMMIT, temp tables,
+prepared statements, cursors, the run lock. Through the CLI, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import applied_versions, query, run_cli, table_exists, write_tree
+
+from vezamig.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_USAGE
+
+
+def vz(dsn: str, base: Path, *args: str) -> tuple[int, str, str]:
+    r = run_cli([*args, "--dir", str(base), "-d", dsn])
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_a_bodys_asynchronous_commit_does_not_reach_the_steps_commit(
+    dsn: str, tmp_path: Path
+) -> None:
+    """`SET LOCAL synchronous_commit = off` for a backfill would make the COMMIT that
+    records the version asynchronous: a crash could undo a version reported applied.
+    A deferred trigger sees the setting the COMMIT runs with."""
+    body = """\
+CREATE TABLE commit_log (setting text);
+CREATE FUNCTION log_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO commit_log VALUES (current_setting('synchronous_commit'));
+  RETURN NULL;
+END $$;
+CREATE TABLE bulk (id int);
+CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON bulk
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
+SET LOCAL synchronous_commit = off;
+INSERT INTO bulk VALUES (1);
+"""
+    base = write_tree(tmp_path, {"up/001_bulk_up.sql": body})
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_OK, err
+    assert query(dsn, "SELECT setting FROM commit_log") == [("on",)]
+
+
+def test_a_temp_table_of_one_step_does_not_shadow_a_table_in_the_next(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_settings_up.sql": "CREATE TABLE settings (k text PRIMARY KEY, v text);\n",
+            "up/002_seed_up.sql": (
+                "CREATE TEMP TABLE settings (LIKE public.settings);\n"
+                "INSERT INTO settings VALUES ('theme', 'dark');\n"
+                "INSERT INTO public.settings SELECT * FROM settings;\n"
+            ),
+            "up/003_more_up.sql": "INSERT INTO settings VALUES ('tz', 'UTC');\n",
+        },
+    )
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_OK, err
+    assert query(dsn, "SELECT k FROM public.settings ORDER BY k") == [("theme",), ("tz",)]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "PREPARE p AS SELECT 1;",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1;",
+        "CREATE TEMP TABLE scratch AS SELECT 1 AS one;",
+    ],
+    ids=["prepare", "cursor-with-hold", "temp-table"],
+)
+def test_what_a_step_leaves_in_the_session_is_gone_before_the_next(
+    dsn: str, tmp_path: Path, statement: str
+) -> None:
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": f"{statement}\nCREATE TABLE a ();\n",
+            "up/002_b_up.sql": f"{statement}\nCREATE TABLE b ();\n",
+        },
+    )
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_OK, err
+    assert applied_versions(dsn) == [1, 2]
+
+
+def test_a_roundtrip_up_again_does_not_meet_the_first_ups_temp_table(tmp_path: Path) -> None:
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_x_up.sql": (
+                "CREATE TABLE x (id int);\nCREATE TEMP TABLE stage AS SELECT 1 AS id;\n"
+                "INSERT INTO x SELECT id FROM stage;\n"
+            ),
+            "down/001_x_down.sql": "DROP TABLE x;\n",
+        },
+    )
+    r = run_cli(["roundtrip", "--dir", str(base)], timeout=180)
+    assert r.returncode == EXIT_OK, r
+
+
+def test_discard_all_in_a_non_transactional_file_is_refused_with_the_plan(
+    dsn: str, tmp_path: Path
+) -> None:
+    """It would release the run lock while the step runs: another run could get in."""
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();\n",
+            "up/002_b_up.sql": (
+                "-- vezamig:no-transaction\nCREATE TABLE b ();\nDISCARD ALL;\nCREATE TABLE c ();\n"
+            ),
+        },
+    )
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_USAGE, err
+    assert "002_b_up.sql:3: `DISCARD ALL` in a non-transactional file" in err
+    assert "run lock" in err
+    assert not table_exists(dsn, "a") and not table_exists(dsn, "b")
+    code, _, err = vz(dsn, base, "verify")
+    assert code == EXIT_USAGE and "DISCARD ALL" in err
+
+
+def test_a_statement_that_cannot_run_in_a_transaction_names_the_directive_to_use(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_t_up.sql": "CREATE TABLE t (id int);\n",
+            "up/002_idx_up.sql": "-- index\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
+        },
+    )
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_STEP_FAILED, err
+    assert "002_idx_up.sql:2:1: 25001" in err
+    assert "`-- vezamig:no-transaction`" in err
+
+
+def test_a_psql_meta_command_is_named_as_such(dsn: str, tmp_path: Path) -> None:
+    base = write_tree(tmp_path, {"up/001_a_up.sql": "\\set ON_ERROR_STOP on\nSELECT 1;\n"})
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_STEP_FAILED, err
+    assert "psql meta-command" in err
+    code, _, err = vz(dsn, base, "verify")
+    assert code == EXIT_USAGE and "psql meta-command" in err
