@@ -350,7 +350,7 @@ def test_a_run_stopped_by_its_own_down_file_lists_every_broken_down_file(
     [
         (
             "CREATE TABLE audit_log (system_user text);\nCOMMIT;\nCREATE TABLE b ();\n",
-            "002_b_up.sql:2: `COMMIT` would end the step's transaction",
+            "002_b_up.sql:2: `COMMIT` is transaction control inside the step's own transaction",
         ),
         (
             "CREATE TABLE audit_log (system_user int); COPY audit_log FROM STDIN;\n",
@@ -359,11 +359,11 @@ def test_a_run_stopped_by_its_own_down_file_lists_every_broken_down_file(
         (
             # The lexer's ASCII copy makes `$é$` match `$q$`: the slow way then.
             "CREATE TABLE audit_log (id int);\nSELECT $é$ a $q$ b $é$;\nCOMMIT;\n",
-            "002_b_up.sql:3: `COMMIT` would end the step's transaction",
+            "002_b_up.sql:3: `COMMIT` is transaction control inside the step's own transaction",
         ),
         (
             "CREATE TABLE audit_log (system_user text);\nSELECT $é$ a $q$ b $é$;\nCOMMIT;\n",
-            "002_b_up.sql:3: `COMMIT` would end the step's transaction",
+            "002_b_up.sql:3: `COMMIT` is transaction control inside the step's own transaction",
         ),
     ],
     ids=["commit", "copy", "non-ascii-tag", "non-ascii-tag-unparsable"],

@@ -25,7 +25,8 @@ _COPY_PROBLEM = (
     "a COPY TO STDOUT"
 )
 _ENDS_PROBLEM = (
-    "`{what}` would end the step's transaction before vezamig records it; remove "
+    "`{what}` is transaction control inside the step's own transaction (a COMMIT or "
+    "ROLLBACK there would end it before vezamig records the step); remove "
     "BEGIN/COMMIT/ROLLBACK (each step already runs in its own transaction; use "
     "`-- vezamig:no-transaction` for statements that cannot)"
 )
