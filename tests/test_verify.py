@@ -299,12 +299,12 @@ def test_transaction_control_in_a_transactional_file_fails_verify_as_up_would(
     assert "verify: 4 problem(s) (2 file(s) parsed)" in r.stderr
     # The same words as the refusal of `up`/`down`.
     assert (
-        f"{base}/up/001_a_up.sql:2: `BEGIN` is transaction control inside the step's own transaction"
-        in r.stderr
+        f"{base}/up/001_a_up.sql:2: `BEGIN` is transaction control inside the step's own "
+        "transaction" in r.stderr
     )
     assert (
-        f"{base}/up/001_a_up.sql:3: `COMMIT` is transaction control inside the step's own transaction"
-        in r.stderr
+        f"{base}/up/001_a_up.sql:3: `COMMIT` is transaction control inside the step's own "
+        "transaction" in r.stderr
     )
     assert "VZ006 BEGIN in a migration" not in r.stderr  # not twice
     # In a no-transaction file too (vezamig's progress rows would commit it half-way),
