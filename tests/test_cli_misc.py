@@ -553,6 +553,14 @@ def test_an_unreadable_database_url_is_a_usage_error_without_the_password(
         ("postgresql://app:my s3cret@127.0.0.1:1/db", 2, ["my s3cret"]),
         ("host=127.0.0.1 port=1 user=app password=my s3cret", 2, ["s3cret"]),
         ("host=127.0.0.1 port=1 password=my s3cret dbname=db", 2, ["s3cret"]),
+        # a piece after a space that looks like a key is still the password's
+        ("dbname=x password=Wk7v Rb2n=Pm4t", 2, ["Wk7v", "Rb2n", "Pm4t"]),
+        # `#`, `?` or `password=` inside a URL's raw password
+        ("postgresql://app:my pass#1@127.0.0.1:1/x", 2, ["my pass#1", "pass"]),
+        ("postgresql://u:Zq9x?Wk7v Pm4t@127.0.0.1:1/x", 2, ["Zq9x", "Wk7v", "Pm4t"]),
+        ("postgresql://u:Zq9x Wk7v password=Pm4t@h/db", 2, ["Zq9x", "Wk7v", "Pm4t"]),
+        # an `@` then `#`: libpq takes the rest for the host
+        ("postgresql://app:p@ss#w0rd@127.0.0.1:1/x", 5, ["ss#w0rd", "w0rd"]),
         # parsed at the first @: the rest of the password taken for the host
         ("postgresql://app:my@s3cret@127.0.0.1:1/db", 5, ["s3cret@"]),
         # an unencoded / (base64): the part before it taken for the port
@@ -576,7 +584,10 @@ def test_a_password_libpq_cuts_elsewhere_is_not_shown_in_any_piece(
 
 def test_an_unknown_key_after_a_password_is_named_the_password_is_not(tmp_path: Path) -> None:
     tree = write_tree(tmp_path, SIMPLE)
-    r = run_cli(["status", "--dir", str(tree), "-d", "host=127.0.0.1 password=s3cret bogus=1"])
+    # After a key libpq knows: right after `password=s3cret`, `bogus=1` could be the rest
+    # of a password with a space (`password=Wk7v Rb2n=Pm4t`), and stays masked.
+    url = "host=127.0.0.1 password=s3cret dbname=x bogus=1"
+    r = run_cli(["status", "--dir", str(tree), "-d", url])
     assert r.returncode == 2, r
     assert 'invalid connection option "bogus"' in r.stderr
     assert "s3cret" not in r.output

@@ -55,18 +55,18 @@ def redact(text: str, conninfo: str | None = None) -> str:
     word, inside the quoted values libpq cites (`"my secret"`, `'cret@host'`); in its
     prose only a long one: masking a password that happens to be `1` or `failed`
     in other words would wreck the message (and tell the password)."""
-    text = _URL_PASSWORD_RE.sub(r"\g<pre>***", text)
-    text = _KV_PASSWORD_RE.sub(r"\g<pre>***", text)
     secrets = _passwords_in(conninfo)
     if conninfo is not None and os.environ.get("PGPASSWORD"):
         secrets.add(os.environ["PGPASSWORD"])
-    if not secrets:
-        return text
-    longest_first = sorted(secrets, key=len, reverse=True)  # one may contain another
-    quoted = _words_re(longest_first)
-    text = _QUOTED_RE.sub(lambda m: quoted.sub("***", m[0]), text)
-    long = [w for w in longest_first if len(w) >= _PROSE_MASK_LEN]
-    return _words_re(long).sub("***", text) if long else text
+    if secrets:
+        # Before the `password=…` masking below, which could eat a closing quote.
+        longest_first = sorted(secrets, key=len, reverse=True)  # one may contain another
+        quoted = _words_re(longest_first)
+        text = _QUOTED_RE.sub(lambda m: quoted.sub("***", m[0]), text)
+        long = [w for w in longest_first if len(w) >= _PROSE_MASK_LEN]
+        text = _words_re(long).sub("***", text) if long else text
+    text = _URL_PASSWORD_RE.sub(r"\g<pre>***", text)
+    return _KV_PASSWORD_RE.sub(r"\g<pre>***", text)
 
 
 # What libpq cites from a conninfo it quotes, and how long a password must be to be
@@ -85,16 +85,16 @@ def has_password(conninfo: str) -> bool:
 
 
 _QUERY_PASSWORD_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>[^&#]*)", re.I)
-# What a URL's password may be as its author meant it: up to the last `@` before
-# the query, spaces and `@` included (libpq splits such a URL elsewhere, and its
-# error then quotes the pieces: `unexpected spaces found in "my secret"`).
-_URL_MEANT_RE = re.compile(r"^\s*[a-z][a-z0-9+.-]*://[^:/@?#]*:(?P<pw>[^?#]*)@", re.I)
-# In key=value form, after `password=` everything up to the next `key=` may be the
-# password when the string does not parse (`password=my secret`: libpq complains
-# about "secret"); the keys after it are not (`bogus=1`: its name must be shown).
-_KV_MEANT_RE = re.compile(
-    r"\b(?:ssl)?password\s*=\s*(?P<pw>.*?)(?=\s+[A-Za-z_]\w*\s*=|\Z)", re.I | re.S
-)
+# What a URL's password may be as its author meant it: up to the last `@`, spaces,
+# `@`, `?` and `#` included (libpq splits such a URL elsewhere, and its error then
+# quotes the pieces: `unexpected spaces found in "my pass#1"`).
+_URL_MEANT_RE = re.compile(r"^\s*[a-z][a-z0-9+.-]*://[^:/@?#]*:(?P<pw>.*)@", re.I | re.S)
+# In key=value form, after `password=` everything may be the password when the string
+# does not parse (`password=my secret`: libpq complains about "secret"; `password=Wk7v
+# Rb2n=Pm4t` about an option "Rb2n"), up to the next key libpq knows: what follows
+# that is not the password (`… dbname=x bogus=1`: the name "bogus" must be shown).
+_KV_MEANT_RE = re.compile(r"\b(?:ssl)?password\s*=\s*(?P<pw>.*)", re.I | re.S)
+_KV_NEXT_KEY_RE = re.compile(r"\s+(?P<key>[A-Za-z_]\w*)\s*=")
 # And in a URL's query: `?password=Qw8&Er7#Ty6` is cut at the `&` and the `#`.
 _QUERY_MEANT_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>.*)", re.I | re.S)
 _PIECES_RE = re.compile(r"[\s@'\"/:?&#=]+")
@@ -126,10 +126,21 @@ def _passwords_in(conninfo: str | None) -> set[str]:
     for pattern in patterns:
         whole = pattern.search(conninfo)
         meant = whole["pw"].strip() if whole else ""
+        if pattern is _KV_MEANT_RE and meant:
+            meant = _up_to_a_known_key(meant)
         if meant and (meant not in found or not parsed):
             found.update({meant, unquote(meant), *_PIECES_RE.split(meant)})
     found.discard("")
     return found
+
+
+def _up_to_a_known_key(rest: str) -> str:
+    """What follows `password=` up to the next `key=` whose key libpq knows."""
+    known = {o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults()}
+    for m in _KV_NEXT_KEY_RE.finditer(rest):
+        if m["key"].lower() in known:
+            return rest[: m.start()].strip()
+    return rest
 
 
 def os_identity() -> tuple[str, str]:
