@@ -21,7 +21,7 @@ from helpers import (
     write_tree,
 )
 
-from vezamig.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from vezamig.errors import EXIT_LOCKED, EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, EXIT_USAGE
 
 USERS = "-- 1 users\nCREATE TABLE users (id bigint PRIMARY KEY);\n"
 TRACKS = "-- 2 tracks\nCREATE TABLE tracks (id bigint PRIMARY KEY, title text);\n"
@@ -298,3 +298,26 @@ def test_a_lock_on_the_tracking_table_is_waited_for_as_a_step_waits_then_exit_4(
     assert "retry 1/1" in result.stderr
     assert (recorded(dsn), history(dsn)) == before
     assert vz(dsn, base, *args, "--lock-timeout", "200ms").returncode == EXIT_OK
+
+
+def test_a_statement_timeout_while_writing_the_rows_is_a_failure_not_a_lost_connection(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    execute(dsn, "DELETE FROM schema_migrations")
+    execute(
+        dsn,
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN PERFORM pg_sleep(2); RETURN NEW; END$$;"
+        " CREATE TRIGGER slow BEFORE INSERT ON schema_migrations_history"
+        " FOR EACH ROW EXECUTE FUNCTION slow()",
+    )
+    before = (recorded(dsn), len(history(dsn)))
+    result = vz(dsn, base, "baseline", "--version", "3", "--statement-timeout", "300ms")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert "statement timeout" in result.stderr
+    assert "--statement-timeout 300 ms" in result.stderr
+    assert "nothing was recorded" in result.stderr
+    assert "lost the database connection" not in result.stderr
+    assert (recorded(dsn), len(history(dsn))) == before

@@ -616,6 +616,19 @@ def test_a_dry_run_says_the_first_step_fails_at_a_lock_on_a_missing_table_as_the
     assert "42P01" in real.stderr
 
 
+def test_a_dry_run_of_a_refused_plan_exits_3_even_if_its_first_step_would_fail(
+    tmp_path: Path, dsn: str
+) -> None:
+    """The real run refuses the plan (a modified file) before any step: exit 3."""
+    tree = write_tree(tmp_path, LOCKS_A_MISSING_TABLE)
+    assert vz(dsn, tree, "baseline", "--version", "1").returncode == 0
+    (tree / "up/001_a_up.sql").write_text("CREATE TABLE a (id int);  -- edited\n")
+    dry = vz(dsn, tree, "down", "--dry-run")
+    real = vz(dsn, tree, "down", "--yes")
+    assert dry.returncode == real.returncode == 3, (dry, real)
+    assert "locks a, which does not exist" in dry.stderr  # still said
+
+
 def test_a_dry_run_notes_a_lock_on_a_table_an_earlier_step_may_create(
     tmp_path: Path, dsn: str
 ) -> None:
@@ -846,6 +859,7 @@ def test_ctrl_c_cancels_the_running_statement_rolls_the_step_back_and_exits_130(
         {
             "up/001_first_up.sql": "CREATE TABLE first ();\n",
             "up/002_slow_up.sql": "CREATE TABLE slow ();\nSELECT pg_sleep(30);\n",
+            "up/003_later_up.sql": "CREATE TABLE later ();\n",
         },
     )
     proc = start_cli(["up", "-d", dsn, "--dir", str(tree)])
@@ -861,6 +875,8 @@ def test_ctrl_c_cancels_the_running_statement_rolls_the_step_back_and_exits_130(
     assert code == 130, stderr
     assert "interrupted" in stderr
     assert "rolled back" in stderr
+    # What the run did, did not do, and where it stands: read after the stop too.
+    assert "this run applied 1 (first) before it; not run: 3 (later); current version 1" in (stderr)
     assert backends_running(dsn, "pg_sleep(30)") == []
     assert table_exists(dsn, "first") and not table_exists(dsn, "slow")
     assert applied_versions(dsn) == [1]

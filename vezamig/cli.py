@@ -455,8 +455,15 @@ def _dry_run(
                     "this run; it may pass once they have run)"
                 )
             reasons.append(reason)
+    if plan.refusals:
+        # The real run refuses the plan before its first step: exit 3, whatever the
+        # steps would then do.
+        raise Refused(
+            f"dry run: the real `{direction}` would be refused now",
+            details=reasons + fails + blocked,
+        )
     if fails:
-        # Before the refusals: the first step fails before anything else is judged.
+        # The first step fails at its LOCK, before any guard is judged.
         raise StepFailed(
             f"dry run: the real `{direction}` would fail at its first step; nothing was changed",
             details=fails + reasons + blocked,

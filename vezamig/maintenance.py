@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from vezamig.errors import LockBusy, Refused, UsageError
+from vezamig.errors import Interrupted, LockBusy, Refused, StepFailed, UsageError
 from vezamig.plan import DIRTY, MODIFIED, StatusRow
 from vezamig.runner import Runner
 
@@ -105,7 +105,34 @@ def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
                 f"lock timeout ({exc.diag.message_primary}); nothing recorded, retry "
                 f"{attempt}/{cfg.lock_retries} in {retry_pause(attempt):g}s"
             )
-            time.sleep(retry_pause(attempt))
+            try:
+                time.sleep(retry_pause(attempt))
+            except (KeyboardInterrupt, SystemExit) as stop:
+                code = (
+                    stop.code
+                    if isinstance(stop, SystemExit) and isinstance(stop.code, int)
+                    else 130
+                )
+                raise Interrupted(
+                    f"{cfg.application}: interrupted while waiting to retry after a lock "
+                    "timeout; nothing was recorded",
+                    exit_code=code,
+                ) from None
+        except pgerrors.QueryCanceled as exc:  # --statement-timeout (a slow trigger)
+            _rollback(runner)
+            raise StepFailed(
+                f"{cfg.application}: {exc.diag.message_primary} while writing the rows "
+                f"(--statement-timeout {cfg.statement_timeout_ms} ms); it was rolled back, "
+                "nothing was recorded"
+            ) from None
+        except (KeyboardInterrupt, SystemExit) as stop:
+            _rollback(runner)
+            code = stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
+            raise Interrupted(
+                f"{cfg.application}: interrupted while writing the rows; they were rolled "
+                "back, nothing was recorded",
+                exit_code=code,
+            ) from None
         except BaseException:
             _rollback(runner)
             raise

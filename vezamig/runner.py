@@ -693,10 +693,13 @@ class Runner:
         if not done and not not_run:
             return
         verb = "applied" if plan.direction == "up" else "rolled back"
+        # "before it": the message names a step that did not finish; one that did (the
+        # run stopped after it) is among those this run did.
+        before = " before it" if result.unfinished else ""
         parts = [
-            f"this run {verb} {_versions([(r.version, r.name) for r in done])} before it"
+            f"this run {verb} {_versions([(r.version, r.name) for r in done])}{before}"
             if done
-            else "this run changed nothing before it"
+            else f"this run changed nothing{before}"
         ]
         if not_run:
             parts.append(f"not run: {_versions([(s.version, s.migration.name) for s in not_run])}")
@@ -707,8 +710,8 @@ class Runner:
 
     def _current_version(self) -> int | None:
         """The highest recorded version (dirty included, as `status` counts it), or None
-        when it cannot be read now: a lost connection, a stop signal, a lock."""
-        if self._signal is not None or self.conn.closed or self.conn.broken:
+        when it cannot be read now: a lost connection, a lock, a second stop signal."""
+        if self.conn.closed or self.conn.broken:
             return None
         self._rollback()
         try:
