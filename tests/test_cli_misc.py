@@ -582,6 +582,26 @@ def test_a_password_libpq_cuts_elsewhere_is_not_shown_in_any_piece(
             assert piece not in r.output
 
 
+def test_an_unknown_key_right_after_a_quoted_password_is_named(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    url = "host=127.0.0.1 password='Wk7v Rb2n' sslmod=require"
+    r = run_cli(["status", "--dir", str(tree), "-d", url])
+    assert r.returncode == 2, r
+    assert 'invalid connection option "sslmod"' in r.stderr
+    assert "Wk7v" not in r.output and "Rb2n" not in r.output
+
+
+def test_an_unknown_key_that_may_be_part_of_the_password_is_masked_and_explained(
+    tmp_path: Path,
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(["status", "--dir", str(tree), "-d", "host=127.0.0.1 password=Wk7v sslmod=x"])
+    assert r.returncode == 2, r
+    assert 'invalid connection option "***"' in r.stderr
+    assert "quote a password that has spaces" in r.stderr
+    assert "Wk7v" not in r.output
+
+
 def test_an_unknown_key_after_a_password_is_named_the_password_is_not(tmp_path: Path) -> None:
     tree = write_tree(tmp_path, SIMPLE)
     # After a key libpq knows: right after `password=s3cret`, `bogus=1` could be the rest

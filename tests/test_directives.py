@@ -139,8 +139,9 @@ def test_a_bad_directive_is_a_problem_with_file_and_line(text: str, line: int, n
         ("-- header\n-- vezamig:guard SELECT 1 FROMM x\nSELECT 1;\n", ":2:33:"),
         ("/* vezamig:guard SELECT\n     true AND AND false */\nSELECT 1;\n", ":2:15:"),
         ("-- vezamig:guard SELECT 'é日' FROMM x\nSELECT 1;\n", ":1:36:"),
+        ("-- vezamig:guard a\nSELECT 1;\n", ":1:18:"),  # not the `a` of `vezamig`
     ],
-    ids=["line", "block", "wide"],
+    ids=["line", "block", "wide", "short"],
 )
 def test_a_guards_syntax_error_is_placed_at_the_files_line_and_column(
     text: str, where: str

@@ -146,3 +146,23 @@ def test_a_psql_meta_command_is_named_as_such(dsn: str, tmp_path: Path) -> None:
     assert "psql meta-command" in err
     code, _, err = vz(dsn, base, "verify")
     assert code == EXIT_USAGE and "psql meta-command" in err
+
+
+@pytest.mark.parametrize(
+    ("body", "hint", "not_hint"),
+    [
+        ("DISCARD ALL;\n", "DISCARD TEMP", "vezamig:no-transaction"),
+        ("DO $$ BEGIN EXECUTE 'VACUUM t'; END $$;\n", None, "vezamig:no-transaction"),
+    ],
+    ids=["discard-all", "inside-a-do-block"],
+)
+def test_no_directive_is_suggested_where_it_would_not_help(
+    dsn: str, tmp_path: Path, body: str, hint: str | None, not_hint: str
+) -> None:
+    base = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE t (id int);\n" + body})
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_STEP_FAILED, err
+    assert "25001" in err
+    assert not_hint not in err
+    if hint:
+        assert hint in err

@@ -95,6 +95,7 @@ _URL_MEANT_RE = re.compile(r"^\s*[a-z][a-z0-9+.-]*://[^:/@?#]*:(?P<pw>.*)@", re.
 # that is not the password (`… dbname=x bogus=1`: the name "bogus" must be shown).
 _KV_MEANT_RE = re.compile(r"\b(?:ssl)?password\s*=\s*(?P<pw>.*)", re.I | re.S)
 _KV_NEXT_KEY_RE = re.compile(r"\s+(?P<key>[A-Za-z_]\w*)\s*=")
+_KV_QUOTED_RE = re.compile(r"'((?:[^'\\]|\\.)*)'(?=\s|$)", re.S)
 # And in a URL's query: `?password=Qw8&Er7#Ty6` is cut at the `&` and the `#`.
 _QUERY_MEANT_RE = re.compile(r"[?&](?:ssl)?password=(?P<pw>.*)", re.I | re.S)
 _PIECES_RE = re.compile(r"[\s@'\"/:?&#=]+")
@@ -127,7 +128,9 @@ def _passwords_in(conninfo: str | None) -> set[str]:
         whole = pattern.search(conninfo)
         meant = whole["pw"].strip() if whole else ""
         if pattern is _KV_MEANT_RE and meant:
-            meant = _up_to_a_known_key(meant)
+            quoted = _KV_QUOTED_RE.match(meant)
+            # A quoted value is the password, exactly; an unquoted one may have run on.
+            meant = quoted[1] if quoted else _up_to_a_known_key(meant)
         if meant and (meant not in found or not parsed):
             found.update({meant, unquote(meant), *_PIECES_RE.split(meant)})
     found.discard("")
@@ -182,10 +185,15 @@ def connect(
             ],
         ) from None
     except psycopg.ProgrammingError as exc:
-        raise UsageError(
-            f"cannot read the database URL: {redact(str(exc).strip(), conninfo)}",
-            details=[_URL_HINT],
-        ) from None
+        said = redact(str(exc).strip(), conninfo)
+        details = [_URL_HINT]
+        if 'invalid connection option "***"' in said:
+            details.append(
+                "the option right after the password is not one libpq knows; it is not "
+                "shown, since it could be the rest of an unquoted password: quote a "
+                "password that has spaces (password='…') and check the option names"
+            )
+        raise UsageError(f"cannot read the database URL: {said}", details=details) from None
     extra: dict[str, Any] = {"application_name": application, "autocommit": True}
     if timeout is not None:
         extra["connect_timeout"] = timeout

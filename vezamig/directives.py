@@ -125,7 +125,8 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
             # Where the query starts in the file: a syntax error in it is placed at the
             # file's line and column, as one in the body is.
             raw = text[comment.start : comment.end]
-            start = comment.start + max(raw.find(args), 0)
+            after_name = max(raw.find(PREFIX), 0) + len(PREFIX) + len(name)
+            start = comment.start + max(raw.find(args, after_name), 0)
             problem, offset = _check_guard_query(args)
             if problem:
                 if offset is not None:

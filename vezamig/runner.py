@@ -1311,7 +1311,15 @@ class Runner:
             lines.append(f"detail: {diag.message_detail}")
         if diag.message_hint:
             lines.append(f"hint: {diag.message_hint}")
-        elif diag.sqlstate == "25001" and not step.directives.no_transaction:
+        elif diag.sqlstate == "25001" and "DISCARD ALL" in primary:
+            lines.append(
+                "hint: use DISCARD TEMP, DISCARD PLANS or DEALLOCATE ALL for what you need "
+                "(each step's session is reset after it anyway); DISCARD ALL would release "
+                "vezamig's run lock"
+            )
+        elif diag.sqlstate == "25001" and not step.directives.no_transaction and not diag.context:
+            # Not from inside a function or DO block: there it fails outside a
+            # transaction too ("cannot be executed from a function").
             lines.append(
                 "hint: this statement cannot run inside a transaction: move it to a "
                 "migration of its own whose header has `-- vezamig:no-transaction`"
