@@ -78,7 +78,7 @@ def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
     as a step waits, retried with the same pauses, then exit 4 with nothing written."""
     from psycopg import errors as pgerrors
 
-    from vezamig.runner import retry_pause
+    from vezamig.runner import retry_pause, stop_code
 
     rows = sql.SQL("; ").join(stmts).as_string(runner.conn)
     message = f"BEGIN; {runner.timeouts_sql()}; {rows}; COMMIT"
@@ -108,15 +108,10 @@ def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
             try:
                 time.sleep(retry_pause(attempt))
             except (KeyboardInterrupt, SystemExit) as stop:
-                code = (
-                    stop.code
-                    if isinstance(stop, SystemExit) and isinstance(stop.code, int)
-                    else 130
-                )
                 raise Interrupted(
                     f"{cfg.application}: interrupted while waiting to retry after a lock "
                     "timeout; nothing was recorded",
-                    exit_code=code,
+                    exit_code=stop_code(stop),
                 ) from None
         except pgerrors.QueryCanceled as exc:  # --statement-timeout (a slow trigger)
             _rollback(runner)
@@ -127,11 +122,10 @@ def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
             ) from None
         except (KeyboardInterrupt, SystemExit) as stop:
             _rollback(runner)
-            code = stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
             raise Interrupted(
                 f"{cfg.application}: interrupted while writing the rows; they were rolled "
                 "back, nothing was recorded",
-                exit_code=code,
+                exit_code=stop_code(stop),
             ) from None
         except BaseException:
             _rollback(runner)

@@ -176,7 +176,8 @@ class _Stop(Exception):
     """A stop signal came (see Runner._signals_cancel): the step stops where it is."""
 
 
-def _stop_code(stop: KeyboardInterrupt | SystemExit) -> int:
+def stop_code(stop: KeyboardInterrupt | SystemExit) -> int:
+    """The exit code of a stop: 130 for Ctrl-C, 128 + N for a signal raised as exit."""
     return stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
 
 
@@ -1014,7 +1015,7 @@ class Runner:
                 # once the whole message is done, COMMIT included if it got that far.
                 self._rollback()
                 if phase == "step" and self._step_committed(step):
-                    self._stop_after = self._finished_first(step, _stop_code(exc))
+                    self._stop_after = self._finished_first(step, stop_code(exc))
                     return self._ok(step, t0, retried)
                 raise self._interrupted(step, exc, t0) from None
             except psycopg.Error as exc:
@@ -1125,7 +1126,7 @@ class Runner:
     ) -> Interrupted:
         """Ctrl-C or SIGTERM in a step (rolled back by the caller): its history row, and
         the error that names it (exit 130, or SIGTERM's code)."""
-        code = stop if isinstance(stop, int) else _stop_code(stop)
+        code = stop if isinstance(stop, int) else stop_code(stop)
         self._record_failure(step, "failed", t0, history)
         return Interrupted(
             f"interrupted during {step.direction} {step.version} ({step.migration.name}){then}",
@@ -1642,7 +1643,7 @@ class Runner:
             code = (
                 self._signal_code()
                 if ours or not isinstance(exc, KeyboardInterrupt | SystemExit)
-                else _stop_code(exc)
+                else stop_code(exc)
             )
             stopped = (
                 "it stopped between statements"
