@@ -608,12 +608,36 @@ def test_a_dry_run_says_the_first_step_fails_at_a_lock_on_a_missing_table_as_the
     dry = vz(dsn, tree, "down", "--dry-run")
     assert dry.returncode == 1, dry
     assert "a does not exist now" in dry.stdout
-    assert "not evaluated: its lock table does not exist now" in dry.stdout
+    assert "not evaluated: its lock cannot be taken now" in dry.stdout
     assert "REFUSES" not in dry.output
     assert "001_a_down.sql:1: down 1 locks a, which does not exist" in dry.stderr
     real = vz(dsn, tree, "down", "--yes")
     assert real.returncode == dry.returncode, real
     assert "42P01" in real.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        ("CREATE SEQUENCE a", "is a sequence"),
+        ("CREATE TABLE t (id int); CREATE INDEX a ON t (id)", "is an index"),
+        ("CREATE MATERIALIZED VIEW a AS SELECT 1 AS id", "is a materialized view"),
+    ],
+    ids=["sequence", "index", "matview"],
+)
+def test_a_dry_run_says_a_lock_on_what_lock_table_refuses_fails_as_the_real_run_does(
+    tmp_path: Path, dsn: str, make: str, what: str
+) -> None:
+    tree = write_tree(tmp_path, LOCKS_A_MISSING_TABLE)
+    assert vz(dsn, tree, "baseline", "--version", "1").returncode == 0
+    execute(dsn, make)
+    dry = vz(dsn, tree, "down", "--dry-run")
+    assert dry.returncode == 1, dry
+    assert f"001_a_down.sql:1: down 1 locks a, which {what}" in dry.stderr
+    assert f"→ a {what} now" in dry.stdout
+    real = vz(dsn, tree, "down", "--yes")
+    assert real.returncode == dry.returncode, real
+    assert "cannot lock relation" in real.stderr
 
 
 def test_a_dry_run_of_a_refused_plan_exits_3_even_if_its_first_step_would_fail(

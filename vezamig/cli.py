@@ -429,17 +429,14 @@ def _dry_run(
     for i, step in enumerate(plan.steps):
         if tables := missing.get((step.version, step.direction)):
             where = f"{step.file.path}:{tables[0][0]}"
-            names = ", ".join(name for _, name in tables)
-            what = (
-                f"{where}: {step.direction} {step.version} locks {names}, which "
-                f"{'does' if len(tables) == 1 else 'do'} not exist"
-            )
+            names = "; ".join(f"{name}, which {why}" for _, name, why in tables)
+            what = f"{where}: {step.direction} {step.version} locks {names}"
             if i == 0:
                 fails.append(f"{what}: the real run fails at its LOCK")
             else:
                 out.line(
-                    f"note: {what} now; one of the {i} earlier step(s) must create "
-                    f"{'it' if len(tables) == 1 else 'them'}, or the real run fails at that LOCK"
+                    f"note: {what} now; one of the {i} earlier step(s) must make it a "
+                    "table, or the real run fails at that LOCK"
                 )
         for g in guards.get((step.version, step.direction), []):
             if g.passed:

@@ -245,7 +245,7 @@ class Output:
         *,
         dry_run: bool = False,
         force: bool = False,
-        missing_locks: dict[tuple[int, str], list[tuple[int, str]]] | None = None,
+        missing_locks: dict[tuple[int, str], list[tuple[int, str, str]]] | None = None,
     ) -> None:
         if force and self.quiet:
             self.quiet = False
@@ -289,7 +289,7 @@ class Output:
         self.line(f"  down {version} {name}  [irreversible: no down file]", style="bold red")
 
     def _plan_step(
-        self, step: Step, results: list[GuardResult] | None, missing: list[tuple[int, str]]
+        self, step: Step, results: list[GuardResult] | None, missing: list[tuple[int, str, str]]
     ) -> None:
         d = step.directives
         self.line(
@@ -298,11 +298,10 @@ class Output:
         )
         for lock in d.locks:
             names = ", ".join(".".join(written_name(p) for p in t) for t in lock.tables)
-            gone = [name for line, name in missing if line == lock.line]
+            gone = [f"{name} {why}" for line, name, why in missing if line == lock.line]
             if gone:
                 self.line(
-                    f"         lock {names} (ACCESS EXCLUSIVE) → {', '.join(gone)} "
-                    f"{'does' if len(gone) == 1 else 'do'} not exist now",
+                    f"         lock {names} (ACCESS EXCLUSIVE) → {'; '.join(gone)} now",
                     style="bold red",
                 )
             else:
@@ -314,7 +313,7 @@ class Output:
             if res is None and missing:
                 self.line(
                     f"         guard (line {g.line}): {query} → not evaluated: its lock "
-                    "table does not exist now"
+                    "cannot be taken now"
                 )
             elif res is None:
                 self.line(f"         guard (line {g.line}): {query}")

@@ -231,6 +231,19 @@ class RunResult:
     elapsed_ms: int = 0  # the whole run, lock-timeout pauses included
 
 
+# What LOCK TABLE takes (tables, partitioned tables, views, foreign tables), and the
+# words for what it refuses.
+_LOCKABLE = frozenset({"r", "p", "v", "f"})
+_RELKIND_WORDS = {
+    "S": "a sequence",
+    "i": "an index",
+    "I": "an index",
+    "m": "a materialized view",
+    "c": "a composite type",
+    "t": "a TOAST table",
+}
+
+
 def retry_pause(attempt: int) -> float:
     """Seconds to wait after lock-timeout attempt ``attempt`` (1, 2, 4, … up to 30)."""
     return float(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
@@ -540,11 +553,12 @@ class Runner:
             passed = False
         return GuardResult(guard, passed, returned)
 
-    def missing_lock_tables(self, plan: Plan) -> dict[tuple[int, str], list[tuple[int, str]]]:
-        """For --dry-run: the `vezamig:lock` tables of each step that do not exist now,
-        as (directive line, name). The real step's LOCK comes before its guards and
-        fails on them (exit 1), so its guards are not evaluated: a guard's error there
-        would read as a refusal."""
+    def missing_lock_tables(self, plan: Plan) -> dict[tuple[int, str], list[tuple[int, str, str]]]:
+        """For --dry-run: the `vezamig:lock` tables of each step that cannot be locked
+        now, as (directive line, name, why): one that does not exist, or a relation
+        LOCK TABLE refuses (a sequence, an index, a materialized view). The real
+        step's LOCK comes before its guards and fails on them (exit 1), so its guards
+        are not evaluated: a guard's error there would read as a refusal."""
         from vezamig.sqltext import written_name
 
         wanted = {
@@ -559,16 +573,21 @@ class Runner:
         if not wanted:
             return {}
         names = sorted({n for ns in wanted.values() for _, n, _ in ns})
-        missing = {
-            row[0]
-            for row in self.conn.execute(
-                "SELECT t FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NULL", [names]
+        why = {
+            name: "does not exist"
+            if kind is None
+            else f"is {_RELKIND_WORDS.get(kind, 'not a table')}"
+            for name, kind in self.conn.execute(
+                "SELECT t, (SELECT relkind::text FROM pg_class WHERE oid = to_regclass(t))"
+                " FROM unnest(%s::text[]) t",
+                [names],
             )
+            if kind not in _LOCKABLE
         }
         return {
             key: m
             for key, ns in wanted.items()
-            if (m := [(line, shown) for line, name, shown in ns if name in missing])
+            if (m := [(line, shown, why[name]) for line, name, shown in ns if name in why])
         }
 
     def evaluate_guards(
