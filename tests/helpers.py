@@ -11,7 +11,8 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,18 @@ def run_cli_on_terminal(
 
 
 # ---- database state -----------------------------------------------------------------
+
+
+@contextmanager
+def held_elsewhere(dsn: str, statement: str) -> Iterator[None]:
+    """Another session runs ``statement`` (``BEGIN; LOCK TABLE …``) and keeps what it
+    took while the block runs."""
+    holder = psycopg.connect(dsn, autocommit=True)
+    try:
+        holder.execute(statement)
+        yield
+    finally:
+        holder.close()
 
 
 def query(dsn: str, text: str, params: Any = None) -> list[tuple[Any, ...]]:

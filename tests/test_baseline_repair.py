@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import psycopg
 import pytest
 from helpers import (
     CliResult,
     applied_versions,
     execute,
+    held_elsewhere,
     history,
     query,
     run_cli,
@@ -286,12 +286,8 @@ def test_a_lock_on_the_tracking_table_is_waited_for_as_a_step_waits_then_exit_4(
     else:
         (base / "up/003_bpm_up.sql").write_text(BPM + "-- edited\n")
     before = (recorded(dsn), history(dsn))
-    holder = psycopg.connect(dsn)
-    try:
-        holder.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+    with held_elsewhere(dsn, "BEGIN; LOCK TABLE schema_migrations IN EXCLUSIVE MODE"):
         result = vz(dsn, base, *args, "--lock-timeout", "200ms", "--lock-retries", "1")
-    finally:
-        holder.close()
     assert result.returncode == EXIT_LOCKED, result
     assert "lock timeout (200 ms) after 2 attempt(s)" in result.stderr
     assert "nothing was recorded" in result.stderr

@@ -21,6 +21,7 @@ from helpers import (
     applied_versions,
     backends_running,
     execute,
+    held_elsewhere,
     history,
     migrate,
     query,
@@ -716,12 +717,8 @@ def test_a_conflicting_lock_held_elsewhere_exits_4_after_the_retries(
 ) -> None:
     tree = write_tree(tmp_path, LOCKED)
     migrate(dsn, tree, to=1)
-    holder = connect(dsn)
-    try:
-        holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
+    with held_elsewhere(dsn, "BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE"):
         r = vz(dsn, tree, "up", "--lock-timeout", "200ms", "--lock-retries", "1")
-    finally:
-        holder.close()
     assert r.returncode == 4, r
     assert "lock timeout" in r.stderr
     assert "retry 1/1" in r.stderr
@@ -1003,16 +1000,12 @@ def test_a_failing_down_exits_1_and_leaves_the_version_applied(tmp_path: Path, d
 
 def dry_down_while_t_is_locked(dsn: str, tree: Path) -> CliResult:
     """`down --to 0 --dry-run` while another session holds table t."""
-    holder = connect(dsn)
-    try:
-        holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+    with held_elsewhere(dsn, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE"):
         return run_cli(
             ["down", "-d", dsn, "--dir", str(tree), "--to", "0", "--dry-run",
              "--lock-timeout", "200ms"],
             timeout=30,
         )  # fmt: skip
-    finally:
-        holder.close()
 
 
 def test_dry_run_does_not_hang_on_a_guard_that_waits_for_a_lock(tmp_path: Path, dsn: str) -> None:
@@ -1260,12 +1253,8 @@ def test_up_dry_run_says_when_a_refusing_guard_runs_after_earlier_steps(
 def test_a_lock_timeout_is_retried_three_times_by_default(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, LOCKED)
     migrate(dsn, tree, to=1)
-    holder = connect(dsn)
-    try:
-        holder.execute("BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE")
+    with held_elsewhere(dsn, "BEGIN; LOCK TABLE tracks IN ACCESS SHARE MODE"):
         r = vz(dsn, tree, "up", "--lock-timeout", "100ms")  # no --lock-retries
-    finally:
-        holder.close()
     assert r.returncode == 4, r
     assert re.findall(r"retry (\d/\d)", r.stderr) == ["1/3", "2/3", "3/3"]
     assert applied_versions(dsn) == [1]

@@ -20,6 +20,7 @@ from helpers import (
     applied_versions,
     backends_running,
     execute,
+    held_elsewhere,
     history,
     query,
     run_cli,
@@ -353,12 +354,8 @@ def test_a_guard_that_hits_the_lock_timeout_is_retried_then_exits_4_with_one_row
     )
     base = tree(tmp_path, up__002_email_indexes_up=up)
     assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
-    holder = connect(dsn)
-    try:
-        holder.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+    with held_elsewhere(dsn, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE"):
         result = vz(dsn, base, "up", "--lock-timeout", "100ms", "--lock-retries", "1")
-    finally:
-        holder.close()
     assert result.returncode == EXIT_LOCKED, result
     assert "retry 1/1" in result.stderr
     assert "up 2 (email_indexes) gave up: lock timeout (100 ms) after 2 attempt(s)" in (
@@ -381,12 +378,8 @@ def test_a_statement_that_hits_the_lock_timeout_is_retried_then_exits_4_dirty(
     assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
     execute(dsn, "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET lock_timeout = 0',"
                  " current_database()); END$$")  # fmt: skip
-    holder = connect(dsn)
-    try:
-        holder.execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+    with held_elsewhere(dsn, "BEGIN; LOCK TABLE t IN ACCESS SHARE MODE"):
         result = vz(dsn, base, "up", "--lock-timeout", "100ms", "--lock-retries", "1")
-    finally:
-        holder.close()
     assert result.returncode == EXIT_LOCKED, result
     path = base / "up/002_email_indexes_up.sql"
     assert f"2: lock timeout at {path}:3" in result.stderr and "retry 1/1" in result.stderr
