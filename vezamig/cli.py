@@ -30,7 +30,6 @@ from vezamig.errors import (
     Interrupted,
     LockBusy,
     Refused,
-    StepFailed,
     UsageError,
     VezamigError,
 )
@@ -452,22 +451,12 @@ def _dry_run(
                     "this run; it may pass once they have run)"
                 )
             reasons.append(reason)
-    if plan.refusals:
-        # The real run refuses the plan before its first step: exit 3, whatever the
-        # steps would then do.
+    # A first step that fails at its LOCK is not a refusal (SPEC §5: exit 3 only if the
+    # real run would be refused, else 0): it is said, as a warning, whatever the exit.
+    if reasons:
         raise Refused(
             f"dry run: the real `{direction}` would be refused now",
             details=reasons + fails + blocked,
-        )
-    if fails:
-        # The first step fails at its LOCK, before any guard is judged.
-        raise StepFailed(
-            f"dry run: the real `{direction}` would fail at its first step; nothing was changed",
-            details=fails + reasons + blocked,
-        )
-    if reasons:
-        raise Refused(
-            f"dry run: the real `{direction}` would be refused now", details=reasons + blocked
         )
     if blocked:
         # No verdict: the real run would wait --lock-timeout per try, retry, then exit 4.
@@ -475,8 +464,10 @@ def _dry_run(
             f"dry run: a guard cannot be evaluated while another session holds a lock it "
             f"needs; the real `{direction}` would wait and retry, then exit 4 if it is "
             "still held; nothing was changed",
-            details=blocked,
+            details=fails + blocked,
         )
+    for fail in fails:
+        out.warn(f"warning: not refused, but the real `{direction}` would fail: {fail}")
     out.line("dry run: nothing was changed")
 
 
