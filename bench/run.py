@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -91,6 +92,7 @@ class Sample:
     seconds: float
     max_rss_mb: float
     cpu_seconds: float  # user + system time of the client process (steadier than wall time)
+    steps_seconds: float | None = None  # vezamig's own time for its steps (its summary line)
 
 
 @dataclass
@@ -112,6 +114,11 @@ class Series:
     @property
     def cpu(self) -> float:
         return statistics.median(s.cpu_seconds for s in self.samples)
+
+    @property
+    def steps(self) -> float | None:
+        found = [s.steps_seconds for s in self.samples if s.steps_seconds is not None]
+        return statistics.median(found) if found else None
 
     @property
     def rss_mb(self) -> float:
@@ -160,7 +167,19 @@ def timed(argv: Sequence[str], env: dict[str, str], cwd: Path, ok: Sequence[int]
         if GNU_TIME:
             last = rss.read().strip().splitlines()
             kib = int(last[-1]) if last and last[-1].isdigit() else kib
-    return Sample(elapsed, kib / 1024, usage.ru_utime + usage.ru_stime)
+        out.seek(0)
+        steps = steps_time(out.read()[-500:].decode(errors="replace"))
+    return Sample(elapsed, kib / 1024, usage.ru_utime + usage.ru_stime, steps)
+
+
+_SUMMARY = re.compile(r"(?:applied|rolled back) \d+ version\(s\) in (\d+) ms\b")
+
+
+def steps_time(stdout: str) -> float | None:
+    """The time vezamig reports for its steps (`rolled back 100 version(s) in 209 ms`),
+    so the report can split a run into its steps and everything around them."""
+    found = _SUMMARY.findall(stdout)
+    return int(found[-1]) / 1000 if found else None
 
 
 # ---- the corpus -----------------------------------------------------------------------
@@ -900,6 +919,27 @@ def report(
             f"- N={n}: {secs(py)} + ({secs(floor)} − {secs(start)}) = {secs(bound)}, "
             f"{bound / floor:.2f}× the psql floor; vezamig {secs(ours)}, {ours / floor:.2f}× "
             f"({secs(ours - bound)} above that bound)"
+        )
+    lines += [
+        "",
+        f"The same rollbacks split into the {ROLLBACK} steps (for vezamig, the time its summary "
+        "line reports; for psql, its run minus its one-SELECT run) and everything around "
+        "them (start-up, run lock, plan), against `status` on the same database:",
+        "",
+    ]
+    for n in (small, large):
+        ours_s = bench.series(f"rollback {ROLLBACK} of {n}", VZ)
+        steps = ours_s.steps
+        floor = bench.series(f"rollback {ROLLBACK} of {n}", PSQL).median
+        start = bench.series(f"reads {n}", PSQL_SELECT).median
+        status = bench.series(f"status {n}", VZ).median
+        if steps is None:
+            lines.append(f"- N={n}: vezamig's summary line was not found")
+            continue
+        lines.append(
+            f"- N={n}: vezamig's steps {secs(steps)} ({steps / ROLLBACK * 1000:.2f} ms a step), "
+            f"psql's {secs(floor - start)} ({(floor - start) / ROLLBACK * 1000:.2f} ms a step); "
+            f"vezamig around its steps {secs(ours_s.median - steps)}, `status` {secs(status)}"
         )
     lines += [
         "",
