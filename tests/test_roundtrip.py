@@ -39,6 +39,7 @@ def write_tree(base: Path, files: Mapping[str, str]) -> Path:
     for sub in ("up", "down"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     for rel, text in files.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text(text, encoding="utf-8")
     return base
 
@@ -712,3 +713,25 @@ def test_a_from_to_range_that_checks_nothing_is_a_usage_error(
     result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree), *args)
     assert result.returncode == 2, result
     assert says in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (
+            {"up/001_a_up.sql": "CREATE TABLE a ();\n", "rollback/001_a_down.sql": "SELECT 1;\n"},
+            "none of the 1 up file(s) has a down file in",
+        ),
+        ({"up/.keep": ""}, "no migration in"),
+    ],
+    ids=["down-folder-under-another-name", "empty-up-folder"],
+)
+def test_a_roundtrip_that_would_check_no_version_is_a_usage_error(
+    tmp_path: Path, dsn: str, files: dict[str, str], says: str
+) -> None:
+    tree = write_tree(tmp_path, files)
+    result = vezamig("roundtrip", "-d", dsn, "--dir", str(tree))
+    assert result.returncode == 2, result
+    assert says in result.stderr
+    assert "nothing would be checked" in result.stderr
+    assert result.stdout == ""

@@ -14,7 +14,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -856,16 +856,7 @@ def roundtrip(**opts: Any) -> None:
     first, last = opts["first"], opts["last"]
     if first is not None and last is not None and first > last:
         raise UsageError(f"--from {first} is above --to {last}: nothing would be checked")
-    if (first is not None or last is not None) and not any(
-        m.reversible
-        and (first is None or m.version >= first)
-        and (last is None or m.version <= last)
-        for m in migrations
-    ):
-        raise UsageError(
-            "no reversible migration in the --from/--to range: nothing would be checked "
-            "(a green run must mean something)"
-        )
+    _require_something_to_check(cfg, migrations, first, last)
     _collect_cycles()
     cluster = None if cfg.conninfo else ThrowawayCluster(opts["pg_bin"])
     with cluster if cluster is not None else nullcontext():
@@ -896,6 +887,36 @@ def roundtrip(**opts: Any) -> None:
         out.roundtrip_summary(report)
     if not report.ok:
         sys.exit(1)
+
+
+def _require_something_to_check(
+    cfg: Config, migrations: Sequence[Migration], first: int | None, last: int | None
+) -> None:
+    """A green roundtrip must mean something: one that would check no version is exit 2,
+    as a typo in CI (a down folder under another name, an empty range) would be."""
+    in_range = [
+        m
+        for m in migrations
+        if (first is None or m.version >= first) and (last is None or m.version <= last)
+    ]
+    if any(m.reversible for m in in_range):
+        return
+    if first is not None or last is not None:
+        raise UsageError(
+            "no reversible migration in the --from/--to range: nothing would be checked "
+            "(a green run must mean something)"
+        )
+    if not migrations:
+        raise UsageError(
+            f"no migration in {cfg.up_dir}: nothing would be checked "
+            "(a green run must mean something)",
+            details=["check --dir or --up-dir"],
+        )
+    raise UsageError(
+        f"no reversible migration: none of the {len(migrations)} up file(s) has a down file "
+        f"in {cfg.down_dir}, so nothing would be checked (a green run must mean something)",
+        details=["check --dir or --down-dir (down files are NNN_name_down.sql)"],
+    )
 
 
 def _scratch_url_only(command: click.Command) -> None:
