@@ -31,6 +31,8 @@ CREATE INDEX idx_tracks_title ON tracks (title);
 CREATE TYPE mood AS ENUM ('sad', 'ok');
 CREATE FUNCTION answer() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 41';
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE AGGREGATE summed(integer) (SFUNC = int4pl, STYPE = integer, INITCOND = '0');
+CREATE TYPE artist_row AS (id bigint, name text);
 """
 
 
@@ -146,6 +148,11 @@ LEFTOVER_CASES = {
         "",
         "table playlists still exists after down of 985",
     ),
+    "access method": Case(
+        "CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler",
+        "",
+        "access method heap2 still exists after down of 985",
+    ),
     "object in another schema": Case(
         "CREATE SCHEMA archive; CREATE TABLE archive.tracks (id int)",
         "DROP TABLE archive.tracks",
@@ -209,6 +216,38 @@ CHANGED_CASES = {
         "index idx_tracks_title changed after down of 985:"
         " was 'CREATE INDEX idx_tracks_title ON public.tracks USING btree (title)',"
         " now 'CREATE INDEX idx_tracks_title ON public.tracks USING btree (lower(title))'",
+    ),
+    "aggregate parallel safety": Case(
+        "DROP AGGREGATE summed(integer);"
+        " CREATE AGGREGATE summed(integer) (SFUNC = int4pl, STYPE = integer, INITCOND = '0',"
+        " PARALLEL = SAFE)",
+        "",
+        "aggregate summed(integer) changed after down of 985:",
+    ),
+    "aggregate sort operator": Case(
+        "DROP AGGREGATE summed(integer);"
+        " CREATE AGGREGATE summed(integer) (SFUNC = int4pl, STYPE = integer, INITCOND = '0',"
+        " SORTOP = >)",
+        "",
+        "aggregate summed(integer) changed after down of 985:",
+    ),
+    "aggregate moving-aggregate functions": Case(
+        "DROP AGGREGATE summed(integer);"
+        " CREATE AGGREGATE summed(integer) (SFUNC = int4pl, STYPE = integer, INITCOND = '0',"
+        " MSFUNC = int4pl, MINVFUNC = int4mi, MSTYPE = integer, MINITCOND = '0')",
+        "",
+        "aggregate summed(integer) changed after down of 985:",
+    ),
+    "typed table": Case(
+        "ALTER TABLE artists OF artist_row",
+        "",
+        "table artists changed after down of 985: was 'table', now 'table OF public.artist_row'",
+    ),
+    "table access method": Case(
+        "CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;"
+        " ALTER TABLE artists SET ACCESS METHOD heap2",
+        "",
+        "table artists changed after down of 985: was 'table', now 'table USING heap2'",
     ),
     "sequence increment": Case(
         "ALTER SEQUENCE tracks_id_seq INCREMENT BY 10",

@@ -35,6 +35,7 @@ Key = tuple[str, str]
 KIND_ORDER: tuple[str, ...] = (
     "schema",
     "extension",
+    "access method",
     "enum",
     "type",
     "table",
@@ -64,6 +65,7 @@ def _not_in_extension(catalog: str, oid: str) -> str:
 
 _QNAME = "quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
 _RELKIND = "CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'table' END"
+_MODIFY = "CASE {col} WHEN 'r' THEN 'READ_ONLY' WHEN 's' THEN 'SHAREABLE' ELSE 'READ_WRITE' END"
 
 # Each branch yields (kind, name, owner_kind, owner_name, definition).
 _BRANCHES: tuple[str, ...] = (
@@ -79,14 +81,25 @@ _BRANCHES: tuple[str, ...] = (
            'version ' || x.extversion || ' in schema ' || quote_ident(n.nspname)
     FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
     """,
+    # access methods a migration created (the built-in ones have OIDs below 16384)
+    f"""
+    SELECT 'access method', quote_ident(a.amname), NULL, NULL,
+           CASE a.amtype WHEN 't' THEN 'TABLE' ELSE 'INDEX' END
+           || ' HANDLER ' || a.amhandler::regproc::text
+    FROM pg_am a
+    WHERE a.oid >= 16384 AND {_not_in_extension("pg_am", "a.oid")}
+    """,
     # tables (plain, partitioned, foreign)
     f"""
     SELECT 'table', {_QNAME}, 'schema', quote_ident(n.nspname),
            CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
                           ELSE 'table' END
            || CASE WHEN c.relpersistence = 'u' THEN ' UNLOGGED' ELSE '' END
+           || CASE WHEN c.reloftype <> 0 THEN ' OF ' || c.reloftype::regtype::text ELSE '' END
            || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(c.oid)
                    ELSE '' END
+           || COALESCE((SELECT ' USING ' || quote_ident(am.amname) FROM pg_am am
+                        WHERE am.oid = c.relam AND am.amname <> 'heap'), '')
            || COALESCE((SELECT ' PARTITION OF ' || p.oid::regclass::text || ' '
                                || pg_get_expr(c.relpartbound, c.oid)
                         FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
@@ -198,7 +211,9 @@ _BRANCHES: tuple[str, ...] = (
     f"""
     SELECT CASE c.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END,
            {_QNAME}, 'schema', quote_ident(n.nspname),
-           COALESCE('WITH (' || array_to_string(c.reloptions, ', ') || ') ', '')
+           COALESCE((SELECT 'USING ' || quote_ident(am.amname) || ' ' FROM pg_am am
+                     WHERE am.oid = c.relam AND am.amname <> 'heap'), '')
+           || COALESCE('WITH (' || array_to_string(c.reloptions, ', ') || ') ', '')
            || pg_get_viewdef(c.oid, true)
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('v', 'm') AND {_SYSTEM_SCHEMA}
@@ -214,13 +229,44 @@ _BRANCHES: tuple[str, ...] = (
            'schema', quote_ident(n.nspname),
            CASE WHEN p.prokind = 'a' THEN
                 'AGGREGATE RETURNS ' || pg_get_function_result(p.oid)
-                || ' (SFUNC = ' || g.aggtransfn::text
+                || ' (SFUNC = ' || g.aggtransfn::regprocedure::text
                 || ', STYPE = ' || format_type(g.aggtranstype, NULL)
-                || CASE WHEN g.aggfinalfn <> 0 THEN ', FINALFUNC = ' || g.aggfinalfn::text
+                || CASE WHEN g.aggtransspace <> 0 THEN ', SSPACE = ' || g.aggtransspace
                         ELSE '' END
-                || CASE WHEN g.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || g.aggcombinefn::text
+                || CASE WHEN g.aggfinalfn <> 0
+                        THEN ', FINALFUNC = ' || g.aggfinalfn::regprocedure::text ELSE '' END
+                || CASE WHEN g.aggfinalextra THEN ', FINALFUNC_EXTRA' ELSE '' END
+                || ', FINALFUNC_MODIFY = ' || {_MODIFY.format(col="g.aggfinalmodify")}
+                || CASE WHEN g.aggcombinefn <> 0
+                        THEN ', COMBINEFUNC = ' || g.aggcombinefn::regprocedure::text
+                        ELSE '' END
+                || CASE WHEN g.aggserialfn <> 0
+                        THEN ', SERIALFUNC = ' || g.aggserialfn::regprocedure::text ELSE '' END
+                || CASE WHEN g.aggdeserialfn <> 0
+                        THEN ', DESERIALFUNC = ' || g.aggdeserialfn::regprocedure::text
                         ELSE '' END
                 || COALESCE(', INITCOND = ' || quote_literal(g.agginitval), '')
+                || CASE WHEN g.aggmtransfn <> 0
+                        THEN ', MSFUNC = ' || g.aggmtransfn::regprocedure::text
+                             || ', MINVFUNC = ' || g.aggminvtransfn::regprocedure::text
+                             || ', MSTYPE = ' || format_type(g.aggmtranstype, NULL)
+                             || CASE WHEN g.aggmtransspace <> 0
+                                     THEN ', MSSPACE = ' || g.aggmtransspace ELSE '' END
+                             || CASE WHEN g.aggmfinalfn <> 0
+                                     THEN ', MFINALFUNC = ' || g.aggmfinalfn::regprocedure::text
+                                     ELSE '' END
+                             || CASE WHEN g.aggmfinalextra THEN ', MFINALFUNC_EXTRA' ELSE '' END
+                             || ', MFINALFUNC_MODIFY = '
+                             || {_MODIFY.format(col="g.aggmfinalmodify")}
+                             || COALESCE(', MINITCOND = ' || quote_literal(g.aggminitval), '')
+                        ELSE '' END
+                || CASE WHEN g.aggsortop <> 0 THEN ', SORTOP = ' || g.aggsortop::regoperator::text
+                        ELSE '' END
+                || ', PARALLEL = ' || CASE p.proparallel WHEN 's' THEN 'SAFE'
+                                                         WHEN 'r' THEN 'RESTRICTED'
+                                                         ELSE 'UNSAFE' END
+                || CASE WHEN g.aggnumdirectargs <> 0
+                        THEN ', DIRECT ARGUMENTS ' || g.aggnumdirectargs ELSE '' END
                 || ', KIND = ' || g.aggkind::text || ')'
                 ELSE pg_get_functiondef(p.oid) END
     FROM pg_proc p
