@@ -385,7 +385,10 @@ def test_a_down_that_only_works_in_the_ups_session_fails_as_it_would_in_real_use
 def test_a_scratch_database_that_cannot_be_reached_is_exit_5_naming_only_d(
     tmp_path: Path,
 ) -> None:
-    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();\n"})
+    tree = write_tree(
+        tmp_path,
+        {"up/001_a_up.sql": "CREATE TABLE a ();\n", "down/001_a_down.sql": "DROP TABLE a;\n"},
+    )
     result = vezamig("roundtrip", "-d", "postgresql://u:s3cret@127.0.0.1:1/x", "--dir", str(tree))
     assert result.returncode == 5, result
     assert "check -d (the scratch database's URL)" in result.stderr
@@ -459,7 +462,10 @@ def test_roundtrip_refuses_a_database_that_is_not_empty(tmp_path: Path, dsn: str
 
 
 def test_roundtrip_explains_a_pg_bin_folder_without_server_binaries(tmp_path: Path) -> None:
-    tree = write_tree(tmp_path / "tree", {"up/001_a_up.sql": "CREATE TABLE a (id int);\n"})
+    tree = write_tree(
+        tmp_path / "tree",
+        {"up/001_a_up.sql": "CREATE TABLE a (id int);\n", "down/001_a_down.sql": "DROP TABLE a;\n"},
+    )
     result = vezamig("roundtrip", "--dir", str(tree), "--pg-bin", str(tmp_path))
     assert result.returncode == 2, result
     assert f"--pg-bin {tmp_path}: no initdb, pg_ctl, postgres there" in result.stderr

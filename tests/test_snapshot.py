@@ -591,6 +591,23 @@ def test_a_long_single_line_change_shows_the_region_that_differs() -> None:
     assert len(text) < 300
 
 
+def test_a_line_replaced_by_two_shows_both_so_the_real_change_is_not_hidden(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("CREATE VIEW totals AS SELECT id, plays FROM tracks")
+
+    messages = described(
+        forgotten(
+            conn, "CREATE OR REPLACE VIEW totals AS SELECT id, plays FROM tracks WHERE plays > 0"
+        )
+    )
+
+    assert messages == [
+        "view totals changed after down of 985: line 3 was '   FROM public.tracks;',"
+        " now '   FROM public.tracks\\n  WHERE tracks.plays > 0;'"
+    ]
+
+
 def test_names_outside_public_keep_their_schema() -> None:
     diff = Difference("table", "archive.tracks", "missing", "table", None)
 

@@ -539,15 +539,31 @@ def _excerpt(expected: str, actual: str) -> tuple[str, str]:
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, old_lines, new_lines).get_opcodes():
         if tag == "equal":
             continue
-        old = old_lines[i1] if i1 < i2 else None
-        new = new_lines[j1] if j1 < j2 else None
-        a, b = _window(old or "", new or "")
-        if new is None:
-            return f"line {i1 + 1} {a!r} is gone", f"now {i2 - i1} line(s) fewer"
-        if old is None:
-            return f"line {j1 + 1} {b!r} is new", f"now {j2 - j1} line(s) more"
-        return f"line {i1 + 1} was {a!r}", f"now {b!r}"
+        # The whole block (up to a few lines), so a line that came with the change
+        # (a view's new WHERE) is not hidden behind the first one.
+        a, b = _window(_block(old_lines[i1:i2]), _block(new_lines[j1:j2]))
+        if j1 == j2:
+            return f"{_lines(i1, i2)} {a!r} {'is' if i2 - i1 == 1 else 'are'} gone", (
+                f"now {i2 - i1} line(s) fewer"
+            )
+        if i1 == i2:
+            return f"{_lines(j1, j2)} {b!r} {'is' if j2 - j1 == 1 else 'are'} new", (
+                f"now {j2 - j1} line(s) more"
+            )
+        return f"{_lines(i1, i2)} {'was' if i2 - i1 == 1 else 'were'} {a!r}", f"now {b!r}"
     return f"was {expected!r}", f"now {actual!r}"  # differ only in trailing newlines
+
+
+_BLOCK_LINES = 4
+
+
+def _block(lines: list[str]) -> str:
+    shown = "\n".join(lines[:_BLOCK_LINES])
+    return shown + ("\n…" if len(lines) > _BLOCK_LINES else "")
+
+
+def _lines(start: int, end: int) -> str:
+    return f"line {start + 1}" if end - start == 1 else f"lines {start + 1}–{end}"
 
 
 def _window(a: str, b: str) -> tuple[str, str]:
