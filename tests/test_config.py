@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
-from vezamig.config import Config, parse_duration, parse_table
+from vezamig.config import Config, os_text, parse_duration, parse_table, shell_quote
 from vezamig.errors import EXIT_USAGE, UsageError
 
 
@@ -97,3 +100,20 @@ def test_the_history_table_lives_in_the_same_schema() -> None:
     cfg = Config(table=("ops", "migrations"))
     assert cfg.history_table == ("ops", "migrations_history")
     assert cfg.table_label == "ops.migrations"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["sql", "it's here", "ü/sql", b"lat\xe9/sql".decode("utf-8", "surrogateescape")],
+    ids=["plain", "quote", "utf8", "not-utf8"],
+)
+def test_a_suggested_path_pastes_into_a_shell_as_the_same_bytes(path: str) -> None:
+    word = shell_quote(path)
+    assert word == os_text(word)  # printable as it is
+    printed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True)
+    assert printed.stdout == os.fsencode(path)
+
+
+def test_text_from_the_os_shows_a_byte_that_is_not_utf8_as_its_escape() -> None:
+    assert os_text(b"caf\xe9".decode("utf-8", "surrogateescape")) == "caf\\xe9"
+    assert os_text("café") == "café"

@@ -11,7 +11,6 @@ import functools
 import gc
 import json
 import os
-import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -294,6 +293,7 @@ def _down_dir_exists(cfg: Config) -> None:
     """A down folder named outright must exist: a typo in --down-dir (or
     VEZAMIG_DOWN_DIR) would otherwise make every version quietly irreversible.
     (DIR/down may be absent: a tree whose versions all are irreversible.)"""
+    from vezamig.config import shell_quote
     from vezamig.errors import LayoutError
 
     if cfg.down_dir_given and not cfg.down_dir.exists():
@@ -301,7 +301,7 @@ def _down_dir_exists(cfg: Config) -> None:
             f"migration folder {cfg.down_dir} (--down-dir) does not exist",
             details=[
                 "check --down-dir (or VEZAMIG_DOWN_DIR); if no version has a down file yet, "
-                f"create it: mkdir -p {shlex.quote(str(cfg.down_dir))}"
+                f"create it: mkdir -p {shell_quote(str(cfg.down_dir))}"
             ],
         )
 

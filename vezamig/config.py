@@ -39,6 +39,37 @@ def parse_duration(text: str, option: str | None = None) -> int:
     return ms
 
 
+def os_text(text: str) -> str:
+    """Text from the OS (a path, an argument, a user name) with the bytes that are not
+    UTF-8, which Python keeps as lone surrogates, written as ``\\xNN``: as they are,
+    such strings can be sent neither to the server nor to a UTF-8 terminal."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            return text.encode("utf-8", "backslashreplace").decode()
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
+def shell_quote(text: str) -> str:
+    """A word to paste into a shell, also for a path with a byte that is not UTF-8:
+    that one is written ``$'lat\\xe9'`` (bash, zsh, ksh, POSIX sh 2024), since no
+    plain quoting can carry such a byte."""
+    if os_text(text) == text:
+        import shlex
+
+        return shlex.quote(text)
+    raw = text.encode("utf-8", "surrogateescape")
+    return (
+        "$'"
+        + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b"\\'" else f"\\x{b:02x}" for b in raw)
+        + "'"
+    )
+
+
 def parse_table(text: str) -> tuple[str, ...]:
     """``table`` or ``schema.table``; each part is later quoted with sql.Identifier."""
     parts = tuple(text.split("."))
@@ -47,6 +78,11 @@ def parse_table(text: str) -> tuple[str, ...]:
     for p in parts:
         if "\x00" in p:
             raise UsageError("--table: a name cannot contain a NUL character")
+        if os_text(p) != p:
+            raise UsageError(
+                f"--table: `{os_text(p)}` holds a byte that is not valid UTF-8",
+                details=["write the name in UTF-8 (the shell's locale may need to be UTF-8)"],
+            )
         if len(p.encode()) > _MAX_TABLE_BYTES:
             raise UsageError(
                 f"--table: `{p}` is longer than {_MAX_TABLE_BYTES} bytes; PostgreSQL would "
@@ -88,22 +124,20 @@ class Config:
         """``vezamig ARGS`` with this run's folder, table and -d options, so that a command
         vezamig tells the operator to run can be pasted as printed. A -d that holds a
         password is not repeated: a placeholder says to pass it again."""
-        import shlex
-
         default = Config()
         opts = ""
         if self.conninfo and self.conninfo_given:
             from vezamig.db import has_password
 
             url = "'<the -d URL of this run>'" if has_password(self.conninfo) else None
-            opts += f" -d {url or shlex.quote(self.conninfo)}"
+            opts += f" -d {url or shell_quote(self.conninfo)}"
         if (self.up_dir, self.down_dir) != (default.up_dir, default.down_dir):
             base = self.up_dir.parent
             if (self.up_dir.name, self.down_dir) == ("up", base / "down"):
-                opts += f" --dir {shlex.quote(str(base))}"
+                opts += f" --dir {shell_quote(str(base))}"
             else:
-                opts += f" --up-dir {shlex.quote(str(self.up_dir))}"
-                opts += f" --down-dir {shlex.quote(str(self.down_dir))}"
+                opts += f" --up-dir {shell_quote(str(self.up_dir))}"
+                opts += f" --down-dir {shell_quote(str(self.down_dir))}"
         if self.table != default.table:
-            opts += f" --table {shlex.quote(self.table_label)}"
+            opts += f" --table {shell_quote(self.table_label)}"
         return f"vezamig {args}{opts}"

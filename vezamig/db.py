@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from vezamig import __version__
+from vezamig.config import os_text
 from vezamig.errors import ConnectError, LockBusy, UsageError
 
 Connection = psycopg.Connection[Any]
@@ -151,7 +152,7 @@ def os_identity() -> tuple[str, str]:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return user, socket.gethostname()
+    return os_text(user), os_text(socket.gethostname())  # LOGNAME may not be UTF-8
 
 
 _URL_HINT = "check -d/--database-url or DATABASE_URL"

@@ -31,7 +31,9 @@ Part = tuple[str, str]  # (text, rich style)
 # (a row value in an error message, a name, a guard): an ESC that clears the screen, a
 # CR that writes over a version, a backspace that hides part of a query. They are
 # shown as escapes, in a terminal as in a log; tabs and line breaks stay.
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A byte of a path that is not UTF-8 (Python keeps it as a lone surrogate, which no
+# UTF-8 terminal can be sent) is shown as the byte it is, \xe9.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def visible(text: str) -> str:
@@ -41,7 +43,10 @@ def visible(text: str) -> str:
 
 
 def _escape(c: str) -> str:
-    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for a byte
+        code -= 0xDC00
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _text(part: Part | str) -> str:

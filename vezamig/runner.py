@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.pq import ExecStatus
 from psycopg.pq.abc import PGresult
 
-from vezamig.config import Config
+from vezamig.config import Config, os_text
 from vezamig.db import (
     NO_SOCKET_POLLING,
     Connection,
@@ -1734,7 +1734,7 @@ class Runner:
             self.tracker.history,
             sql.Literal(outcome),
             sql.Literal(duration_ms),
-            sql.Literal(message),
+            sql.Literal(os_text(message)),  # a path in it may hold a byte that is not UTF-8
             sql.Literal(hist_id),
         )
 

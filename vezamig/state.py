@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
-from vezamig.config import Config
+from vezamig.config import Config, os_text
 from vezamig.db import Connection, os_identity, tool_version
 from vezamig.errors import TrackingTableError
 
@@ -599,6 +599,8 @@ class Tracker:
         """A quoted value, or an SQL expression computed by the server (a duration)."""
         if isinstance(value, sql.Composable):
             return value.as_string(self.conn)
+        if isinstance(value, str):
+            value = os_text(value)  # a path in a message may hold a byte that is not UTF-8
         return sql.Literal(value).as_string(self.conn)
 
     def write_history(self, **kwargs: Any) -> None:

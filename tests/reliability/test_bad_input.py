@@ -92,6 +92,47 @@ def test_a_file_name_that_is_not_utf8_is_exit_2_naming_the_file(dsn: str, tree: 
     assert recorded(dsn) == []
 
 
+def test_a_folder_whose_path_is_not_utf8_refuses_fails_and_applies_as_any_other(
+    dsn: str, tree: Path
+) -> None:
+    """Python keeps such a byte as a lone surrogate, which can be sent neither to the
+    server (a history message names the file) nor to a UTF-8 terminal."""
+    base = tree / b"lat\xe9".decode("utf-8", "surrogateescape")
+    write_tree(
+        base,
+        {
+            "up/1_z_up.sql": "CREATE TABLE z (x int);\n",
+            "up/2_y_up.sql": "-- vezamig:guard SELECT false\nCREATE TABLE y (x int);\n",
+        },
+    )
+    step = base / "up" / "2_y_up.sql"
+    refused = run_cli(["up", "-d", dsn, "--dir", str(base)])
+    step.write_text("SELECT 1/0;\n")
+    failed = run_cli(["up", "-d", dsn, "--dir", str(base)])
+    step.write_text("-- vezamig:no-transaction\nCREATE TABLE y (x int);\n")
+    applied = run_cli(["up", "-d", dsn, "--dir", str(base)])
+
+    assert (refused.returncode, failed.returncode, applied.returncode) == (3, 1, 0), (
+        refused,
+        failed,
+        applied,
+    )
+    for result in (refused, failed, applied):
+        assert "Traceback" not in result.output
+    assert "lat\\xe9/up/2_y_up.sql:1" in refused.stderr
+    assert "lat\\xe9/up/2_y_up.sql:1:1: 22012 division by zero" in failed.stderr
+    rows = [(r["version"], r["outcome"], r["message"]) for r in history(dsn)]
+    assert [r[:2] for r in rows] == [(1, "ok"), (2, "refused"), (2, "failed"), (2, "ok")]
+    assert "lat\\xe9/up/2_y_up.sql" in rows[1][2] and "lat\\xe9/up/2_y_up.sql" in rows[2][2]
+    assert recorded(dsn) == [(1, False), (2, False)]
+
+
+def test_a_table_name_that_is_not_utf8_is_exit_2(dsn: str) -> None:
+    result = run_cli(["status", "-d", dsn, "--table", b"t\xe9".decode("utf-8", "surrogateescape")])
+    assert result.returncode == 2, result
+    assert "--table: `t\\xe9` holds a byte that is not valid UTF-8" in result.stderr
+
+
 # ---- fuzzed directive lines -------------------------------------------------------------
 
 DIRECTIVE_NAMES = st.one_of(
