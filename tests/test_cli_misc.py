@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
@@ -954,6 +955,107 @@ def test_a_reader_that_goes_away_ends_the_command_as_sigpipe_does(tmp_path: Path
         proc.stdout.close()  # as `head -1` does
         assert proc.wait(timeout=60) == 141
         assert "Traceback" not in proc.stderr.read().decode()
+
+
+TWO_STEPS = {"up/001_a_up.sql": "CREATE TABLE a ();\n", "up/002_b_up.sql": "CREATE TABLE b ();\n"}
+
+
+def run_with_streams(args: list[str], stdout: Any, stderr: Any) -> tuple[int, str]:
+    """The real entry point with stdout/stderr on the given files; (exit code, stderr
+    when it was captured)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "vezamig", *args],
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=cli_env(), timeout=120,
+    )  # fmt: skip
+    err = proc.stderr.decode() if isinstance(proc.stderr, bytes) else ""
+    return proc.returncode, err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_run_whose_stdout_fills_up_stops_between_steps_and_says_where(
+    tmp_path: Path, dsn: str
+) -> None:
+    import subprocess
+
+    tree = write_tree(tmp_path, TWO_STEPS)
+    with open("/dev/full", "w") as full:
+        code, err = run_with_streams(["up", "-d", dsn, "--dir", str(tree)], full, subprocess.PIPE)
+        json_code, json_err = run_with_streams(
+            ["status", "--json", "-d", dsn, "--dir", str(tree)], full, subprocess.PIPE
+        )
+    assert code == 74, err
+    assert (
+        "error: cannot write to stdout (No space left on device) after up 1 (a) finished; "
+        "it is applied; no later step was run" in err
+    )
+    assert "this run applied 1 (a); not run: 2 (b); current version 1" in err
+    assert applied_versions(dsn) == [1]
+    assert json_code == 74, json_err
+    assert "cannot write to stdout (No space left on device)" in json_err
+    assert "Traceback" not in err + json_err
+
+
+def test_a_run_whose_reader_went_away_exits_141_and_says_where_it_stopped(
+    tmp_path: Path, dsn: str
+) -> None:
+    import subprocess
+
+    tree = write_tree(tmp_path, TWO_STEPS)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    with os.fdopen(write_end, "w") as gone:
+        code, err = run_with_streams(["up", "-d", dsn, "--dir", str(tree)], gone, subprocess.PIPE)
+    assert code == 141, err
+    assert "cannot write to stdout (its reader went away) after up 1 (a) finished" in err
+    assert "not run: 2 (b); current version 1" in err
+    assert applied_versions(dsn) == [1]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["up", "--help"]])
+def test_click_s_own_output_to_a_reader_that_went_away_exits_141(args: list[str]) -> None:
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as gone:
+        code, _ = run_with_streams(args, gone, subprocess.DEVNULL)
+    assert code == 141
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_stderr_that_cannot_be_written_keeps_every_exit_code(tmp_path: Path, dsn: str) -> None:
+    import subprocess
+
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "-- vezamig:guard SELECT false\nSELECT 1;\n"})
+    cases = {
+        ("up", "--bogus"): 2,
+        ("status", "-d", "postgresql://u:s3cret@127.0.0.1:1/x", "--dir", str(tree)): 5,
+        ("up", "-d", dsn, "--dir", str(tree)): 3,
+    }
+    with open("/dev/full", "w") as full:
+        for args, expected in cases.items():
+            code, _ = run_with_streams(list(args), subprocess.DEVNULL, full)
+            assert code == expected, args
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-d", "postgresql:///x", "status"], "`vezamig status -d …`"),
+        (["--json", "status"], "`vezamig status --json …`"),
+        (["--quiet", "up"], "`vezamig up --quiet …`"),
+    ],
+)
+def test_an_option_written_before_the_command_is_told_where_it_goes(
+    args: list[str], says: str
+) -> None:
+    r = run_cli(args)
+    assert r.returncode == 2, r
+    assert "is an option of the command, not of vezamig itself" in r.stderr
+    assert says in r.stderr
 
 
 def test_an_empty_no_color_does_not_turn_colour_off() -> None:

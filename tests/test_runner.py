@@ -528,7 +528,7 @@ def test_a_lock_held_elsewhere_makes_the_step_give_up_after_its_retries(
     assert info.value.exit_code == EXIT_LOCKED
     assert "2 attempt(s)" in str(info.value)
     assert "rolled back" in str(info.value)
-    assert runner.reporter.messages and "retry 1/1" in runner.reporter.messages[0]  # type: ignore[attr-defined]
+    assert runner.reporter.inner.messages and "retry 1/1" in runner.reporter.inner.messages[0]  # type: ignore[attr-defined]
     assert query(
         dsn,
         "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tracks'::regclass"
@@ -777,7 +777,7 @@ def test_retries_after_a_lock_timeout_pause_longer_each_time(
             up(runner)
     finally:
         other.close()
-    messages = runner.reporter.messages  # type: ignore[attr-defined]
+    messages = runner.reporter.inner.messages  # type: ignore[attr-defined]
     assert [m.split(" in ")[-1] for m in messages] == ["0.05s", "0.1s", "0.2s"]
     assert [m.split("retry ")[1].split(" ")[0] for m in messages] == ["1/3", "2/3", "3/3"]
     assert [(r["version"], r["outcome"]) for r in history(dsn)] == [(1, "ok"), (2, "failed")]
@@ -792,7 +792,7 @@ def test_zero_lock_retries_gives_up_at_the_first_timeout(make_runner: MakeRunner
             up(runner)
     finally:
         other.close()
-    assert runner.reporter.messages == []  # type: ignore[attr-defined]
+    assert runner.reporter.inner.messages == []  # type: ignore[attr-defined]
     assert applied_versions(dsn) == [1]
 
 

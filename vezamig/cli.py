@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,9 +25,11 @@ from vezamig.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_HANGUP,
     EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
     EXIT_TERMINATED,
     Interrupted,
     LockBusy,
+    OutputLost,
     Refused,
     UsageError,
     VezamigError,
@@ -63,6 +65,8 @@ def _output(opts: dict[str, Any]) -> Output:
 
 
 def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
+    if isinstance(exc, OutputLost) and exc.silent:  # `vezamig status | head -1`
+        sys.exit(exc.exit_code)
     url = opts.get("database_url")
     try:
         from vezamig.db import redact
@@ -76,7 +80,8 @@ def _fail(exc: VezamigError, opts: dict[str, Any]) -> None:
     try:
         _output(opts).error(exc)
     except Exception:  # rendering must never hide the real error
-        click.echo(str(exc), err=True)
+        with suppress(OSError):  # stderr cannot be written either: the exit code tells
+            click.echo(str(exc), err=True)
     sys.exit(exc.exit_code)
 
 
@@ -377,7 +382,35 @@ def _plan_options(to_help: str) -> Callable[[F], F]:
 # ---- commands -------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The top level: an option of a command written before it (`vezamig -d URL status`)
+    is told where it goes, instead of only "no such option"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            name = exc.option_name
+            owners = [
+                cmd_name
+                for cmd_name, cmd in sorted(self.commands.items())
+                if any(name in p.opts or name in p.secondary_opts for p in cmd.params)
+            ]
+            if not owners:
+                raise
+            given = next((a for a in args if a in self.commands), None)
+            command = given if given in owners else owners[0]
+            raise click.UsageError(
+                f"{name} is an option of the command, not of vezamig itself: write it "
+                f"after the command's name, e.g. `vezamig {command} {name} …`",
+                ctx,
+            ) from None
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", "-V", prog_name="vezamig")
 def cli() -> None:
     """vezamig: raw-SQL PostgreSQL migrations with guarded rollbacks.
@@ -499,6 +532,13 @@ def down(**opts: Any) -> None:
             out.summary(result.results, "down", plan.stays or 0, result.elapsed_ms)
 
 
+def _print_json(data: Any) -> None:
+    try:
+        click.echo(json.dumps(data, indent=2))
+    except OSError as exc:
+        raise OutputLost(exc, "stdout") from None
+
+
 def confirm(yes: bool, question: str) -> None:
     """y/yes proceeds; anything else, or no terminal without --yes, refuses (exit 3)."""
     if yes:
@@ -509,7 +549,8 @@ def confirm(yes: bool, question: str) -> None:
         )
     # Read the line ourselves: click.prompt turns Ctrl-C into a plain "no" (exit 3),
     # an operator's Ctrl-C must stay an interruption (exit 130).
-    click.echo(f"{question} [y/N] ", err=True, nl=False)
+    with suppress(OSError):  # stderr cannot be written: the answer is read all the same
+        click.echo(f"{question} [y/N] ", err=True, nl=False)
     answer = sys.stdin.readline()
     # Exactly `y` or `yes` (SPEC §5: anything else declines), spaces around it aside:
     # rolling data back is never the outcome of a guess at what `Y` or `YES!` meant.
@@ -534,7 +575,7 @@ def status(**opts: Any) -> None:
         duplicates = runner.duplicates()
         info = describe(runner.conn)
     if opts["as_json"]:
-        click.echo(json.dumps(status_json(info, cfg, rows), indent=2))
+        _print_json(status_json(info, cfg, rows))
     else:
         _output(opts).status(info, cfg.table_label, rows)
     for problem in duplicates:
@@ -590,21 +631,41 @@ def main() -> None:
     # the step rolled back, a throwaway cluster removed. Under nohup it stays ignored.
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _on_stop_signal)
+    stdout = sys.stdout
     try:
-        cli(prog_name="vezamig")
-        code = 0
+        code = _invoke()
     except SystemExit as exc:  # every normal end: click and handle_errors exit this way
         code = _exit_status(exc.code)
-        if code == 1 and _sigint_seen:
-            # Ctrl-C while click parsed the command line: click says "Aborted!" and
-            # exits 1, which would read as "a step failed".
-            code = EXIT_INTERRUPTED
+        if code == 1 and sys.stdout is not stdout:
+            # click's own output (--help, --version) met a reader that went away: click
+            # replaced the streams and exits 1, which would read as "a step failed".
+            code = EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
     except BrokenPipeError:  # outside a command (click's own output)
         code = EXIT_BROKEN_PIPE
+    except OSError as exc:  # click's own output on a full disk (`--help > /dev/full`)
+        with suppress(OSError):
+            click.echo(f"error: cannot write the output ({exc.strerror or exc})", err=True)
+        code = EXIT_OUTPUT
     _exit_now(code)
+
+
+def _invoke() -> int:
+    """click's parsing and its own messages, with the exit codes of SPEC §5 also when
+    stderr cannot be written (click would lose a usage error's 2 in a traceback)."""
+    try:
+        result = cli.main(prog_name="vezamig", standalone_mode=False)
+    except click.ClickException as exc:  # a usage error: exit 2
+        with suppress(OSError):
+            exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C or end of input while click parsed the command line
+        with suppress(OSError):
+            click.echo("Aborted!", err=True)
+        return EXIT_INTERRUPTED if _sigint_seen else 1
+    return result if isinstance(result, int) else 0  # --help, --version: click's Exit
 
 
 def _collect_cycles() -> None:
@@ -815,7 +876,7 @@ def history(**opts: Any) -> None:
     with open_runner(cfg, [], None, writing=False) as runner:
         rows = runner.tracker.history_rows(opts["limit"])
     if opts["as_json"]:
-        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+        _print_json([r.as_json() for r in rows])
     else:
         _output(opts).history(rows)
 
@@ -882,7 +943,7 @@ def roundtrip(**opts: Any) -> None:
         finally:
             conn.close()
     if opts["as_json"]:
-        click.echo(json.dumps(report.as_json(), indent=2))
+        _print_json(report.as_json())
     else:
         out.roundtrip_summary(report)
     if not report.ok:

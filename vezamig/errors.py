@@ -17,6 +17,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 EXIT_HANGUP = 129  # SIGHUP: the terminal or the SSH session went away
 EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE: what shells report for `| head`
+EXIT_OUTPUT = 74  # sysexits.h EX_IOERR: the output could not be written (a full disk)
 
 
 class VezamigError(Exception):
@@ -111,3 +112,19 @@ class Interrupted(VezamigError):
     def __init__(self, message: str, *, exit_code: int = EXIT_INTERRUPTED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class OutputLost(VezamigError):
+    """stdout or stderr could not be written: its reader went away (exit 141, as for
+    SIGPIPE) or the file behind it failed, a full disk say (exit 74). A run stops at
+    the next step boundary, never inside a step."""
+
+    def __init__(self, error: OSError, stream: str, when: str = "") -> None:
+        gone = isinstance(error, BrokenPipeError)
+        reason = "its reader went away" if gone else (error.strerror or str(error))
+        super().__init__(f"cannot write to {stream} ({reason}){' ' + when if when else ''}")
+        self.error, self.stream = error, stream
+        self.exit_code = EXIT_BROKEN_PIPE if gone else EXIT_OUTPUT
+        # `vezamig status | head -1` is a normal pipeline: like any Unix tool, exit 141
+        # without a word. A run that stopped because of it says where it stopped.
+        self.silent = gone and not when

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from vezamig.db import DatabaseInfo
-from vezamig.errors import VezamigError
+from vezamig.errors import OutputLost, VezamigError
 from vezamig.plan import Plan, StatusRow, Step
 from vezamig.runner import GuardResult, StepResult
 from vezamig.sqltext import written_name
@@ -53,28 +54,46 @@ def _text(part: Part | str) -> str:
     return visible(part if isinstance(part, str) else part[0])
 
 
+@contextmanager
+def _writing(stream: str) -> Iterator[None]:
+    """A write to stdout that fails (a full disk, a reader gone) is one error of
+    vezamig's own, naming the stream; a run stops at the next step boundary. One to
+    stderr is dropped: nothing could say so, and the exit code still tells."""
+    try:
+        yield
+    except OSError as exc:
+        if stream == "stdout":
+            raise OutputLost(exc, stream) from None
+
+
 class _Plain:
     """A stream of plain lines, flushed at once so CI logs show progress live."""
 
     rich = False
 
-    def __init__(self, file: TextIO) -> None:
+    def __init__(self, file: TextIO, name: str) -> None:
         self.file = file
+        self.name = name
 
     def write(self, *parts: Part | str, end: str = "\n") -> None:
-        self.file.write("".join(map(_text, parts)) + end)
-        self.file.flush()
+        self.emit("".join(map(_text, parts)) + end)
+
+    def emit(self, text: str) -> None:
+        """Text already made visible, in one write (a table: not a flush per row)."""
+        with _writing(self.name):
+            self.file.write(text)
+            self.file.flush()
 
 
-class _Rich:
+class _Rich(_Plain):
     rich = True
 
-    def __init__(self, file: TextIO, color: bool) -> None:
+    def __init__(self, file: TextIO, name: str, color: bool) -> None:
         from rich.console import Console
 
+        super().__init__(file, name)
         # No colour means no escape codes at all (bold and dim too), as NO_COLOR asks.
         system: Literal["auto"] | None = "auto" if color else None
-        self.file = file
         self.console: Console = Console(
             file=file, no_color=not color, highlight=False, color_system=system, emoji=False
         )
@@ -83,7 +102,11 @@ class _Rich:
         from rich.text import Text
 
         text = Text.assemble(*((_text(p), "" if isinstance(p, str) else p[1]) for p in parts))
-        self.console.print(text, end=end, soft_wrap=True)
+        self.print(text, end=end)
+
+    def print(self, renderable: Any, end: str = "\n", soft_wrap: bool = True) -> None:
+        with _writing(self.name):
+            self.console.print(renderable, end=end, soft_wrap=soft_wrap)
 
     def progress(self, text: str, style: str) -> None:
         """A line the next one overwrites (``\r``): cut to the terminal's width, since a
@@ -92,11 +115,10 @@ class _Rich:
 
         line = Text(visible(text), style=style)
         line.truncate(max(self.console.width - 1, 1), overflow="ellipsis")
-        self.console.print(line, end="\r", soft_wrap=True)
+        self.print(line, end="\r")
 
     def clear_line(self) -> None:
-        self.file.write("\r" + " " * max(self.console.width - 1, 0) + "\r")
-        self.file.flush()
+        self.emit("\r" + " " * max(self.console.width - 1, 0) + "\r")
 
 
 def _cell(text: str, style: str = "") -> Any:
@@ -106,8 +128,8 @@ def _cell(text: str, style: str = "") -> Any:
     return Text(visible(text), style=style)
 
 
-def _stream(file: TextIO, color: bool) -> _Plain | _Rich:
-    return _Rich(file, color) if file.isatty() else _Plain(file)
+def _stream(file: TextIO, name: str, color: bool) -> _Plain | _Rich:
+    return _Rich(file, name, color) if file.isatty() else _Plain(file, name)
 
 
 RESULT_STYLE = {
@@ -142,8 +164,8 @@ class Output:
         err = stderr or sys.stderr
         self.rich = out.isatty()
         self.quiet = quiet
-        self.out = _stream(out, color)
-        self.err = _stream(err, color)
+        self.out = _stream(out, "stdout", color)
+        self.err = _stream(err, "stderr", color)
         self._progress = False  # a step's progress line is on the terminal
 
     def _end_progress(self) -> None:
@@ -224,7 +246,7 @@ class Output:
                     _cell(a.applied_at if a else ""),
                     _cell(str(a.duration_ms) if a else ""),
                 )
-            self.out.console.print(t)
+            self.out.print(t, soft_wrap=False)
         else:
             width = max(len(visible(r.name)) for r in rows)
             kind = {True: f"{'reversible':<12}  ", False: f"{'irreversible':<12}  "}
@@ -238,8 +260,7 @@ class Output:
                     f"{kind[r.reversible]}{applied}\n"
                 )
             # One write for the table: a flush per row is a system call per version.
-            self.out.file.write(visible("".join(lines)))
-            self.out.file.flush()
+            self.out.emit(visible("".join(lines)))
 
     # ---- plan ---------------------------------------------------------------------
 
@@ -417,7 +438,7 @@ class Output:
                     _cell(w),
                     _cell(r.message or ""),
                 )
-            self.out.console.print(t)
+            self.out.print(t, soft_wrap=False)
         else:
             lines = [
                 # Tab-separated, for cut -f; a tab in a stored value would shift the
@@ -440,8 +461,7 @@ class Output:
                 + "\n"
                 for r in rows
             ]
-            self.out.file.write("".join(lines))
-            self.out.file.flush()
+            self.out.emit("".join(lines))
 
     # ---- roundtrip ------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +40,7 @@ from vezamig.errors import (
     Interrupted,
     LayoutError,
     LockBusy,
+    OutputLost,
     Refused,
     StepFailed,
     UsageError,
@@ -190,6 +191,35 @@ class NullReporter:
 
     def info(self, message: str) -> None:
         pass
+
+
+class _SteadyReporter:
+    """A reporter whose failure (stdout on a full disk, its reader gone) cannot break a
+    step half-way: the first failure is kept and nothing more is written; the run
+    stops at the next step boundary (Runner._stop_if_output_lost)."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.lost: OutputLost | None = None
+
+    def _call(self, write: Callable[[Any], None], arg: Any) -> None:
+        if self.lost is not None:
+            return
+        try:
+            write(arg)
+        except OutputLost as exc:
+            self.lost = exc
+        except OSError as exc:
+            self.lost = OutputLost(exc, "the output")
+
+    def step_started(self, step: Step) -> None:
+        self._call(self.inner.step_started, step)
+
+    def step_finished(self, result: StepResult) -> None:
+        self._call(self.inner.step_finished, result)
+
+    def info(self, message: str) -> None:
+        self._call(self.inner.info, message)
 
 
 @dataclass(frozen=True)
@@ -377,7 +407,7 @@ class Runner:
         self._setup_pending = session_setup
         self.config = config
         self.migrations = migrations
-        self.reporter: Reporter = reporter or NullReporter()
+        self.reporter = _SteadyReporter(reporter or NullReporter())
         self.tracker = Tracker(conn, config, resolve_schema=not read_only)
         self._begin: str | None = None
         self._polls: bool | None = None  # see _reset_sql
@@ -679,6 +709,7 @@ class Runner:
                     exit_code=self._signal_code(),
                 )
             self.reporter.step_started(step)
+            self._stop_if_output_lost(plan, step, finished=False)
             result.unfinished = step
             try:
                 if step.directives.no_transaction:
@@ -691,6 +722,7 @@ class Runner:
             result.results.append(res)
             result.unfinished = None
             self.reporter.step_finished(res)
+            self._stop_if_output_lost(plan, step, finished=True)
             if self._stop_after is not None:
                 raise self._stop_after
             if self._signal is not None:
@@ -701,6 +733,22 @@ class Runner:
                     "step was run",
                     exit_code=self._signal_code(),
                 )
+
+    def _stop_if_output_lost(self, plan: Plan, step: Step, *, finished: bool) -> None:
+        """Steps go on only while their output can be written: an operator must see what
+        a run did, and a step is never cut off half-way for it."""
+        lost = self.reporter.lost
+        if lost is None:
+            return
+        what = f"{step.direction} {step.version} ({step.migration.name})"
+        if not finished:
+            when = f"before {what} started; nothing of it was run"
+        else:
+            done = "applied" if step.direction == "up" else "rolled back"
+            when = f"after {what} finished; it is {done}"
+            if step is not plan.steps[-1]:
+                when += "; no later step was run"
+        raise OutputLost(lost.error, lost.stream, when)
 
     def _say_what_ran(self, exc: VezamigError, plan: Plan, result: RunResult) -> None:
         """A run that stopped part-way says what it did before the step named in its
