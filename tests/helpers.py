@@ -125,10 +125,12 @@ def run_cli_on_terminal(
     *,
     env: Mapping[str, str | None] | None = None,
     timeout: float = 60,
+    delay: float = 0,
 ) -> CliResult:
     """Run the CLI with a pseudo-terminal as stdin/stdout/stderr and type ``answer``.
 
-    The answer is typed once the prompt has appeared, as a person would.
+    The answer is typed once the prompt has appeared (``delay`` seconds later), as a
+    person would.
     Output of both streams arrives mixed on the terminal, in ``stdout``.
     """
     import pty
@@ -158,6 +160,7 @@ def run_cli_on_terminal(
                     break
                 seen += chunk
             if not typed and b"[y/N]" in seen:
+                time.sleep(delay)
                 os.write(leader, answer.encode() + b"\r")
                 typed = True
             if proc.poll() is not None and not ready:

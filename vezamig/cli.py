@@ -527,7 +527,8 @@ def down(**opts: Any) -> None:
                 return
             # Whoever is asked to confirm sees the plan, even with --quiet.
             out.plan(plan, force=not opts["yes"] and sys.stdin.isatty())
-            confirm(opts["yes"], "Roll back these versions?")
+            if confirm(opts["yes"], "Roll back these versions?"):
+                runner.still_connected()
             result = runner.execute(plan)
             out.summary(result.results, "down", plan.stays or 0, result.elapsed_ms)
 
@@ -539,10 +540,11 @@ def _print_json(data: Any) -> None:
         raise OutputLost(exc, "stdout") from None
 
 
-def confirm(yes: bool, question: str) -> None:
-    """y/yes proceeds; anything else, or no terminal without --yes, refuses (exit 3)."""
+def confirm(yes: bool, question: str) -> bool:
+    """y/yes proceeds; anything else, or no terminal without --yes, refuses (exit 3).
+    True when the operator was asked (and so the session sat idle meanwhile)."""
     if yes:
-        return
+        return False
     if not sys.stdin.isatty():
         raise Refused(
             "no confirmation: stdin is not a terminal; pass --yes to proceed without asking"
@@ -556,6 +558,7 @@ def confirm(yes: bool, question: str) -> None:
     # rolling data back is never the outcome of a guess at what `Y` or `YES!` meant.
     if answer.strip() not in ("y", "yes"):
         raise Refused(f"not confirmed ({answer.strip()!r} is not y or yes); nothing was changed")
+    return True
 
 
 @cli.command()
@@ -853,7 +856,8 @@ def repair(**opts: Any) -> None:
         )
         for c in changes:
             out.line(f"  {c}")
-        confirm(opts["yes"], "Record this repair?")
+        if confirm(opts["yes"], "Record this repair?"):
+            runner.still_connected()
         apply_repair(
             runner,
             changes,

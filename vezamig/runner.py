@@ -750,6 +750,24 @@ class Runner:
                 when += "; no later step was run"
         raise OutputLost(lost.error, lost.stream, when)
 
+    def still_connected(self) -> None:
+        """After waiting for the operator (a confirmation prompt) the server may have
+        ended the idle session (idle_session_timeout), and the run lock with it. Nothing
+        was done yet: say so, instead of failing the first step on a dead connection."""
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            if not (self.conn.broken or self.conn.closed or _lost_session(exc)):
+                raise
+            raise ConnectError(
+                "the database ended the session while vezamig waited for the answer: "
+                f"{str(exc).strip()}",
+                details=[
+                    "nothing was changed; run the command again (a server's "
+                    "idle_session_timeout shorter than the wait ends such a session)"
+                ],
+            ) from None
+
     def _say_what_ran(self, exc: VezamigError, plan: Plan, result: RunResult) -> None:
         """A run that stopped part-way says what it did before the step named in its
         message, what it did not run, and where the database now stands: an operator
@@ -957,7 +975,7 @@ class Runner:
             return  # nothing can be written; the server rolled the step back
         try:
             row = self._history(step, outcome, _server_time_at(t0), _ms_since(t0), message)
-            conn.execute(self._stopping_write(row.as_string(conn)))
+            conn.execute(self._stopping_write(row.as_string(conn), lost=conn is not self.conn))
         except (KeyboardInterrupt, SystemExit):
             # A second stop signal while the row was written: the step's own message
             # still says what happened; the audit log's gap is said too.
@@ -1271,9 +1289,16 @@ class Runner:
                 time.sleep(0.5)
         return None
 
-    def _committed_on(self, other: Connection, step: Step) -> bool | None:
+    def _committed_on(
+        self,
+        other: Connection,
+        step: Step,
+        done: Callable[[bool, bool], bool] | None = None,
+    ) -> bool | None:
         """Whether the step's COMMIT ran, asked on ``other`` once the lost session has
-        ended (it is ended here if it lives on); None if it cannot be ended."""
+        ended (it is ended here if it lives on); None if it cannot be ended. ``done``:
+        what the tracking row (recorded, dirty) looks like once the write that was lost
+        committed (default: the step's own bookkeeping)."""
         # Ours: that pid, still showing the start of this step's message (a pid the
         # server gave to a new session since shows another query; the application
         # name is no sign: the body may have set it).
@@ -1287,9 +1312,11 @@ class Runner:
                     if time.monotonic() >= deadline:
                         return None  # still running, not ours to end: it may yet commit
                     time.sleep(0.1)
-            recorded, _ = self._row_of(other, step.version)
+            recorded, dirty = self._row_of(other, step.version)
         except psycopg.Error:
             return None
+        if done is not None:
+            return done(recorded, dirty)
         return recorded if step.direction == "up" else not recorded
 
     def _finished_first(self, step: Step, code: int) -> Interrupted:
@@ -1481,12 +1508,20 @@ class Runner:
             except psycopg.Error as exc:
                 if not (self.conn.broken or self.conn.closed or _lost_session(exc)):
                     raise
+                other = self._other_connection()
+                if other is not None:  # the failed step's history row, as for any step
+                    try:
+                        msg = "connection lost while its guards ran"
+                        self._record_failure(step, "failed", t0, msg, conn=other)
+                    finally:
+                        other.close()
                 raise StepFailed(
                     f"{step.direction} {step.version} ({step.migration.name}) failed before it "
                     "started: the connection was lost while its guards ran; nothing was changed",
                     details=[
                         f"{step.file.path}: {str(exc).strip()}",
-                        "run the command again once the database is reachable",
+                        "run the command again once the database is reachable"
+                        + ("" if other is not None else " (the history lacks this step's row)"),
                     ],
                     version=step.version,
                 ) from None
@@ -1528,13 +1563,17 @@ class Runner:
         )
         # Record dirty + a history row that tells the truth if the process dies now.
         try:
-            self.conn.execute(sql.SQL("BEGIN; {}").format(first).as_string(self.conn))
+            self._sent = sql.SQL("BEGIN; {}").format(first).as_string(self.conn)
+            self.conn.execute(self._sent)
             row = self.conn.execute(
                 sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)
             ).fetchone()
             self.conn.execute("COMMIT")
-        except psycopg.Error:
+        except psycopg.Error as exc:
             self._rollback()
+            if self._signal is None and (self.conn.broken or self.conn.closed):
+                said = _progress(f.path, statements, 0)
+                raise self._lost_marking_dirty(step, exc, t0, said) from None
             if self._signal is None:
                 raise
             code = self._signal_code()
@@ -1611,6 +1650,7 @@ class Runner:
                 )
                 .as_string(self.conn)
             )
+            self._sent = end
             try:
                 self.conn.execute(end)
             except pgerrors.QueryCanceled:
@@ -1621,6 +1661,16 @@ class Runner:
                 self._rollback()
                 self.conn.execute(self._stopping_write(end))
         except (KeyboardInterrupt, SystemExit, psycopg.Error, _Stop) as exc:
+            if (
+                len(done) == total
+                and isinstance(exc, psycopg.Error)
+                and self._signal is None
+                and (self.conn.broken or self.conn.closed)
+            ):
+                # Every statement ran and the end record's COMMIT may have run: ask.
+                finished = self._lost_at_the_end(step, exc, t0)
+                if finished is not None:
+                    return finished
             # Whatever happened, the version stays dirty: say exactly how far it got.
             self._rollback()
             # Our own cancel (_signals_cancel) is an interruption, not a failed statement;
@@ -1659,7 +1709,11 @@ class Runner:
                 details += [
                     f"{at(current) if current else f.path}: connection lost: {str(exc).strip()}",
                     "whether the running statement finished is unknown: check the "
-                    "database; the history keeps the last progress it could record",
+                    "database; the history keeps the last progress it could record"
+                    if current
+                    else "the server could not be reached to check whether the end of the "
+                    "step was recorded: it still shows as dirty; `vezamig status` tells once "
+                    "the database is back",
                 ]
             elif isinstance(exc, psycopg.Error) and current is not None:
                 details += self._explain(step, exc, "body", offset=current.start)
@@ -1730,6 +1784,112 @@ class Runner:
         except psycopg.Error:
             self._committed_before_reset_failed()
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    def _lost_marking_dirty(
+        self, step: Step, exc: psycopg.Error, t0: float, said: str
+    ) -> VezamigError:
+        """The connection broke while a no-transaction step was recorded dirty, before
+        its first statement (statements are sent only once that record commits): say
+        whether the record committed, asked on a new connection, and how to resolve it."""
+        head = f"{step.direction} {step.version} ({step.migration.name})"
+        where = f"{step.file.path}: connection lost: {str(exc).strip()}"
+        other = self._other_connection()
+        marked = None
+        try:
+            if other is not None:
+                marked = self._committed_on(other, step, lambda recorded, dirty: dirty)
+                nothing = "connection lost before its first statement; nothing of it ran"
+                if marked is False:
+                    self._record_failure(step, "failed", t0, nothing, conn=other)
+                elif marked:
+                    # The row written with the dirty mark expects a statement to be running.
+                    with suppress(psycopg.Error):
+                        retell = self._retell_sql(other, step, said, nothing)
+                        other.execute(
+                            self._stopping_write(f"BEGIN READ WRITE; {retell}; COMMIT", lost=True)
+                        )
+        finally:
+            if other is not None:
+                other.close()
+        v = step.version
+        undo = "rolled-back" if step.direction == "up" else "applied"
+        if marked is False:
+            return StepFailed(
+                f"{head} failed before it started: the connection was lost while it was "
+                "being recorded as started; nothing was changed (checked on a new connection)",
+                details=[where, "run the command again"],
+                version=v,
+            )
+        resolve = f"`{self.config.command(f'repair --{undo} {v}')}`"
+        if marked:
+            return StepFailed(
+                f"{head} failed before its first statement: the connection was lost just "
+                "after it was recorded as started (dirty); none of its statements ran",
+                details=[
+                    where,
+                    "statements that ran: none (they are sent only once that record commits)",
+                    f"version {v} is now dirty: resolve it with {resolve}, then run the "
+                    "command again",
+                ],
+                version=v,
+            )
+        return ConnectError(
+            f"lost the database connection while {head} was being recorded as started; "
+            "none of its statements ran, and whether it was recorded dirty is not known: "
+            "the server cannot be reached to check",
+            details=[
+                where,
+                f"run `vezamig status` once the database is back: if {v} shows as dirty, "
+                f"resolve it with {resolve}",
+            ],
+        )
+
+    def _retell_sql(self, conn: Connection, step: Step, was: str, now: str) -> str:
+        """The latest failed history row of this step that still says ``was``: now ``now``."""
+        h = self.tracker.history
+        return (
+            sql.SQL(
+                "UPDATE {} SET message = {} WHERE id = (SELECT max(id) FROM {} WHERE version = "
+                "{} AND direction = {} AND outcome = 'failed' AND message = {})"
+            )
+            .format(
+                h,
+                sql.Literal(os_text(now)),
+                h,
+                sql.Literal(step.version),
+                sql.Literal(step.direction),
+                sql.Literal(os_text(was)),
+            )
+            .as_string(conn)
+        )
+
+    def _lost_at_the_end(self, step: Step, exc: psycopg.Error, t0: float) -> StepResult | None:
+        """Every statement of a no-transaction step ran and the connection broke while its
+        end was recorded: if that record committed (asked on a new connection), the step
+        is done and the run stops after it; else None (it stays dirty, said as such)."""
+        up = step.direction == "up"
+        other = self._other_connection()
+        if other is None:
+            return None
+        try:
+            ended = self._committed_on(
+                other, step, lambda recorded, dirty: recorded and not dirty if up else not recorded
+            )
+        finally:
+            other.close()
+        if not ended:
+            return None
+        head = f"{step.direction} {step.version} ({step.migration.name})"
+        self._stop_after = ConnectError(
+            f"lost the database connection after {head} was recorded finished: it is "
+            f"{'applied' if up else 'rolled back'} (checked on a new connection); no later "
+            "step was run",
+            details=[
+                f"{step.file.path}: connection lost: {str(exc).strip()}",
+                "run the command again once the database is reachable",
+            ],
+        )
+        return StepResult(step.version, step.migration.name, step.direction, "ok", _ms_since(t0))
 
     def _pause(self, seconds: float) -> None:
         """Sleep, in slices: a stop signal only marks the run (_signals_cancel)."""
@@ -1802,13 +1962,14 @@ class Runner:
             )
         self._rollback()  # a failed update leaves the transaction open
 
-    def _stopping_write(self, script: str) -> str:
-        """Bookkeeping written after a stop signal must not hold the stop up: it commits
-        without waiting for a synchronous standby (`synchronous_commit = local`, still
-        durable here; one that never answers would wait for ever), and gives up on a
-        lock after 2 s (the step's own message then says what happened, with a warning
-        that the audit log lacks the row)."""
-        if self._signal is None:
+    def _stopping_write(self, script: str, *, lost: bool = False) -> str:
+        """Bookkeeping written after a stop signal, or on a new connection after the
+        run's own was lost (``lost``), must not hold the stop up: it commits without
+        waiting for a synchronous standby (`synchronous_commit = local`, still durable
+        here; one that never answers would wait for ever), and gives up on a lock after
+        2 s (the step's own message then says what happened, with a warning that the
+        audit log lacks the row)."""
+        if self._signal is None and not lost:
             return script
         body = script.removeprefix("BEGIN READ WRITE; ").removesuffix("; COMMIT")
         return (

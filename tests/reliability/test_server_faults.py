@@ -25,6 +25,8 @@ from .support import (
     execute,
     history,
     query,
+    recorded,
+    regclass_exists,
     run_cli,
     set_sleep,
     start_cli,
@@ -108,6 +110,8 @@ def test_a_session_terminated_during_a_guard_is_a_failure_not_a_refusal(
     assert "refused" not in result.stderr
     assert "Traceback" not in result.output
     assert versions(dsn) == [] and not table_exists(dsn, "g")
+    # SPEC §4: a failed step has its history row, written on a new connection.
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "failed")]
 
 
 def pg_ctl(cluster: ThrowawayCluster, *args: str) -> None:
@@ -353,3 +357,133 @@ def test_one_stop_signal_ends_the_run_even_while_commits_wait_for_a_standby(
     assert "interrupted during up 2 (slow)" in result.stderr
     assert versions(dsn) == [1]
     assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "failed")]
+
+
+NO_TX_TREE = {
+    "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+    "up/002_i_up.sql": "-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);\n",
+}
+
+
+def test_a_connection_lost_just_after_the_dirty_mark_committed_says_nothing_ran(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    # 2's first commit (the dirty mark) waits for the standby, committed locally: the
+    # session is ended there. Its statements never ran, and the message says so,
+    # naming the repair; before, it said "no step was in progress" (exit 5).
+    dsn = private_cluster.conninfo()
+    write_tree(tree, NO_TX_TREE)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    with commits_wait_for_a_missing_standby(dsn):
+        run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+        wait_for(lambda: waiting_in_syncrep(dsn, "COMMIT"), what="2's dirty mark to wait")
+        execute(
+            dsn,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+        )
+        result = run.wait(timeout=60)
+    assert result.returncode == 1, result
+    said = (
+        "up 2 (i) failed before its first statement: the connection was lost just after it "
+        "was recorded as started (dirty); none of its statements ran"
+    )
+    assert said in result.stderr
+    assert "repair --rolled-back 2" in result.stderr
+    assert recorded(dsn) == [(1, False), (2, True)]
+    assert not regclass_exists(dsn, "i")
+    assert history(dsn)[-1]["message"] == (
+        "connection lost before its first statement; nothing of it ran"
+    )
+
+
+def test_a_connection_lost_while_the_end_of_a_no_tx_step_commits_says_it_is_applied(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    # Only the COMMIT that marks 2 clean waits for the (missing) standby: the session
+    # is ended there, committed locally. Before, vezamig said 2 was dirty and to repair.
+    dsn = private_cluster.conninfo()
+    write_tree(tree, NO_TX_TREE)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    execute(
+        dsn,
+        "CREATE FUNCTION wait_on_clean() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF OLD.dirty AND NOT NEW.dirty THEN"
+        " PERFORM set_config('synchronous_commit', 'on', true); END IF; RETURN NEW; END $$;"
+        " CREATE TRIGGER wait_on_clean BEFORE UPDATE ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION wait_on_clean()",
+    )
+    execute(dsn, "ALTER ROLE CURRENT_USER SET synchronous_commit = local")
+    try:
+        with commits_wait_for_a_missing_standby(dsn):
+            run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+            wait_for(lambda: waiting_in_syncrep(dsn, "dirty = false"), what="the end to wait")
+            execute(
+                dsn,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE wait_event = 'SyncRep'",
+            )
+            result = run.wait(timeout=60)
+    finally:
+        execute(dsn, "ALTER ROLE CURRENT_USER RESET synchronous_commit")
+    assert result.returncode == 5, result
+    assert "lost the database connection after up 2 (i) was recorded finished: it is applied" in (
+        result.stderr
+    )
+    assert "dirty" not in result.stderr
+    assert recorded(dsn) == [(1, False), (2, False)]
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok"), (2, "ok")]
+
+
+def test_a_session_the_server_ended_while_the_prompt_waited_changes_nothing(
+    dsn: str, tree: Path
+) -> None:
+    from helpers import run_cli_on_terminal
+
+    files = {"up/001_a_up.sql": "CREATE TABLE a ();\n", "down/001_a_down.sql": "DROP TABLE a;\n"}
+    write_tree(tree, files)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree)]).returncode == 0
+    # This test's database only: sessions idle for a second are ended by the server.
+    execute(
+        dsn,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_session_timeout = 1000',"
+        " current_database()); END $$",
+    )
+    result = run_cli_on_terminal(
+        ["down", "-d", dsn, "--dir", str(tree), "--no-color"], "y", delay=2.5
+    )
+    assert result.returncode == 5, result
+    assert "the database ended the session while vezamig waited for the answer" in result.stdout
+    assert "nothing was changed" in result.stdout
+    assert versions(dsn) == [1] and table_exists(dsn, "a")
+    assert [(h["version"], h["outcome"]) for h in history(dsn)] == [(1, "ok")]
+
+
+def test_a_connection_lost_while_the_dirty_mark_is_written_changes_nothing_and_says_so(
+    dsn: str, tree: Path
+) -> None:
+    write_tree(tree, NO_TX_TREE)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    set_sleep(dsn, 600)
+    execute(
+        dsn,
+        "CREATE FUNCTION slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " PERFORM pg_sleep(seconds) FROM fault_switch; RETURN NEW; END $$;"
+        " CREATE TRIGGER slow_mark BEFORE INSERT ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION slow_mark()",
+    )
+    run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, "INSERT INTO")), what="2's dirty mark")
+    [pid] = active_backends(dsn, "INSERT INTO")
+    assert query(dsn, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    result = run.wait(timeout=60)
+    assert result.returncode == 1, result
+    assert "up 2 (i) failed before it started: the connection was lost while it was being " in (
+        result.stderr
+    )
+    assert "nothing was changed (checked on a new connection)" in result.stderr
+    assert recorded(dsn) == [(1, False)]
+    assert [(h["version"], h["outcome"], h["message"]) for h in history(dsn)][-1] == (
+        2,
+        "failed",
+        "connection lost before its first statement; nothing of it ran",
+    )
