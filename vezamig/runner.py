@@ -1668,9 +1668,11 @@ class Runner:
                 and (self.conn.broken or self.conn.closed)
             ):
                 # Every statement ran and the end record's COMMIT may have run: ask.
-                finished = self._lost_at_the_end(step, exc, t0)
+                finished, end_checked = self._lost_at_the_end(step, exc, t0)
                 if finished is not None:
                     return finished
+            else:
+                end_checked = False
             # Whatever happened, the version stays dirty: say exactly how far it got.
             self._rollback()
             # Our own cancel (_signals_cancel) is an interruption, not a failed statement;
@@ -1711,6 +1713,8 @@ class Runner:
                     "whether the running statement finished is unknown: check the "
                     "database; the history keeps the last progress it could record"
                     if current
+                    else "the end of the step did not commit (checked on a new connection)"
+                    if end_checked
                     else "the server could not be reached to check whether the end of the "
                     "step was recorded: it still shows as dirty; `vezamig status` tells once "
                     "the database is back",
@@ -1863,14 +1867,17 @@ class Runner:
             .as_string(conn)
         )
 
-    def _lost_at_the_end(self, step: Step, exc: psycopg.Error, t0: float) -> StepResult | None:
+    def _lost_at_the_end(
+        self, step: Step, exc: psycopg.Error, t0: float
+    ) -> tuple[StepResult | None, bool]:
         """Every statement of a no-transaction step ran and the connection broke while its
         end was recorded: if that record committed (asked on a new connection), the step
-        is done and the run stops after it; else None (it stays dirty, said as such)."""
+        is done and the run stops after it; else None (it stays dirty, said as such).
+        The flag: whether a new connection could tell."""
         up = step.direction == "up"
         other = self._other_connection()
         if other is None:
-            return None
+            return None, False
         try:
             ended = self._committed_on(
                 other, step, lambda recorded, dirty: recorded and not dirty if up else not recorded
@@ -1878,7 +1885,7 @@ class Runner:
         finally:
             other.close()
         if not ended:
-            return None
+            return None, ended is not None
         head = f"{step.direction} {step.version} ({step.migration.name})"
         self._stop_after = ConnectError(
             f"lost the database connection after {head} was recorded finished: it is "
@@ -1889,7 +1896,10 @@ class Runner:
                 "run the command again once the database is reachable",
             ],
         )
-        return StepResult(step.version, step.migration.name, step.direction, "ok", _ms_since(t0))
+        return (
+            StepResult(step.version, step.migration.name, step.direction, "ok", _ms_since(t0)),
+            True,
+        )
 
     def _pause(self, seconds: float) -> None:
         """Sleep, in slices: a stop signal only marks the run (_signals_cancel)."""
