@@ -195,6 +195,13 @@ def commits_wait_for_a_missing_standby(dsn: str) -> Iterator[None]:
         execute(dsn, "SELECT pg_reload_conf()")
 
 
+def end_the_session_waiting_for_the_standby(dsn: str) -> None:
+    """Its COMMIT has committed locally: the session ends before it could say so."""
+    execute(
+        dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+    )
+
+
 def waiting_in_syncrep(dsn: str, needle: str) -> bool:
     rows = query(
         dsn,
@@ -304,10 +311,7 @@ def test_a_connection_lost_after_the_commit_says_the_step_is_applied(
     with commits_wait_for_a_missing_standby(dsn):
         run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
         wait_for(lambda: waiting_in_syncrep(dsn, "CREATE TABLE b"), what="2's COMMIT to wait")
-        execute(
-            dsn,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
-        )
+        end_the_session_waiting_for_the_standby(dsn)
     result = run.wait(timeout=60)
     assert result.returncode == 5, result
     assert "lost the database connection after up 2 (b) committed: it is applied" in result.stderr
@@ -377,10 +381,7 @@ def test_a_connection_lost_just_after_the_dirty_mark_committed_says_nothing_ran(
     with commits_wait_for_a_missing_standby(dsn):
         run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
         wait_for(lambda: waiting_in_syncrep(dsn, "COMMIT"), what="2's dirty mark to wait")
-        execute(
-            dsn,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
-        )
+        end_the_session_waiting_for_the_standby(dsn)
         result = run.wait(timeout=60)
     assert result.returncode == 1, result
     said = (
@@ -417,11 +418,7 @@ def test_a_connection_lost_while_the_end_of_a_no_tx_step_commits_says_it_is_appl
         with commits_wait_for_a_missing_standby(dsn):
             run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
             wait_for(lambda: waiting_in_syncrep(dsn, "dirty = false"), what="the end to wait")
-            execute(
-                dsn,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE wait_event = 'SyncRep'",
-            )
+            end_the_session_waiting_for_the_standby(dsn)
             result = run.wait(timeout=60)
     finally:
         execute(dsn, "ALTER ROLE CURRENT_USER RESET synchronous_commit")
