@@ -648,7 +648,7 @@ class Runner:
                             probe = hold_probe_lock(self.conn)
                             self._lock_held = run_lock_held_sql(self.conn, probe)
                 finally:
-                    self.conn.execute("ROLLBACK")
+                    self._rollback()  # a lost session's own error is the one to report
         finally:
             if probe is not None:
                 self._lock_held = None

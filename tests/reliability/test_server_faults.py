@@ -484,3 +484,21 @@ def test_a_connection_lost_while_the_dirty_mark_is_written_changes_nothing_and_s
         "failed",
         "connection lost before its first statement; nothing of it ran",
     )
+
+
+def test_a_session_terminated_during_a_dry_run_s_guard_says_why(dsn: str, tree: Path) -> None:
+    set_sleep(dsn, 600)
+    guard = "-- vezamig:guard SELECT true FROM fault_switch, pg_sleep(seconds)\n"
+    write_tree(tree, {"up/001_g_up.sql": f"{guard}CREATE TABLE g (id int);\n"})
+    run = start_cli(["up", "--dry-run", "-d", dsn, "--dir", str(tree)])
+    wait_for(lambda: bool(active_backends(dsn, SLEEPING)), what="the guard")
+    [pid] = active_backends(dsn, SLEEPING)
+    assert query(dsn, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    result = run.wait(timeout=30)
+    assert result.returncode == 5, result
+    # What the server or libpq said, not "the connection is closed" from a later ROLLBACK.
+    assert "the connection is closed" not in result.stderr
+    assert "server closed the connection" in result.stderr or (
+        "terminating connection due to administrator command" in result.stderr
+    )
+    assert versions(dsn) == [] and not table_exists(dsn, "g")
