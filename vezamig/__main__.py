@@ -13,7 +13,10 @@ def main() -> None:
     try:
         from vezamig.cli import main as run
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        from contextlib import suppress
+
+        with suppress(OSError, AttributeError):  # a stderr that fails, or none (`2>&-`)
+            sys.stderr.write("interrupted\n")
         sys.exit(130)  # errors.EXIT_INTERRUPTED, which is not imported yet
     run()
 

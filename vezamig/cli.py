@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from vezamig.db import Connection
     from vezamig.files import Migration
     from vezamig.output import Output
-    from vezamig.runner import Runner
+    from vezamig.runner import Runner, StepResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -399,10 +399,15 @@ class _Commands(click.Group):
             if not owners:
                 raise
             given = next((a for a in args if a in self.commands), None)
-            command = given if given in owners else owners[0]
+            if given is not None and given not in owners:
+                raise click.UsageError(
+                    f"`vezamig {given}` has no option {name} (it is an option of: "
+                    f"{', '.join(owners)})",
+                    ctx,
+                ) from None
             raise click.UsageError(
                 f"{name} is an option of the command, not of vezamig itself: write it "
-                f"after the command's name, e.g. `vezamig {command} {name} …`",
+                f"after the command's name, e.g. `vezamig {given or owners[0]} {name} …`",
                 ctx,
             ) from None
 
@@ -445,7 +450,8 @@ def up(**opts: Any) -> None:
                 raise Refused("up refused; nothing was changed", details=plan.refusals)
             result = runner.execute(plan)
             current = max([plan.current, *(r.version for r in result.results)])
-            out.summary(result.results, "up", current, result.elapsed_ms)
+            with _telling(_run_done(result.results, "applied", current)):
+                out.summary(result.results, "up", current, result.elapsed_ms)
 
 
 def _dry_run(
@@ -523,14 +529,37 @@ def down(**opts: Any) -> None:
             if plan.refusals:
                 raise Refused("down refused; nothing was rolled back", details=plan.refusals)
             if not plan.steps:
-                out.summary([], "down", plan.current)
+                with _telling("nothing was changed"):
+                    out.summary([], "down", plan.current)
                 return
             # Whoever is asked to confirm sees the plan, even with --quiet.
-            out.plan(plan, force=not opts["yes"] and sys.stdin.isatty())
+            with _telling(NOTHING_DONE):
+                out.plan(plan, force=not opts["yes"] and sys.stdin.isatty())
             if confirm(opts["yes"], "Roll back these versions?"):
                 runner.still_connected()
             result = runner.execute(plan)
-            out.summary(result.results, "down", plan.stays or 0, result.elapsed_ms)
+            current = plan.stays or 0
+            with _telling(_run_done(result.results, "rolled back", current)):
+                out.summary(result.results, "down", current, result.elapsed_ms)
+
+
+NOTHING_DONE = "before anything was done; nothing was changed"
+
+
+def _run_done(results: Sequence[StepResult], verb: str, current: int) -> str:
+    return f"after the run finished: it {verb} {len(results)} version(s); current version {current}"
+
+
+@contextmanager
+def _telling(when: str) -> Iterator[None]:
+    """Output that fails before or after the work says which: a script that sees exit
+    74 or 141 must know whether the database (or the files) changed."""
+    try:
+        yield
+    except OutputLost as exc:
+        if exc.when:  # the runner said where it stopped
+            raise
+        raise OutputLost(exc.error, exc.stream, when) from None
 
 
 def _print_json(data: Any) -> None:
@@ -644,14 +673,18 @@ def main() -> None:
             # replaced the streams and exits 1, which would read as "a step failed".
             code = EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        with suppress(OSError):
+            click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
     except BrokenPipeError:  # outside a command (click's own output)
         code = EXIT_BROKEN_PIPE
     except OSError as exc:  # click's own output on a full disk (`--help > /dev/full`)
-        with suppress(OSError):
-            click.echo(f"error: cannot write the output ({exc.strerror or exc})", err=True)
-        code = EXIT_OUTPUT
+        if _sigint_seen:  # click's "Aborted!" after a Ctrl-C, on a stderr that fails
+            code = EXIT_INTERRUPTED
+        else:
+            with suppress(OSError):
+                click.echo(f"error: cannot write the output ({exc.strerror or exc})", err=True)
+            code = EXIT_OUTPUT
     _exit_now(code)
 
 
@@ -768,13 +801,15 @@ def new(**opts: Any) -> None:
     cfg = build_config(opts)
     created = create(cfg.up_dir, cfg.down_dir, opts["name"], irreversible=opts["irreversible"])
     out = _output(opts)
-    for folder in created.created_folders:
-        out.line(f"created folder {folder} (it did not exist)")
-    out.line(f"created {created.up}")
-    if created.down is not None:
-        out.line(f"created {created.down}")
-    else:
-        out.line(f"version {created.version} is irreversible (no down file)")
+    files = " and ".join(str(p) for p in (created.up, created.down) if p is not None)
+    with _telling(f"after {files} {'were' if created.down else 'was'} created"):
+        for folder in created.created_folders:
+            out.line(f"created folder {folder} (it did not exist)")
+        out.line(f"created {created.up}")
+        if created.down is not None:
+            out.line(f"created {created.down}")
+        else:
+            out.line(f"version {created.version} is irreversible (no down file)")
 
 
 @cli.command()
@@ -797,20 +832,20 @@ def baseline(**opts: Any) -> None:
     migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_baseline(runner, opts["version"])
-        out.line(
-            f"baseline: record {len(changes)} version(s) up to {opts['version']} as "
-            "applied without running them",
-            style="bold",
-        )
-        for c in changes[:5]:
-            out.line(f"  {c}")
-        if len(changes) > 5:
-            out.line(f"  … {len(changes) - 5} more, up to {changes[-1].version}")
+        with _telling(NOTHING_DONE):
+            out.line(
+                f"baseline: record {len(changes)} version(s) up to {opts['version']} as "
+                "applied without running them",
+                style="bold",
+            )
+            for c in changes[:5]:
+                out.line(f"  {c}")
+            if len(changes) > 5:
+                out.line(f"  … {len(changes) - 5} more, up to {changes[-1].version}")
         apply_baseline(runner, changes)
-        out.line(
-            f"recorded {len(changes)} version(s); current version {changes[-1].version}",
-            style="bold green",
-        )
+        done = f"recorded {len(changes)} version(s); current version {changes[-1].version}"
+        with _telling(f"after the baseline was {done}"):
+            out.line(done, style="bold green")
 
 
 @cli.command()
@@ -851,11 +886,13 @@ def repair(**opts: Any) -> None:
         if not changes:  # only --checksums plans nothing; the others refuse instead
             out.line("nothing to repair: no applied version has a changed checksum")
             return
-        out.line(
-            "repair: change the tracking table only (the schema is not touched):", style="bold"
-        )
-        for c in changes:
-            out.line(f"  {c}")
+        with _telling(NOTHING_DONE):
+            out.line(
+                "repair: change the tracking table only (the schema is not touched):",
+                style="bold",
+            )
+            for c in changes:
+                out.line(f"  {c}")
         if confirm(opts["yes"], "Record this repair?"):
             runner.still_connected()
         apply_repair(
@@ -864,7 +901,8 @@ def repair(**opts: Any) -> None:
             checksums=opts["checksums"],
             rolled_back=opts["rolled_back"] is not None,
         )
-        out.line(f"repaired {len(changes)} version(s)", style="bold green")
+        with _telling(f"after the repair was recorded: {len(changes)} version(s)"):
+            out.line(f"repaired {len(changes)} version(s)", style="bold green")
 
 
 @cli.command()

@@ -123,7 +123,7 @@ class OutputLost(VezamigError):
         gone = isinstance(error, BrokenPipeError)
         reason = "its reader went away" if gone else (error.strerror or str(error))
         super().__init__(f"cannot write to {stream} ({reason}){' ' + when if when else ''}")
-        self.error, self.stream = error, stream
+        self.error, self.stream, self.when = error, stream, when
         self.exit_code = EXIT_BROKEN_PIPE if gone else EXIT_OUTPUT
         # `vezamig status | head -1` is a normal pipeline: like any Unix tool, exit 141
         # without a word. A run that stopped because of it says where it stopped.
