@@ -844,7 +844,7 @@ def baseline(**opts: Any) -> None:
                 out.line(f"  … {len(changes) - 5} more, up to {changes[-1].version}")
         apply_baseline(runner, changes)
         done = f"recorded {len(changes)} version(s); current version {changes[-1].version}"
-        with _telling(f"after the baseline was {done}"):
+        with _telling(f"after the baseline was recorded: {done}"):
             out.line(done, style="bold green")
 
 
