@@ -1562,13 +1562,16 @@ class Runner:
             step, "failed", _server_time_at(t0), 0, _progress(f.path, statements, 0)
         )
         # Record dirty + a history row that tells the truth if the process dies now.
+        # _sent: each message as it goes, so that after a lost connection the session,
+        # if it lives on (a COMMIT waiting for a standby), is found and ended before its
+        # record is read (_committed_on).
         try:
             self._sent = sql.SQL("BEGIN; {}").format(first).as_string(self.conn)
             self.conn.execute(self._sent)
-            row = self.conn.execute(
-                sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)
-            ).fetchone()
-            self.conn.execute("COMMIT")
+            self._sent = sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)
+            row = self.conn.execute(self._sent).fetchone()
+            self._sent = "COMMIT"
+            self.conn.execute(self._sent)
         except psycopg.Error as exc:
             self._rollback()
             if self._signal is None and (self.conn.broken or self.conn.closed):
