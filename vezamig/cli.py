@@ -228,7 +228,8 @@ def db_options(fn: F) -> F:
                 default="5s",
                 show_default=True,
                 callback=_duration,
-                help="PostgreSQL lock_timeout for each step (0 = none).",
+                help="PostgreSQL lock_timeout for each step, and for reading the tracking tables "
+                "(0 = none).",
             ),
             click.option(
                 "--lock-retries",

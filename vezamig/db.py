@@ -329,6 +329,46 @@ def lock_holder(conn: Connection, key: int) -> str:
     return f"{who}, client {client}, connected since {since}"
 
 
+def table_lockers(conn: Connection, tables: dict[str, str]) -> list[tuple[str, int | None, str]]:
+    """Who holds, or waits ahead of us for, a lock that blocks reading ``tables``
+    (label -> quoted name): only ACCESS EXCLUSIVE conflicts with a SELECT (ALTER
+    TABLE, VACUUM FULL, LOCK TABLE, TRUNCATE). A request still waiting counts too: a
+    read queues behind it. The sessions' queries are not shown: another role's
+    statement may hold a secret (ALTER ROLE … PASSWORD). Each: (label, pid, what)."""
+    rows = conn.execute(
+        "SELECT l.pid, l.granted, a.application_name, a.usename, a.state,"
+        " to_char(coalesce(a.xact_start, a.backend_start), 'YYYY-MM-DD HH24:MI:SS TZ'), t.label"
+        " FROM unnest(%s::text[], %s::text[]) t(label, name)"
+        " JOIN pg_catalog.pg_locks l ON l.relation = pg_catalog.to_regclass(t.name)"
+        " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.pid IS DISTINCT FROM pg_backend_pid()"
+        " ORDER BY l.granted DESC, l.pid",
+        [list(tables), list(tables.values())],
+    ).fetchall()
+    said: list[tuple[str, int | None, str]] = []
+    for pid, granted, app, user, state, since, label in rows:
+        lock = f"{'holds' if granted else 'waits for'} an ACCESS EXCLUSIVE lock on {label}"
+        if pid is None:  # PREPARE TRANSACTION keeps its locks after its session ended
+            what = (
+                f"a prepared transaction {lock} (see pg_prepared_xacts; it stays until "
+                "COMMIT PREPARED or ROLLBACK PREPARED)"
+            )
+        elif state is None:
+            what = (
+                f"pid {pid} (application {app or '?'}, user {user}) {lock}; what it is "
+                "doing is not visible to you (that needs pg_read_all_stats)"
+            )
+        else:
+            what = (
+                f"pid {pid} (application {app or '?'}, user {user}, {state}, in its "
+                f"transaction since {since}) {lock}"
+            )
+        said.append((label, pid, what))
+    return said
+
+
 class RunLock(NamedTuple):
     """The run lock a session holds: its key (for release_run_lock), and whether the
     session setup sent with it could ask the server to poll the socket (Runner

@@ -16,8 +16,8 @@ import psycopg
 from psycopg import sql
 
 from vezamig.config import Config, os_text
-from vezamig.db import Connection, os_identity, tool_version
-from vezamig.errors import TrackingTableError
+from vezamig.db import Connection, os_identity, table_lockers, tool_version
+from vezamig.errors import LockBusy, TrackingTableError
 
 # Why the first write cannot create the tracking tables: a missing privilege, a
 # read-only session, no schema to create in (empty search_path, a missing schema).
@@ -193,6 +193,64 @@ class Tracker:
         os_user, host = os_identity()
         self.os_user, self.host = os_user, host
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
+        self._lock_timeout_ms = config.lock_timeout_ms
+        self._read_timeout = (
+            sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; ")
+            .format(
+                sql.Literal(f"{config.lock_timeout_ms}ms"),
+                sql.Literal(f"{config.statement_timeout_ms}ms"),
+            )
+            .as_string(conn)
+        )
+
+    def _read(self, query: str) -> psycopg.Cursor[Any]:
+        """Run a read of the tracking tables outside any step.
+
+        Such a read waits at most --lock-timeout for a lock another session holds on
+        the tables (an ALTER TABLE, VACUUM FULL or LOCK TABLE left open in psql), then
+        says who (exit 4), where `vezamig status` would otherwise hang without a word.
+        Not retried: --lock-retries is for steps, whose rollback lets the queue move.
+        --statement-timeout too, as for a step: a role's or database's own (meant for the
+        application's queries) would cancel vezamig's reads while they wait. The SET
+        LOCALs ride in the read's own message (its implicit transaction), so nothing
+        stays set for the steps. Inside a caller's transaction: as it is.
+        """
+        idle = self.conn.info.transaction_status == 0
+        try:
+            cur = self.conn.execute(self._read_timeout + query if idle else query)
+        except psycopg.errors.LockNotAvailable:
+            if not idle:
+                raise
+            raise self._locked() from None
+        if idle:
+            cur.nextset()  # past the SETs' own results
+            cur.nextset()
+        return cur
+
+    def _locked(self) -> LockBusy:
+        tables = {
+            self.label: self.table.as_string(self.conn),
+            self.history_label: self.history.as_string(self.conn),
+        }
+        found = table_lockers(self.conn, tables)
+        locked = [t for t in tables if any(f[0] == t for f in found)] or list(tables)
+        pids = sorted({pid for _, pid, _ in found if pid is not None})
+        end = ""
+        if len(pids) == 1:
+            end = f", or end it if that is safe: SELECT pg_terminate_backend({pids[0]})"
+        elif pids:
+            end = ", or end them if that is safe: SELECT pg_terminate_backend(pid)"
+        return LockBusy(
+            f"cannot read {' and '.join(locked)}: another session holds a lock on "
+            f"{'it' if len(locked) == 1 else 'them'} (waited "
+            f"{self._lock_timeout_ms / 1000:g}s, --lock-timeout); nothing was changed",
+            details=[
+                *(what for _, _, what in found),
+                *([] if found else ["the session that held it has just released it"]),
+                f"wait for the lock to go{end}; then run the command again "
+                "(--lock-timeout sets how long vezamig waits)",
+            ],
+        )
 
     def _shape_sql(self) -> str:
         """Columns of both tables (a row with NULL columns for an absent table), and the
@@ -255,7 +313,7 @@ class Tracker:
 
     def check(self) -> bool:
         """True when the tables exist with our shape; False when absent; raise when foreign."""
-        return self._check_shape(self.conn.execute(self._shape_sql()).fetchall())
+        return self._check_shape(self._read(self._shape_sql()).fetchall())
 
     def _check_shape(self, columns: list[tuple[Any, ...]]) -> bool:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
@@ -458,7 +516,7 @@ class Tracker:
                 self.check()
             else:
                 try:
-                    cur = self.conn.execute(self._shape_sql() + "; " + self._rows_sql())
+                    cur = self._read(self._shape_sql() + "; " + self._rows_sql())
                 except (
                     psycopg.errors.UndefinedTable,
                     psycopg.errors.UndefinedColumn,
@@ -475,7 +533,7 @@ class Tracker:
                 return self._rows(rows)
         if not self._exists:
             return {}
-        return self._rows(self.conn.execute(self._rows_sql()).fetchall())
+        return self._rows(self._read(self._rows_sql()).fetchall())
 
     def _rows(self, rows: list[tuple[Any, ...]]) -> dict[int, AppliedRow]:
         applied = {r[0]: AppliedRow._make(r) for r in rows}
@@ -500,7 +558,7 @@ class Tracker:
         ).format(self.history)
         if limit is not None:
             q = sql.SQL("{} LIMIT {}").format(q, sql.Literal(limit))
-        return [HistoryRow._make(r) for r in self.conn.execute(q).fetchall()]
+        return [HistoryRow._make(r) for r in self._read(q.as_string(self.conn)).fetchall()]
 
     # --- statements composed client-side, so a step can send them in one message ---
 

@@ -10,6 +10,7 @@ timeout is made by the server: the probing session's own ``lock_timeout``
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,19 @@ from typing import Any
 import psycopg
 import pytest
 
-from .support import Running, history, query, recorded, start_cli, wait_for, write_tree
+from vezamig.cluster import ThrowawayCluster
+
+from .support import (
+    Running,
+    execute,
+    history,
+    query,
+    recorded,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_tree,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -171,3 +184,149 @@ def test_without_a_lock_timeout_other_sessions_would_queue_behind_the_step(
     result = run.wait()
     assert result.returncode == 0, result
     assert recorded(tracks) == [(1, False)]
+
+
+# ---- the tracking tables locked by another session ------------------------------------
+
+READS = {
+    "status": ["status"],
+    "status --json": ["status", "--json"],
+    "history": ["history"],
+    "up": ["up"],
+    "down": ["down", "--yes"],
+    "up --dry-run": ["up", "--dry-run"],
+    "baseline": ["baseline", "--version", "2"],
+    "repair": ["repair", "--checksums"],
+}
+
+
+@pytest.fixture
+def one_applied(dsn: str, tree: Path) -> str:
+    write_tree(
+        tree,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (x int);\n",
+            "down/001_a_down.sql": "DROP TABLE a;\n",
+            "up/002_b_up.sql": "CREATE TABLE b (x int);\n",
+        },
+    )
+    assert run_cli(["up", "--to", "1", "-d", dsn, "--dir", str(tree)]).returncode == 0
+    return dsn
+
+
+def locked_out(dsn: str, tree: Path, args: list[str], *extra: str) -> str:
+    """Run ``args`` while the caller keeps a tracking table locked (so the test reads
+    the database's state only after): exit 4, nothing on stdout; returns stderr."""
+    result = run_cli(
+        [*args, "-d", dsn, "--dir", str(tree), "--lock-timeout", "300ms", *extra], timeout=30
+    )
+    assert result.returncode == 4, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "(waited 0.3s, --lock-timeout); nothing was changed" in result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("args", READS.values(), ids=list(READS))
+def test_a_tracking_table_locked_by_another_session_is_named_and_nothing_waits_forever(
+    one_applied: str, tree: Path, args: list[str]
+) -> None:
+    table = "schema_migrations_history" if args == ["history"] else "schema_migrations"
+    with psycopg.connect(one_applied) as holder:
+        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        pid = holder.info.backend_pid
+        said = locked_out(one_applied, tree, args)
+        holder.rollback()
+
+    assert f"error: cannot read {table}: another session holds a lock on it" in said
+    assert f"pid {pid} (application " in said
+    assert "idle in transaction, in its transaction since " in said
+    assert f"holds an ACCESS EXCLUSIVE lock on {table}" in said
+    assert f"SELECT pg_terminate_backend({pid})" in said
+    assert recorded(one_applied) == [(1, False)]
+    assert [h["direction"] for h in history(one_applied)] == ["up"]
+    assert query(one_applied, "SELECT to_regclass('b') IS NULL, to_regclass('a') IS NOT NULL") == [
+        (True, True)
+    ]
+
+
+def test_a_read_queued_behind_a_waiting_exclusive_request_names_the_waiter(
+    one_applied: str, tree: Path
+) -> None:
+    with psycopg.connect(one_applied) as reader, psycopg.connect(one_applied) as alter:
+        reader.execute("SELECT count(*) FROM schema_migrations")  # holds ACCESS SHARE
+        alter_pid = alter.info.backend_pid
+        waiting = threading.Thread(
+            target=lambda: alter.execute("ALTER TABLE schema_migrations ADD COLUMN note text")
+        )
+        waiting.start()
+        wait_for(
+            lambda: bool(query(one_applied, "SELECT 1 FROM pg_locks WHERE NOT granted")),
+            what="the ALTER TABLE to queue",
+        )
+        said = locked_out(one_applied, tree, ["status"])
+        reader.rollback()
+        waiting.join(timeout=30)
+        alter.rollback()
+
+    assert f"pid {alter_pid} (application " in said
+    assert "waits for an ACCESS EXCLUSIVE lock on schema_migrations" in said
+
+
+def test_a_holder_whose_activity_is_hidden_from_the_role_is_still_named(
+    one_applied: str, tree: Path
+) -> None:
+    execute(
+        one_applied,
+        "DROP ROLE IF EXISTS vz_lock_reader; CREATE ROLE vz_lock_reader LOGIN;"
+        " GRANT SELECT ON schema_migrations, schema_migrations_history TO vz_lock_reader",
+    )
+    reader_dsn = f"{one_applied} user=vz_lock_reader"
+    try:
+        with psycopg.connect(one_applied) as holder:
+            holder.execute("LOCK TABLE schema_migrations")
+            said = locked_out(one_applied, tree, ["status"], "-d", reader_dsn)
+            holder.rollback()
+    finally:
+        execute(
+            one_applied,
+            "REVOKE ALL ON schema_migrations, schema_migrations_history FROM vz_lock_reader;"
+            " DROP ROLE vz_lock_reader",
+        )
+    assert "what it is doing is not visible to you (that needs pg_read_all_stats)" in said
+
+
+def test_a_prepared_transaction_holding_the_lock_is_named_as_one(
+    pg_bindir: Path, tmp_path: Path
+) -> None:
+    with ThrowawayCluster(pg_bindir, settings={"max_prepared_transactions": "2"}) as cluster:
+        dsn = cluster.conninfo()
+        tree = write_tree(tmp_path / "sql", {"up/001_a_up.sql": "SELECT 1;\n"})
+        assert run_cli(["up", "-d", dsn, "--dir", str(tree)]).returncode == 0
+        execute(dsn, "BEGIN; LOCK TABLE schema_migrations; PREPARE TRANSACTION 'vz_held'")
+        try:
+            said = locked_out(dsn, tree, ["status"])
+        finally:
+            execute(dsn, "ROLLBACK PREPARED 'vz_held'")
+    assert "a prepared transaction holds an ACCESS EXCLUSIVE lock on schema_migrations" in said
+    assert "pg_terminate_backend" not in said
+
+
+def test_with_no_lock_timeout_a_read_waits_for_the_lock(one_applied: str, tree: Path) -> None:
+    with psycopg.connect(one_applied) as holder:
+        holder.execute("LOCK TABLE schema_migrations")
+        run = start_cli(["status", "-d", one_applied, "--dir", str(tree), "--lock-timeout", "0"])
+        wait_for(
+            lambda: bool(
+                query(
+                    one_applied,
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig status'"
+                    " AND wait_event_type = 'Lock'",
+                )
+            ),
+            what="status to wait for the lock",
+        )
+        holder.rollback()
+    result = run.wait()
+    assert result.returncode == 0, result
+    assert "applied" in result.stdout
