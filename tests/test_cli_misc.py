@@ -27,6 +27,7 @@ from helpers import (
     user_tables,
     write_tree,
 )
+from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 
 from vezamig import __version__
@@ -1283,3 +1284,24 @@ def test_a_server_without_standard_conforming_strings_is_refused_before_anything
         assert "standard_conforming_strings = off" in r.stderr
     assert not table_exists(dsn, "t")
     assert run_cli(["up", "--dir", str(tree), "-d", dsn]).returncode == 0  # on: it runs
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "said"),
+    [
+        (pgerrors.LockNotAvailable("canceling statement due to lock timeout"), 4, "lock timeout"),
+        (pgerrors.QueryCanceled("canceling statement due to user request"), 1, "cancelled"),
+        (psycopg.OperationalError("server closed the connection"), 5, "lost the database"),
+    ],
+)
+def test_a_database_error_outside_any_step_keeps_its_own_exit_code(
+    error: psycopg.Error, code: int, said: str
+) -> None:
+    """A cancelled query or a lock timeout (both OperationalErrors to psycopg) is not a
+    lost connection (exit 5)."""
+    from vezamig.cli import _database_error
+
+    mapped = _database_error(error, {})
+    assert mapped.exit_code == code
+    assert said in mapped.message
+    assert "no step was in progress" in mapped.details[0]

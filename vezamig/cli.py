@@ -140,11 +140,21 @@ def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
     import psycopg
     from psycopg import errors as pgerrors
 
-    from vezamig.errors import ConnectError, StepFailed
+    from vezamig.errors import ConnectError, LockBusy, StepFailed
 
     text = str(exc).strip()
     if isinstance(exc, pgerrors.InsufficientPrivilege):
         return _privilege_error(exc, opts.get("table") or "schema_migrations", None)
+    if isinstance(exc, pgerrors.LockNotAvailable):  # a role's own lock_timeout, say
+        return LockBusy(
+            f"lock timeout on vezamig's own query: {text}",
+            details=["no step was in progress; run the command again"],
+        )
+    if isinstance(exc, pgerrors.QueryCanceled):  # pg_cancel_backend, a role's timeout
+        return StepFailed(
+            f"the server cancelled vezamig's own query: {text}",
+            details=["no step was in progress; run the command again"],
+        )
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(
             f"lost the database connection: {text}",

@@ -330,3 +330,33 @@ def test_with_no_lock_timeout_a_read_waits_for_the_lock(one_applied: str, tree: 
     result = run.wait()
     assert result.returncode == 0, result
     assert "applied" in result.stdout
+
+
+def test_a_databases_own_statement_timeout_does_not_cancel_a_read_that_waits(
+    one_applied: str, tree: Path
+) -> None:
+    """A statement_timeout set for the application's queries (ALTER DATABASE … SET) would
+    cancel vezamig's read while it waits for the lock: its reads run under
+    --statement-timeout (none by default), as its steps do."""
+    execute(
+        one_applied,
+        "DO $$BEGIN EXECUTE format("
+        "'ALTER DATABASE %I SET statement_timeout = 50', current_database()); END$$",
+    )
+    with psycopg.connect(one_applied) as holder:
+        holder.execute("LOCK TABLE schema_migrations")
+        run = start_cli(["status", "-d", one_applied, "--dir", str(tree)])
+        wait_for(
+            lambda: bool(
+                query(
+                    one_applied,
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig status'"
+                    " AND wait_event_type = 'Lock' AND now() - query_start > interval '300ms'",
+                )
+            ),
+            what="status to wait for the lock longer than the database's statement_timeout",
+        )
+        holder.rollback()
+    result = run.wait()
+    assert result.returncode == 0, result
+    assert "applied" in result.stdout
