@@ -195,7 +195,15 @@ def connect(
                 "password that has spaces (password='…') and check the option names"
             )
         raise UsageError(f"cannot read the database URL: {said}", details=details) from None
-    extra: dict[str, Any] = {"application_name": application, "autocommit": True}
+    # UTF8 whatever the database's encoding: migration files are UTF-8 (anything else
+    # is a layout error), and so is every name vezamig sends. A LATIN1 database then
+    # converts on the server, and a character it lacks is an SQL error (22P05) in its
+    # step, not a client-side crash; in an SQL_ASCII one, psycopg would return bytes.
+    extra: dict[str, Any] = {
+        "application_name": application,
+        "autocommit": True,
+        "client_encoding": "UTF8",
+    }
     if timeout is not None:
         extra["connect_timeout"] = timeout
     elif "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):

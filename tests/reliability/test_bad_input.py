@@ -11,10 +11,13 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 
 from .support import (
     Result,
@@ -24,6 +27,7 @@ from .support import (
     recorded,
     run_cli,
     table_exists,
+    versions,
     write_tree,
 )
 
@@ -444,3 +448,57 @@ def test_crlf_files_apply_and_their_checksum_equals_the_lf_version(victim: str, 
     down = run_cli(["down", "-d", victim, "--dir", str(tree), "--yes"])
     assert down.returncode == 0, down
     assert not table_exists(victim, "crlf_t") and victim_intact(victim)
+
+
+@pytest.fixture
+def encoded_database(pg_server: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database in the encoding the test is parametrized with."""
+    name = f"vezamig_enc_{request.param.lower()}"
+    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} ENCODING {} LOCALE 'C' TEMPLATE template0").format(
+                sql.Identifier(name), sql.Literal(request.param)
+            )
+        )
+    yield pg_server.conninfo(name)
+    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("encoded_database", ["SQL_ASCII", "LATIN1"], indirect=True)
+def test_a_database_not_in_utf8_runs_utf8_files_and_names_what_it_cannot_store(
+    encoded_database: str, tree: Path
+) -> None:
+    """vezamig speaks UTF-8 to every database: a LATIN1 one converts, and a character it
+    has no room for (€) fails its step as an SQL error; an SQL_ASCII one stores the bytes."""
+    dsn = encoded_database
+    write_tree(
+        tree,
+        {
+            "up/001_items_up.sql": "CREATE TABLE items (name text);  -- café\n",
+            "down/001_items_down.sql": "DROP TABLE items;\n",
+            "up/002_prices_up.sql": "INSERT INTO items VALUES ('5 €');\n",
+            "down/002_prices_down.sql": (
+                "-- vezamig:guard SELECT count(*) = 1 FROM items WHERE name = '5 €'\n"
+                "DELETE FROM items;\n"
+            ),
+        },
+    )
+    up = run_cli(["up", "-d", dsn, "--dir", str(tree)])
+    status = run_cli(["status", "--json", "-d", dsn, "--dir", str(tree)])
+    assert "Traceback" not in up.stderr + status.stderr
+    assert status.returncode == 0, status
+    if "latin1" in dsn:
+        assert up.returncode == 1, up
+        assert "up 2 (prices) failed and was rolled back" in up.stderr
+        assert "002_prices_up.sql: 22P05" in up.stderr
+        assert versions(dsn) == [1]
+        assert [h["outcome"] for h in history(dsn)] == ["ok", "failed"]
+        return
+    assert up.returncode == 0, up
+    assert versions(dsn) == [1, 2]
+    assert query(dsn, "SELECT convert_to(name, 'SQL_ASCII') FROM items") == [("5 €".encode(),)]
+    down = run_cli(["down", "--yes", "-d", dsn, "--dir", str(tree)])
+    assert down.returncode == 0, down
+    assert versions(dsn) == [1]
