@@ -306,7 +306,7 @@ def test_a_statement_timeout_while_writing_the_rows_is_a_failure_not_a_lost_conn
         dsn,
         "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS"
         " $$BEGIN PERFORM pg_sleep(2); RETURN NEW; END$$;"
-        " CREATE TRIGGER slow BEFORE INSERT ON schema_migrations_history"
+        " CREATE TRIGGER slow AFTER INSERT ON schema_migrations_history"
         " FOR EACH ROW EXECUTE FUNCTION slow()",
     )
     before = (recorded(dsn), len(history(dsn)))

@@ -225,7 +225,7 @@ def test_a_failure_that_cannot_be_recorded_says_so(dsn: str, tmp_path: Path) -> 
         "CREATE FUNCTION no_failures() RETURNS trigger LANGUAGE plpgsql AS"
         " $$BEGIN IF NEW.outcome = 'failed' THEN RAISE 'no failures here'; END IF;"
         " RETURN NEW; END$$;"
-        " CREATE TRIGGER no_failures BEFORE INSERT ON schema_migrations_history"
+        " CREATE TRIGGER no_failures AFTER INSERT ON schema_migrations_history"
         " FOR EACH ROW EXECUTE FUNCTION no_failures()",
     )
     r = vz(dsn, base, "up")

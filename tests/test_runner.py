@@ -282,7 +282,7 @@ def test_a_failure_while_recording_the_step_rolls_its_changes_back(
         dsn,
         "CREATE FUNCTION no_more() RETURNS trigger LANGUAGE plpgsql AS"
         " $$BEGIN RAISE EXCEPTION 'tracking is frozen'; END$$;"
-        " CREATE TRIGGER frozen_tracking BEFORE INSERT ON schema_migrations"
+        " CREATE TRIGGER frozen_tracking AFTER INSERT ON schema_migrations"
         " FOR EACH ROW EXECUTE FUNCTION no_more()",
     )
     with pytest.raises(StepFailed) as info:

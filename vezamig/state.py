@@ -188,6 +188,7 @@ class Tracker:
         self._names = (config.table[-1], config.history_table[-1])
         self._resolved: str | None = None  # the schema of an unqualified --table, see _shape_sql
         self._resolve = resolve_schema and self.schema is None
+        self._writing = resolve_schema  # read-only commands never resolve (see above)
         self._exists: bool | None = None
         self.duplicated: dict[int, tuple[str, int]] = {}  # version -> (name, rows), see applied()
         os_user, host = os_identity()
@@ -291,7 +292,13 @@ class Tracker:
             sql.SQL(
                 "{prefix}SELECT t.which, t.oid IS NOT NULL, a.attname,"
                 " format_type(a.atttypid, a.atttypmod), a.attnotnull, {schema},"
-                " (SELECT c.relkind FROM pg_class c WHERE c.oid = t.oid)"
+                " (SELECT c.relkind FROM pg_class c WHERE c.oid = t.oid),"
+                " (SELECT string_agg(format('%I', g.tgname), ', ') FROM pg_trigger g"
+                " WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'"
+                " AND g.tgtype & 3 = 3),"  # ROW | BEFORE
+                " (SELECT string_agg(format('%I', r.rulename), ', ') FROM pg_rewrite r"
+                " WHERE r.ev_class = t.oid),"
+                " row_security_active(t.oid)"
                 " FROM {source} t(which, oid)"
                 " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
                 " AND NOT a.attisdropped"
@@ -319,7 +326,7 @@ class Tracker:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
         nullable: dict[str, list[str]] = {"main": [], "history": []}
         schema: str | None = columns[0][5] if columns else None  # the same on every row
-        for which, exists, col, typ, notnull, _, kind in columns:
+        for which, exists, col, typ, notnull, _, kind, triggers, rules, hidden in columns:
             if not exists:
                 continue
             if kind not in ("r", "p"):
@@ -329,6 +336,9 @@ class Tracker:
                     "vezamig changed nothing",
                     details=["choose another name for vezamig's tracking table: --table NAME"],
                 )
+            if hidden or (self._writing and (triggers or rules)):
+                label = self.label if which == "main" else self.history_label
+                self._untrusted(label, triggers, rules, bool(hidden))
             cols = shape[which] or {}
             shape[which] = cols  # a table with no columns at all is still there
             if col is not None:
@@ -390,6 +400,36 @@ class Tracker:
         if self._resolve and schema is not None and self._resolved is None:
             self._qualify(schema)
         return self._exists
+
+    def _untrusted(self, label: str, triggers: str | None, rules: str | None, hidden: bool) -> None:
+        """Something on the table could make it lie: a BEFORE trigger that returns NULL,
+        or a DO INSTEAD rule, makes vezamig's write change no row, and the run would
+        report a version applied that is not recorded (then applied twice); row-level
+        security makes reads miss applied versions. Read-only commands mind only the
+        last: their reads are true whatever the table's writes do."""
+        found, fixes = [], []
+        if triggers:
+            found.append(f"a trigger that runs before each row ({triggers})")
+            fixes.append(f"DROP TRIGGER {triggers.split(', ')[0]} ON {label}")
+        if rules:
+            found.append(f"a rule ({rules})")
+            fixes.append(f"DROP RULE {rules.split(', ')[0]} ON {label}")
+        if hidden:
+            found.append(f"row-level security that hides rows from {self.conn.info.user}")
+            fixes.append(f"ALTER TABLE {label} DISABLE ROW LEVEL SECURITY, or connect as its owner")
+        why = (
+            "can hide applied versions"
+            if hidden and not (triggers or rules)
+            else "can skip or rewrite the rows vezamig writes"
+        )
+        raise TrackingTableError(
+            f"table {label} has {' and '.join(found)}, which {why}; vezamig would not "
+            "know whether its own records are true, so it changed nothing",
+            details=[
+                f"remove it ({'; '.join(fixes)}), or keep vezamig's records in a table of "
+                "their own: --table NAME"
+            ],
+        )
 
     def _twin(self, which: str, label: str) -> None:
         """The table is vezamig's, but the other one of a pair: --table named a history

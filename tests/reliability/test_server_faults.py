@@ -410,7 +410,7 @@ def test_a_connection_lost_while_the_end_of_a_no_tx_step_commits_says_it_is_appl
         "CREATE FUNCTION wait_on_clean() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         " IF OLD.dirty AND NOT NEW.dirty THEN"
         " PERFORM set_config('synchronous_commit', 'on', true); END IF; RETURN NEW; END $$;"
-        " CREATE TRIGGER wait_on_clean BEFORE UPDATE ON schema_migrations"
+        " CREATE TRIGGER wait_on_clean AFTER UPDATE ON schema_migrations"
         " FOR EACH ROW EXECUTE FUNCTION wait_on_clean()",
     )
     execute(dsn, "ALTER ROLE CURRENT_USER SET synchronous_commit = local")
@@ -465,7 +465,7 @@ def test_a_connection_lost_while_the_dirty_mark_is_written_changes_nothing_and_s
         dsn,
         "CREATE FUNCTION slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         " PERFORM pg_sleep(seconds) FROM fault_switch; RETURN NEW; END $$;"
-        " CREATE TRIGGER slow_mark BEFORE INSERT ON schema_migrations"
+        " CREATE TRIGGER slow_mark AFTER INSERT ON schema_migrations"
         " FOR EACH ROW EXECUTE FUNCTION slow_mark()",
     )
     run = start_cli(["up", "-d", dsn, "--dir", str(tree)])

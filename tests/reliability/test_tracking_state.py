@@ -149,3 +149,83 @@ def test_a_missing_history_table_is_reported_and_nothing_is_recreated(
         assert "schema_migrations_history is missing while its companion exists" in result.stderr
     assert not table_exists(applied, "schema_migrations_history")
     assert recorded(applied) == [(1, False), (2, False)]
+
+
+SKIP_ROW = (
+    "CREATE FUNCTION vz_skip() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;"
+)
+UNTRUSTED = {
+    "before-insert trigger": (
+        SKIP_ROW + "CREATE TRIGGER skip_it BEFORE INSERT ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip()",
+        "a trigger that runs before each row (skip_it)",
+        "DROP TRIGGER skip_it ON schema_migrations",
+    ),
+    "before-delete trigger on the history": (
+        SKIP_ROW + "CREATE TRIGGER skip_it BEFORE DELETE OR INSERT ON schema_migrations_history"
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip()",
+        "table schema_migrations_history has a trigger that runs before each row (skip_it)",
+        "DROP TRIGGER skip_it ON schema_migrations_history",
+    ),
+    "do-instead-nothing rule": (
+        "CREATE RULE nothing AS ON DELETE TO schema_migrations DO INSTEAD NOTHING",
+        "a rule (nothing)",
+        "DROP RULE nothing ON schema_migrations",
+    ),
+}
+
+
+@pytest.mark.parametrize(("setup", "found", "fix"), UNTRUSTED.values(), ids=list(UNTRUSTED))
+def test_a_trigger_or_rule_that_could_skip_the_bookkeeping_is_refused_before_anything_runs(
+    applied: str, tree: Path, setup: str, found: str, fix: str
+) -> None:
+    """Such a write would change no row while the run reported the version applied (or
+    rolled back), and the next run would apply it twice."""
+    query(applied, setup)
+    write_tree(tree, {"up/003_c_up.sql": "CREATE TABLE c (id int);\n"})
+    before = snapshot(applied)
+    for command in (
+        ["up"],
+        ["down", "--yes"],
+        ["baseline", "--version", "3"],
+        ["repair", "--checksums", "--yes"],
+    ):
+        result = invoke([*command, "-d", applied, "--dir", str(tree)])
+        assert result.returncode == 2, (command, result)
+        assert found in result.stderr
+        assert "vezamig would not know whether its own records are true" in result.stderr
+        assert fix in result.stderr
+    assert snapshot(applied) == before
+    assert not table_exists(applied, "c")
+    # Reading is still true: status and history work.
+    assert states(applied, tree) == {1: ["applied"], 2: ["applied"], 3: ["pending"]}
+    assert invoke(["history", "-d", applied, "--dir", str(tree)]).returncode == 0
+
+
+def test_row_level_security_that_hides_applied_versions_is_refused_by_every_command(
+    applied: str, tree: Path
+) -> None:
+    query(
+        applied,
+        "DROP ROLE IF EXISTS vz_rls_migrator; CREATE ROLE vz_rls_migrator LOGIN;"
+        " GRANT SELECT, INSERT, UPDATE, DELETE ON schema_migrations,"
+        " schema_migrations_history TO vz_rls_migrator;"
+        " ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY",
+    )
+    try:
+        before = snapshot(applied)
+        for command in (["status"], ["status", "--json"], ["up"], ["down", "--yes"]):
+            result = invoke([*command, "-d", f"{applied} user=vz_rls_migrator", "--dir", str(tree)])
+            assert result.returncode == 2, (command, result)
+            assert result.stdout == ""
+            assert "row-level security that hides rows from vz_rls_migrator" in result.stderr
+            assert "DISABLE ROW LEVEL SECURITY, or connect as its owner" in result.stderr
+        assert snapshot(applied) == before
+        # The owner is not subject to it: its reads are whole.
+        assert states(applied, tree) == {1: ["applied"], 2: ["applied"]}
+    finally:
+        query(
+            applied,
+            "REVOKE ALL ON schema_migrations, schema_migrations_history FROM vz_rls_migrator;"
+            " DROP ROLE vz_rls_migrator",
+        )
