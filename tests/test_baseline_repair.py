@@ -317,3 +317,44 @@ def test_a_statement_timeout_while_writing_the_rows_is_a_failure_not_a_lost_conn
     assert "nothing was recorded" in result.stderr
     assert "lost the database connection" not in result.stderr
     assert (recorded(dsn), len(history(dsn))) == before
+
+
+def test_a_read_only_session_is_refused_by_every_writing_command_before_anything_runs(
+    dsn: str, tmp_path: Path
+) -> None:
+    """default_transaction_read_only (set for a role or database to say no): vezamig does
+    not switch it off; the run is refused as a wrong target (exit 2), not failed in its
+    first step or row with 25006. What it names as the way out works."""
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "2").returncode == EXIT_OK
+    execute(
+        dsn,
+        "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on',"
+        " current_database()); END$$",
+    )
+    edited = write_tree(tmp_path / "edited", {"up/001_users_up.sql": USERS + "-- edited\n"})
+    before = (recorded(dsn), len(history(dsn)))
+    for args in (
+        ["up"],
+        ["down", "--yes"],
+        ["baseline", "--version", "1", "--table", "other"],
+    ):
+        result = vz(dsn, base, *args)
+        assert result.returncode == EXIT_USAGE, (args, result)
+        assert "default_transaction_read_only is on for this session; nothing was changed" in (
+            result.stderr
+        )
+        assert "PGOPTIONS='-c default_transaction_read_only=off'" in result.stderr
+    result = run_cli(["repair", "--checksums", "--yes", "--dir", str(edited), "-d", dsn])
+    assert result.returncode == EXIT_USAGE, result
+    assert "vezamig repair refused: default_transaction_read_only is on" in result.stderr
+    assert (recorded(dsn), len(history(dsn))) == before
+    assert not table_exists(dsn, "other")
+    assert vz(dsn, base, "status").returncode == EXIT_OK  # reading needs no write
+    assert vz(dsn, base, "up", "--to", "2").returncode == EXIT_OK  # nothing to do
+    fixed = run_cli(
+        ["up", "--dir", str(base), "-d", dsn],
+        env={"PGOPTIONS": "-c default_transaction_read_only=off"},
+    )
+    assert fixed.returncode == EXIT_OK, fixed
+    assert [v for v, *_ in recorded(dsn)] == [1, 2, 3]

@@ -543,6 +543,7 @@ def down(**opts: Any) -> None:
                 with _telling("nothing was changed"):
                     out.summary([], "down", plan.current)
                 return
+            runner.check_writable()  # before asking: the answer could not be acted on
             # Whoever is asked to confirm sees the plan, even with --quiet.
             with _telling(NOTHING_DONE):
                 out.plan(plan, force=not opts["yes"] and sys.stdin.isatty())
@@ -897,6 +898,7 @@ def repair(**opts: Any) -> None:
         if not changes:  # only --checksums plans nothing; the others refuse instead
             out.line("nothing to repair: no applied version has a changed checksum")
             return
+        runner.check_writable()
         with _telling(NOTHING_DONE):
             out.line(
                 "repair: change the tracking table only (the schema is not touched):",

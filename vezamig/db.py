@@ -388,6 +388,9 @@ class RunLock(NamedTuple):
     # RESET ALL it must be turned on again. None: not known.
     forced_sync: bool | None = None
     classid: int = _LOCK_CLASS  # _PROBE_CLASS: a dry run's probe (hold_probe_lock)
+    # Why this session cannot write: 'recovery' (a hot standby), 'read-only'
+    # (default_transaction_read_only on); None: it can.
+    read_only: str | None = None
 
 
 def acquire_run_lock(
@@ -406,8 +409,13 @@ def acquire_run_lock(
     name the holder once while waiting. ``setup``: send the session setup (see
     session_setup) in the same message as the first try, one round trip for both.
     """
+    # The same answer says whether this session can write at all (see RunLock.read_only).
     query = (
-        sql.SQL("SELECT pg_try_advisory_lock({}::int, k), k FROM (SELECT hashtext({}) AS k) s")
+        sql.SQL(
+            "SELECT pg_try_advisory_lock({}::int, k), k, CASE WHEN pg_is_in_recovery()"
+            " THEN 'recovery' WHEN current_setting('transaction_read_only') = 'on'"
+            " THEN 'read-only' END FROM (SELECT hashtext({}) AS k) s"
+        )
         .format(sql.Literal(_LOCK_CLASS), _table_key(table))
         .as_string(conn)
     )
@@ -435,9 +443,9 @@ def acquire_run_lock(
         if sent_setup:
             forced_sync = bool(answers[-2])  # set_config answers a row only if it changed
         row = answers[-1][0]
-        locked, key = row
+        locked, key, read_only = row
         if locked:
-            return RunLock(int(key), polls, forced_sync)
+            return RunLock(int(key), polls, forced_sync, read_only=read_only)
         holder = lock_holder(conn, key)
         if time.monotonic() >= deadline:
             raise LockBusy(

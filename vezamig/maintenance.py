@@ -53,6 +53,7 @@ def plan_baseline(runner: Runner, version: int) -> list[Change]:
 
 def apply_baseline(runner: Runner, changes: list[Change]) -> None:
     by_version = {m.version: m for m in runner.migrations}
+    runner.check_writable()
     runner.tracker.ensure()
     stmts: list[sql.Composable] = []
     for c in changes:
@@ -80,6 +81,7 @@ def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
 
     from vezamig.runner import retry_pause, stop_code
 
+    runner.check_writable()
     rows = sql.SQL("; ").join(stmts).as_string(runner.conn)
     message = f"BEGIN; {runner.timeouts_sql()}; {rows}; COMMIT"
     cfg = runner.config

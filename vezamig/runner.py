@@ -413,6 +413,7 @@ class Runner:
         self._polls: bool | None = None  # see _reset_sql
         self._lock_held: str | None = None  # while run_lock holds the lock: see _guard_query
         self._forced_sync: bool | None = None
+        self._read_only: str | None = None  # see check_writable
         self._signal: int | None = None  # a stop signal that arrived while steps ran
         self._guard_at: Guard | None = None  # the guard running (for messages)
         # Set by a step that ended well but must end the run (a stop signal came while
@@ -455,6 +456,7 @@ class Runner:
         self._lock_held = run_lock_held_sql(self.conn, lock)
         self._polls = lock.polls
         self._forced_sync = lock.forced_sync
+        self._read_only = lock.read_only
         try:
             yield
         finally:
@@ -463,6 +465,28 @@ class Runner:
                 # On failure the session ends right after; the server frees the lock anyway.
                 with suppress(psycopg.Error):
                     release_run_lock(self.conn, lock)
+
+    def check_writable(self) -> None:
+        """Before the first write of a run: a session that cannot write (a hot standby,
+        or default_transaction_read_only set for the role or database) is a wrong
+        target, said plainly (exit 2), not a first step or row failing with 25006.
+        vezamig does not switch the read-only default off: someone set it to say no."""
+        if self._read_only is None:
+            return
+        if self._read_only == "recovery":
+            why = "the server is a hot standby (in recovery): it accepts no writes"
+            fix = "connect to the primary"
+        else:
+            why = "default_transaction_read_only is on for this session"
+            fix = (
+                "connect to a database that accepts writes; if this one should, turn the "
+                "setting off where it was set (ALTER ROLE/DATABASE … RESET "
+                "default_transaction_read_only), or for this run only: "
+                "PGOPTIONS='-c default_transaction_read_only=off'"
+            )
+        raise UsageError(
+            f"{self.config.application} refused: {why}; nothing was changed", details=[fix]
+        )
 
     def plan(self, direction: str, to: int | None, allow_out_of_order: bool = False) -> Plan:
         if self.conn.info.parameter_status("standard_conforming_strings") == "off":
@@ -689,6 +713,7 @@ class Runner:
         result = RunResult(plan)
         if not plan.steps:
             return result
+        self.check_writable()
         self.tracker.ensure()
         t_run = time.monotonic()
         with self._signals_cancel():

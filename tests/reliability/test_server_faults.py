@@ -502,3 +502,93 @@ def test_a_session_terminated_during_a_dry_run_s_guard_says_why(dsn: str, tree: 
         "terminating connection due to administrator command" in result.stderr
     )
     assert versions(dsn) == [] and not table_exists(dsn, "g")
+
+
+def as_cluster_user(cluster: ThrowawayCluster, argv: list[str]) -> None:
+    if cluster.os_user is not None:
+        argv = ["runuser", "-u", cluster.os_user, "--", *argv]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    subprocess.run(argv, check=True, capture_output=True, env=env, cwd=cluster.tmpdir, timeout=120)
+
+
+@contextmanager
+def hot_standby(cluster: ThrowawayCluster) -> Iterator[str]:
+    """A streaming replica of ``cluster`` (same socket folder, port + 1); its dsn."""
+    assert cluster.tmpdir is not None
+    data = cluster.tmpdir / "standby"
+    port = cluster.port + 1
+    bindir = cluster.bindir
+    as_cluster_user(
+        cluster,
+        [
+            str(bindir / "pg_basebackup"),
+            "-D",
+            str(data),
+            "-R",
+            "-X",
+            "stream",
+            "-h",
+            cluster.host,
+            "-p",
+            str(cluster.port),
+            "-U",
+            cluster.user,
+        ],
+    )
+    log = cluster.tmpdir / "standby.log"
+    as_cluster_user(
+        cluster,
+        [
+            str(bindir / "pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-o",
+            f"-p {port}",
+        ],
+    )
+    try:
+        yield cluster.conninfo().replace(f"port={cluster.port}", f"port={port}")
+    finally:
+        as_cluster_user(cluster, [str(bindir / "pg_ctl"), "stop", "-m", "fast", "-D", str(data)])
+
+
+def test_a_hot_standby_is_read_by_status_and_refused_by_every_writing_command(
+    private_cluster: ThrowawayCluster, tree: Path
+) -> None:
+    primary = private_cluster.conninfo()
+    write_tree(
+        tree,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+            "down/001_a_down.sql": "DROP TABLE a;\n",
+            "up/002_b_up.sql": "CREATE TABLE b (id int);\n",
+        },
+    )
+    assert run_cli(["up", "--to", "1", "-d", primary, "--dir", str(tree)]).returncode == 0
+    with hot_standby(private_cluster) as standby:
+        wait_for(lambda: versions(standby) == [1], what="the standby to replay version 1")
+        status = run_cli(["status", "-d", standby, "--dir", str(tree)])
+        assert status.returncode == 0, status
+        assert "current version 1" in status.stdout
+        edited = write_tree(tree.parent / "edited", {"up/001_a_up.sql": "CREATE TABLE a ();\n"})
+        for command in (
+            ["up", "--dir", str(tree)],
+            ["down", "--yes", "--dir", str(tree)],
+            ["baseline", "--version", "1", "--table", "other", "--dir", str(tree)],
+            ["repair", "--checksums", "--yes", "--dir", str(edited)],
+        ):
+            result = run_cli([*command, "-d", standby])
+            assert result.returncode == 2, (command, result)
+            assert "the server is a hot standby (in recovery): it accepts no writes" in (
+                result.stderr
+            )
+            assert "nothing was changed" in result.stderr
+            assert "connect to the primary" in result.stderr
+    assert versions(primary) == [1]
+    assert len(history(primary)) == 1
