@@ -358,3 +358,53 @@ def test_a_read_only_session_is_refused_by_every_writing_command_before_anything
     )
     assert fixed.returncode == EXIT_OK, fixed
     assert [v for v, *_ in recorded(dsn)] == [1, 2, 3]
+
+
+def test_rows_the_database_refuses_are_a_failure_with_nothing_recorded(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    edited = write_tree(tmp_path / "edited", {"up/001_users_up.sql": USERS + "-- edited\n"})
+    execute(
+        dsn,
+        "CREATE FUNCTION frozen() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'tracking is frozen'; END$$;"
+        " CREATE TRIGGER frozen AFTER UPDATE ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION frozen()",
+    )
+    before = (recorded(dsn), len(history(dsn)))
+    result = vz(dsn, edited, "repair", "--checksums", "--yes")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert (
+        "vezamig repair: the database refused the rows; they were rolled back, nothing was recorded"
+    ) in result.stderr
+    assert "P0001 tracking is frozen" in result.stderr
+    assert "database error" not in result.stderr
+    assert (recorded(dsn), len(history(dsn))) == before
+
+
+def test_a_database_that_refuses_to_create_the_tracking_tables_is_exit_2(
+    dsn: str, tmp_path: Path
+) -> None:
+    """An event trigger that freezes DDL: a database set up to say no."""
+    base = tree(tmp_path)
+    execute(
+        dsn,
+        "CREATE FUNCTION ddl_freeze() RETURNS event_trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'DDL is frozen (%)', tg_tag; END$$;"
+        " CREATE EVENT TRIGGER ddl_freeze ON ddl_command_start EXECUTE FUNCTION ddl_freeze()",
+    )
+    try:
+        for args in (["up"], ["baseline", "--version", "2"]):
+            result = vz(dsn, base, *args)
+            assert result.returncode == EXIT_USAGE, (args, result)
+            assert (
+                "cannot create the tracking tables schema_migrations and "
+                "schema_migrations_history; nothing was changed"
+            ) in result.stderr
+            assert "P0001 DDL is frozen (CREATE TABLE)" in result.stderr
+        assert not table_exists(dsn, "schema_migrations")
+        assert not table_exists(dsn, "users")
+    finally:
+        execute(dsn, "DROP EVENT TRIGGER ddl_freeze")

@@ -738,3 +738,72 @@ def test_a_long_file_that_fails_late_names_its_statements_by_their_ends(
     assert f"statement that failed: 25 of 37 at {path}:26" in r.stderr
     (row,) = [h for h in history(dsn) if h["version"] == 1]
     assert len(row["message"]) < 5 * len(str(path)) + 200, row["message"]  # not per statement
+
+
+# ---- the database refuses the dirty mark ---------------------------------------------
+
+
+def test_a_dirty_mark_the_database_refuses_fails_the_step_before_its_first_statement(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path, up__003_later_up="CREATE TABLE later ();\n")
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    execute(
+        dsn,
+        "CREATE FUNCTION no_marks() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'audit says no' USING HINT = 'ask the DBA'; END$$;"
+        " CREATE TRIGGER no_marks AFTER INSERT ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION no_marks()",
+    )
+    result = vz(dsn, base, "up")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert (
+        "up 2 (email_indexes) failed before its first statement: the database refused to "
+        "record it as dirty; nothing of it was run"
+    ) in result.stderr
+    assert "P0001 audit says no" in result.stderr
+    assert "hint: ask the DBA" in result.stderr
+    assert "this run changed nothing before it; not run: 3 (later); current version 1" in (
+        result.stderr
+    )
+    assert tracking(dsn) == {1: False}
+    assert indexes(dsn) == {}
+    last = history(dsn)[-1]
+    assert (last["version"], last["outcome"]) == (2, "failed")
+    assert last["message"] == "not started: recording it dirty failed: P0001 audit says no"
+
+
+def test_a_role_that_may_not_write_the_dirty_mark_is_told_the_grant_and_what_ran(
+    dsn: str, tmp_path: Path
+) -> None:
+    """INSERT … RETURNING needs SELECT on the history: without it the mark is refused,
+    after the run's earlier steps were applied."""
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK  # the tables, as postgres
+    execute(dsn, "DELETE FROM schema_migrations; DROP TABLE t")
+    execute(
+        dsn,
+        "DROP ROLE IF EXISTS vz_no_select; CREATE ROLE vz_no_select LOGIN;"
+        " GRANT CREATE ON SCHEMA public TO vz_no_select;"
+        " GRANT SELECT, INSERT, UPDATE, DELETE ON schema_migrations TO vz_no_select;"
+        " GRANT INSERT, UPDATE, DELETE ON schema_migrations_history TO vz_no_select",
+    )
+    try:
+        result = vz(f"{dsn} user=vz_no_select", base, "up")
+        assert result.returncode == EXIT_USAGE, result
+        assert "ok up   1 accounts" in result.stdout
+        assert (
+            "up 2 (email_indexes) was not started: the database role may not write "
+            "vezamig's tracking tables (permission denied for table schema_migrations_history)"
+        ) in result.stderr
+        assert 'GRANT SELECT ON schema_migrations, schema_migrations_history TO "vz_no_select"' in (
+            result.stderr
+        )
+        assert "this run applied 1 (accounts) before it; current version 1" in result.stderr
+        assert tracking(dsn) == {1: False}
+        assert indexes(dsn) == {}
+    finally:
+        execute(
+            dsn,
+            "DROP OWNED BY vz_no_select; DROP ROLE vz_no_select",
+        )

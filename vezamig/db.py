@@ -337,6 +337,22 @@ def lock_holder(conn: Connection, key: int) -> str:
     return f"{who}, client {client}, connected since {since}"
 
 
+def error_lines(exc: psycopg.Error) -> list[str]:
+    """A server error on vezamig's own statements (no file to point into): SQLSTATE and
+    message on one line, then its detail, hint and context."""
+    diag = exc.diag
+    primary = " ".join((diag.message_primary or str(exc)).split())
+    return [f"{diag.sqlstate or '?'} {primary}"] + [
+        f"{label}: {text.strip()}"
+        for label, text in (
+            ("detail", diag.message_detail),
+            ("hint", diag.message_hint),
+            ("context", diag.context),
+        )
+        if text
+    ]
+
+
 def table_lockers(conn: Connection, tables: dict[str, str]) -> list[tuple[str, int | None, str]]:
     """Who holds, or waits ahead of us for, a lock that blocks reading ``tables``
     (label -> quoted name): only ACCESS EXCLUSIVE conflicts with a SELECT (ALTER

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import sql
 
+from vezamig.db import error_lines
 from vezamig.errors import Interrupted, LockBusy, Refused, StepFailed, UsageError
 from vezamig.plan import DIRTY, MODIFIED, StatusRow
 from vezamig.runner import Runner
@@ -128,6 +130,18 @@ def _run(runner: Runner, stmts: list[sql.Composable]) -> None:
                 f"{cfg.application}: interrupted while writing the rows; they were rolled "
                 "back, nothing was recorded",
                 exit_code=stop_code(stop),
+            ) from None
+        except pgerrors.InsufficientPrivilege:
+            _rollback(runner)
+            raise  # the CLI names the GRANT it needs
+        except psycopg.Error as exc:
+            if runner.conn.broken or runner.conn.closed:
+                raise
+            _rollback(runner)  # a trigger that raises, a constraint added by hand
+            raise StepFailed(
+                f"{cfg.application}: the database refused the rows; they were rolled back, "
+                "nothing was recorded",
+                details=error_lines(exc),
             ) from None
         except BaseException:
             _rollback(runner)

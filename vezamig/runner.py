@@ -29,6 +29,7 @@ from vezamig.db import (
     Connection,
     RunLock,
     acquire_run_lock,
+    error_lines,
     hold_probe_lock,
     release_run_lock,
     run_lock_held_sql,
@@ -1603,7 +1604,7 @@ class Runner:
                 said = _progress(f.path, statements, 0)
                 raise self._lost_marking_dirty(step, exc, t0, said) from None
             if self._signal is None:
-                raise
+                raise self._mark_refused(step, exc, t0) from None
             code = self._signal_code()
             raise self._interrupted(step, code, t0, then="; nothing of it was run") from None
         except BaseException:
@@ -1816,6 +1817,30 @@ class Runner:
         except psycopg.Error:
             self._committed_before_reset_failed()
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    def _mark_refused(self, step: Step, exc: psycopg.Error, t0: float) -> VezamigError:
+        """The database refused to record a no-transaction step as dirty (a revoked
+        privilege, a trigger that raises): nothing of it ran, the mark rolled back."""
+        what = f"{step.direction} {step.version} ({step.migration.name})"
+        message = (exc.diag.message_primary or str(exc)).strip()
+        if isinstance(exc, pgerrors.InsufficientPrivilege):
+            return UsageError(
+                f"{what} was not started: the database role may not write vezamig's "
+                f"tracking tables ({message}); nothing of it was run",
+                details=[
+                    grant_hint(self.tracker.label, self.tracker.history_label, self.conn.info.user)
+                ],
+            )
+        lines = error_lines(exc)
+        self._record_failure(
+            step, "failed", t0, f"not started: recording it dirty failed: {lines[0]}"
+        )
+        return StepFailed(
+            f"{what} failed before its first statement: the database refused to record it "
+            "as dirty; nothing of it was run",
+            details=lines,
+            version=step.version,
+        )
 
     def _lost_marking_dirty(
         self, step: Step, exc: psycopg.Error, t0: float, said: str

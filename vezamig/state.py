@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from vezamig.config import Config, os_text
-from vezamig.db import Connection, os_identity, table_lockers, tool_version
+from vezamig.db import Connection, error_lines, os_identity, table_lockers, tool_version
 from vezamig.errors import LockBusy, TrackingTableError
 
 # Why the first write cannot create the tracking tables: a missing privilege, a
@@ -509,6 +509,16 @@ class Tracker:
                 f"cannot create the tracking tables {self.label} and {self.history_label}: "
                 f"{exc.diag.message_primary}; nothing was changed",
                 details=["choose another name for vezamig's tracking table: --table NAME"],
+            ) from None
+        except psycopg.Error as exc:
+            if self.conn.broken or self.conn.closed:
+                raise
+            # An event trigger that freezes DDL, say: a database set up to refuse it.
+            self.conn.execute("ROLLBACK")
+            raise TrackingTableError(
+                f"cannot create the tracking tables {self.label} and {self.history_label}; "
+                "nothing was changed",
+                details=error_lines(exc),
             ) from None
         except Exception:
             self.conn.execute("ROLLBACK")
