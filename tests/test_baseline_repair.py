@@ -408,3 +408,22 @@ def test_a_database_that_refuses_to_create_the_tracking_tables_is_exit_2(
         assert not table_exists(dsn, "users")
     finally:
         execute(dsn, "DROP EVENT TRIGGER ddl_freeze")
+
+
+def test_a_modified_version_under_another_name_is_said_by_up_repair_and_history(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Version 1 of another branch (another name, other content): the refusal, the
+    repair's plan and its history row all say the name changes, not only the checksum."""
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    other = write_tree(tmp_path / "other", {"up/001_invoices_up.sql": "CREATE TABLE inv ();\n"})
+    up = vz(dsn, other, "up")
+    assert up.returncode == EXIT_REFUSED, up
+    assert "and was applied under another name, users (are --dir/--up-dir pointing" in up.stderr
+    repair = vz(dsn, other, "repair", "--checksums", "--yes")
+    assert repair.returncode == EXIT_OK, repair
+    assert ", and the name users → invoices" in repair.stdout
+    last = history(dsn)[-1]
+    assert last["message"].endswith("; name re-recorded: users -> invoices")
+    assert [(v, n) for v, n, *_ in recorded(dsn)] == [(1, "invoices")]

@@ -329,13 +329,16 @@ def test_a_user_that_cannot_create_the_tracking_tables_gets_exit_2_not_a_raw_err
     try:
         r = run_cli(["up", "-d", make_conninfo(**params), "--dir", str(tree)])
         assert r.returncode == 2, r
-        assert "cannot create the tracking tables schema_migrations and" in r.stderr
-        hint = (
-            f"the database user {role} needs CREATE on the schema public"
+        said = (
+            [
+                "cannot create the tracking tables schema_migrations and",
+                f"the database user {role} needs CREATE on the schema public",
+            ]
             if why == "no_create"
-            else f"the session is read-only (default_transaction_read_only for {role}"
+            else ["vezamig up refused: default_transaction_read_only is on for this session"]
         )
-        assert hint in r.stderr
+        for part in said:
+            assert part in r.stderr
         assert "Traceback" not in r.output
         assert user_tables(dsn) == []
     finally:

@@ -170,11 +170,18 @@ def plan_repair(
 ) -> list[Change]:
     by_version = {r.version: r for r in rows}
     if checksums:
+        # A name that changed too is said: it may be another branch's file with the
+        # same number, not an edit (the repair records the file's name).
         changes = [
             Change(
                 r.version,
                 r.name,
-                f"re-record checksum {r.applied.checksum[:12]}… → {r.migration.checksum[:12]}…",
+                f"re-record checksum {r.applied.checksum[:12]}… → {r.migration.checksum[:12]}…"
+                + (
+                    f", and the name {r.applied.name} → {r.migration.name}"
+                    if r.applied.name != r.migration.name
+                    else ""
+                ),
             )
             for r in rows
             if r.state == MODIFIED and r.migration and r.applied
@@ -210,6 +217,8 @@ def apply_repair(
             assert m is not None
             stmts.append(t.update_checksum_sql(c.version, m.checksum, m.name))
             msg = f"checksum re-recorded: {a.checksum} -> {m.checksum}"
+            if a.name != m.name:
+                msg += f"; name re-recorded: {a.name} -> {m.name}"
         elif rolled_back:
             stmts.append(t.unrecord_sql(c.version))
             msg = "dirty version resolved as rolled back by the operator"

@@ -111,10 +111,16 @@ def _drift_refusals(rows: list[StatusRow], command: Callable[[str], str]) -> lis
             )
         elif r.state == MODIFIED:
             assert r.migration is not None and r.applied is not None
+            renamed = (
+                f", and was applied under another name, {r.applied.name} (are --dir/--up-dir "
+                "pointing at the right folder and branch?)"
+                if r.applied.name != r.migration.name
+                else ""
+            )
             reasons.append(
                 f"version {r.version} ({r.name}) is modified: {r.migration.up.path} changed "
                 f"since it was applied (checksum {r.applied.checksum[:12]}… → "
-                f"{r.migration.checksum[:12]}…); restore the file, or if the edit is "
+                f"{r.migration.checksum[:12]}…){renamed}; restore the file, or if the edit is "
                 "intentional and already reflected in the database, "
                 f"`{command('repair --checksums')}`"
             )
