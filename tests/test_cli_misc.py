@@ -1053,7 +1053,16 @@ def test_output_that_fails_around_the_work_says_whether_it_was_done(
         baseline = run_with_streams(
             ["baseline", "--version", "1", "-d", dsn, "--dir", str(tree)], full, subprocess.PIPE
         )
+        dry = {
+            command: run_with_streams(
+                [command, "--dry-run", "-d", dsn, "--dir", str(tree)], full, subprocess.PIPE
+            )
+            for command in ("up", "down")
+        }
         created = run_with_streams(["new", "b", "--dir", str(tree)], full, subprocess.PIPE)
+    for command, (code, err) in dry.items():
+        assert code == 74, (command, err)
+        assert "during a dry run; nothing was changed" in err
     assert baseline[0] == 74, baseline
     assert "before anything was done; nothing was changed" in baseline[1]
     assert applied_versions(dsn) == []

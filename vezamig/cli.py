@@ -453,7 +453,8 @@ def up(**opts: Any) -> None:
     migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, out) as runner:
         if opts["dry_run"]:
-            _dry_run(runner, out, "up", opts["to"], opts["allow_out_of_order"])
+            with _telling(DRY_RUN_DONE):
+                _dry_run(runner, out, "up", opts["to"], opts["allow_out_of_order"])
             return
         with runner.run_lock(release=False):
             plan = runner.plan("up", opts["to"], opts["allow_out_of_order"])
@@ -533,7 +534,8 @@ def down(**opts: Any) -> None:
     migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, out) as runner:
         if opts["dry_run"]:
-            _dry_run(runner, out, "down", opts["to"])
+            with _telling(DRY_RUN_DONE):
+                _dry_run(runner, out, "down", opts["to"])
             return
         with runner.run_lock(release=False):
             plan = runner.plan("down", opts["to"])
@@ -556,6 +558,7 @@ def down(**opts: Any) -> None:
 
 
 NOTHING_DONE = "before anything was done; nothing was changed"
+DRY_RUN_DONE = "during a dry run; nothing was changed"
 
 
 def _run_done(results: Sequence[StepResult], verb: str, current: int) -> str:
