@@ -293,6 +293,8 @@ class Tracker:
                 "{prefix}SELECT t.which, t.oid IS NOT NULL, a.attname,"
                 " format_type(a.atttypid, a.atttypmod), a.attnotnull, {schema},"
                 " (SELECT c.relkind FROM pg_class c WHERE c.oid = t.oid),"
+                " (SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE c.oid = t.oid),"
                 " (SELECT string_agg(format('%I', g.tgname), ', ') FROM pg_trigger g"
                 " WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'"
                 " AND g.tgtype & 3 = 3),"  # ROW | BEFORE
@@ -326,11 +328,13 @@ class Tracker:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
         nullable: dict[str, list[str]] = {"main": [], "history": []}
         schema: str | None = columns[0][5] if columns else None  # the same on every row
-        for which, exists, col, typ, notnull, _, kind, triggers, rules, hidden in columns:
+        found_in: dict[str, str] = {}
+        for which, exists, col, typ, notnull, _, kind, nsp, triggers, rules, hidden in columns:
             if not exists:
                 continue
+            found_in[which] = nsp
             if kind not in ("r", "p"):
-                label = self.label if which == "main" else self.history_label
+                label = self._found(which, found_in)
                 raise TrackingTableError(
                     f"{label} is {_RELKINDS.get(kind, 'a relation')}, not a table; "
                     "vezamig changed nothing",
@@ -338,7 +342,7 @@ class Tracker:
                 )
             if hidden or (self._writing and (triggers or rules)):
                 label = self.label if which == "main" else self.history_label
-                self._untrusted(label, triggers, rules, bool(hidden))
+                self._untrusted(self._found(which, found_in), label, triggers, rules, bool(hidden))
             cols = shape[which] or {}
             shape[which] = cols  # a table with no columns at all is still there
             if col is not None:
@@ -355,7 +359,7 @@ class Tracker:
                 self._twin(key, label)
             if found is not None and found != expected and _edited(found, expected):
                 raise TrackingTableError(
-                    f"table {label} has vezamig's columns, but differs: "
+                    f"table {self._found(key, found_in)} has vezamig's columns, but differs: "
                     f"{_differences(found, expected)}; vezamig changed nothing",
                     details=[
                         "the table was edited by hand: make it match again (ALTER TABLE "
@@ -366,7 +370,8 @@ class Tracker:
             if found is not None and found != expected:
                 described = ", ".join(f"{c} {t}" for c, t in found.items()) or "none"
                 raise TrackingTableError(
-                    f"table {label} exists but is not a vezamig tracking table "
+                    f"table {self._found(key, found_in)} exists but is not a vezamig tracking "
+                    "table "
                     f"(columns: {described}); vezamig changed nothing",
                     details=[
                         "it may belong to another migration tool (golang-migrate keeps "
@@ -379,7 +384,8 @@ class Tracker:
             loose = [c for c in nullable[key] if c in required]
             if found is not None and loose:
                 raise TrackingTableError(
-                    f"table {label} has vezamig's columns, but {', '.join(loose)} "
+                    f"table {self._found(key, found_in)} has vezamig's columns, but "
+                    f"{', '.join(loose)} "
                     "allow(s) NULL where vezamig creates them NOT NULL; vezamig changed "
                     "nothing",
                     details=[
@@ -401,7 +407,19 @@ class Tracker:
             self._qualify(schema)
         return self._exists
 
-    def _untrusted(self, label: str, triggers: str | None, rules: str | None, hidden: bool) -> None:
+    def _found(self, which: str, found_in: dict[str, str]) -> str:
+        """The table's name for a message about what was found there: with the schema
+        it was found in when --table did not name one (a table of that name in a schema
+        earlier in search_path hides the one the operator looks at). Not for public, the
+        usual place, where the short name says it all."""
+        label = self.label if which == "main" else self.history_label
+        if self.schema is None and found_in.get(which) not in (None, "public"):
+            return f"{label} (in schema {found_in[which]})"
+        return label
+
+    def _untrusted(
+        self, shown: str, label: str, triggers: str | None, rules: str | None, hidden: bool
+    ) -> None:
         """Something on the table could make it lie: a BEFORE trigger that returns NULL,
         or a DO INSTEAD rule, makes vezamig's write change no row, and the run would
         report a version applied that is not recorded (then applied twice); row-level
@@ -423,7 +441,7 @@ class Tracker:
             else "can skip or rewrite the rows vezamig writes"
         )
         raise TrackingTableError(
-            f"table {label} has {' and '.join(found)}, which {why}; vezamig would not "
+            f"table {shown} has {' and '.join(found)}, which {why}; vezamig would not "
             "know whether its own records are true, so it changed nothing",
             details=[
                 f"remove it ({'; '.join(fixes)}), or keep vezamig's records in a table of "

@@ -229,3 +229,22 @@ def test_row_level_security_that_hides_applied_versions_is_refused_by_every_comm
             "REVOKE ALL ON schema_migrations, schema_migrations_history FROM vz_rls_migrator;"
             " DROP ROLE vz_rls_migrator",
         )
+
+
+def test_a_foreign_table_earlier_in_search_path_is_named_with_its_schema(
+    applied: str, tree: Path
+) -> None:
+    """vezamig's own table is in public; a table of the same name in a schema searched
+    first hides it, and the message says where it found that one."""
+    query(
+        applied,
+        "CREATE SCHEMA shadow; CREATE TABLE shadow.schema_migrations (version bigint, dirty bool);"
+        " DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = shadow, public',"
+        " current_database()); END$$",
+    )
+    for command in (["status"], ["up"]):
+        result = invoke([*command, "-d", applied, "--dir", str(tree)])
+        assert result.returncode == 2, result
+        assert (
+            "table schema_migrations (in schema shadow) exists but is not a vezamig tracking table"
+        ) in result.stderr
