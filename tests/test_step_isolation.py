@@ -166,3 +166,105 @@ def test_no_directive_is_suggested_where_it_would_not_help(
     assert not_hint not in err
     if hint:
         assert hint in err
+
+
+# ---- a body that sabotages the bookkeeping ---------------------------------------------
+
+SKIP = "CREATE FUNCTION vz_skip() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;\n"
+SABOTAGE = {
+    "up, a trigger on the tracking table": (
+        "up",
+        SKIP + "CREATE TRIGGER skip BEFORE INSERT ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip();\n",
+        "0 row(s) of schema_migrations changed where vezamig writes one",
+    ),
+    "up, a trigger on the history": (
+        "up",
+        SKIP + "CREATE TRIGGER skip BEFORE INSERT ON schema_migrations_history"
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip();\n",
+        "0 row(s) of schema_migrations_history changed where vezamig writes one",
+    ),
+    "down, a trigger on the tracking table": (
+        "down",
+        SKIP + "CREATE TRIGGER skip BEFORE DELETE ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip();\n",
+        "0 row(s) of schema_migrations changed where vezamig writes one",
+    ),
+}
+
+
+@pytest.mark.parametrize(("direction", "body", "said"), SABOTAGE.values(), ids=list(SABOTAGE))
+def test_a_body_that_makes_the_bookkeeping_skip_its_row_fails_the_step(
+    dsn: str, tmp_path: Path, direction: str, body: str, said: str
+) -> None:
+    """Checked before the run (README, Tracking tables), such an object can still come
+    from the step itself: the bookkeeping must change exactly its one row, or the step
+    fails, rolled back, instead of being reported done and not recorded."""
+    files = {
+        "up/001_a_up.sql": "CREATE TABLE a ();\n",
+        "up/002_b_up.sql": ("CREATE TABLE b ();\n" + body) if direction == "up" else "SELECT 1;\n",
+        "up/003_c_up.sql": "CREATE TABLE c ();\n",
+    }
+    if direction == "down":
+        files["down/003_c_down.sql"] = "DROP TABLE c;\n" + body
+    base = write_tree(tmp_path, files)
+    if direction == "down":
+        assert vz(dsn, base, "up")[0] == EXIT_OK
+        code, out, err = vz(dsn, base, "down", "--yes")
+        failed, recorded = "down 3 (c) failed and was rolled back", [1, 2, 3]
+    else:
+        assert vz(dsn, base, "up", "--to", "1")[0] == EXIT_OK
+        code, out, err = vz(dsn, base, "up")
+        failed, recorded = "up 2 (b) failed and was rolled back", [1]
+    assert code == EXIT_STEP_FAILED, (out, err)
+    assert failed in err
+    assert f"vezamig's own bookkeeping did not take: {said}" in err
+    assert applied_versions(dsn) == recorded
+    assert query(dsn, "SELECT count(*) FROM pg_trigger WHERE tgname = 'skip'") == [(0,)]
+    assert table_exists(dsn, "c") == (direction == "down")
+    assert not table_exists(dsn, "b") or direction == "down"
+
+
+def test_a_no_transaction_body_that_makes_its_end_record_skip_stays_dirty(
+    dsn: str, tmp_path: Path
+) -> None:
+    body = (
+        "-- vezamig:no-transaction\nCREATE TABLE b ();\n"
+        + SKIP
+        + "CREATE TRIGGER skip BEFORE UPDATE ON schema_migrations"
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip();\n"
+    )
+    base = write_tree(tmp_path, {"up/001_b_up.sql": body, "up/002_c_up.sql": "SELECT 1;\n"})
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_STEP_FAILED, err
+    assert "up 1 (b) failed part-way (non-transactional)" in err
+    assert "vezamig's own bookkeeping did not take: 0 row(s) of schema_migrations" in err
+    assert "every statement ran; recording the end of the step failed" in err
+    assert "version 1 is now dirty" in err
+    assert query(dsn, "SELECT version, dirty FROM schema_migrations") == [(1, True)]
+
+
+def test_the_bookkeeping_keeps_the_servers_clock_whatever_search_path_the_body_sets(
+    dsn: str, tmp_path: Path
+) -> None:
+    """A test schema's now() (a frozen clock) ahead of pg_catalog in search_path must not
+    date vezamig's records, nor break its duration arithmetic."""
+    body = """\
+CREATE SCHEMA app;
+CREATE FUNCTION app.now() RETURNS timestamptz LANGUAGE sql
+  AS $$ SELECT '2000-01-01'::timestamptz $$;
+CREATE FUNCTION app.clock_timestamp() RETURNS timestamptz LANGUAGE sql
+  AS $$ SELECT '1999-01-01'::timestamptz $$;
+SET search_path = app, pg_catalog, public;
+"""
+    base = write_tree(tmp_path, {"up/001_clock_up.sql": body, "up/002_next_up.sql": "SELECT 1;\n"})
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_OK, err
+    assert query(
+        dsn,
+        "SELECT bool_and(applied_at > now() - interval '1 hour') FROM schema_migrations",
+    ) == [(True,)]
+    assert query(
+        dsn,
+        "SELECT bool_and(started_at > now() - interval '1 hour') FROM schema_migrations_history",
+    ) == [(True,)]

@@ -49,7 +49,13 @@ from vezamig.errors import (
 )
 from vezamig.files import Migration
 from vezamig.plan import Plan, StatusRow, Step, plan_down, plan_up, status_rows
-from vezamig.state import TRANSACTION_START, AppliedRow, Tracker, grant_hint
+from vezamig.state import (
+    TRANSACTION_START,
+    AppliedRow,
+    Tracker,
+    grant_hint,
+    skipped_bookkeeping,
+)
 
 if TYPE_CHECKING:
     from vezamig.directives import Guard
@@ -64,14 +70,17 @@ _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_g
 _GUARD_UNDO = "ROLLBACK TO SAVEPOINT vezamig_guard"  # repeated by _GUARD_CLOSE: harmless
 # The step's duration, measured by the server up to the bookkeeping statement: the
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
-_SERVER_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int")
+_SERVER_MS = sql.SQL(
+    "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp())"
+    " * 1000)::int"
+)
 
 
 def _server_time_at(t0: float) -> sql.Composable:
     """The moment of ``time.monotonic()`` value ``t0``, on the server's clock: every
     history row's started_at comes from the clock of the tracking rows' applied_at,
     so ids and times agree whatever the client's clock says (SPEC §4)."""
-    return sql.SQL("clock_timestamp() - {} * interval '1 millisecond'").format(
+    return sql.SQL("pg_catalog.clock_timestamp() - {} * interval '1 millisecond'").format(
         sql.Literal(_ms_since(t0))
     )
 
@@ -93,8 +102,8 @@ _AS_SESSION_USER = "SET LOCAL SESSION AUTHORIZATION DEFAULT"
 # make the step's COMMIT asynchronous: a server crash could then undo a version
 # reported applied (other values, `local` to `remote_apply`, are kept).
 _DURABLE_COMMIT = (
-    "SELECT set_config('synchronous_commit', 'on', true)"
-    " WHERE current_setting('synchronous_commit') = 'off'"
+    "SELECT pg_catalog.set_config('synchronous_commit', 'on', true)"
+    " WHERE pg_catalog.current_setting('synchronous_commit') = 'off'"
 )
 _BEFORE_BOOKKEEPING = f"{_AS_SESSION_USER}; {_DURABLE_COMMIT}"
 
@@ -1000,8 +1009,13 @@ class Runner:
         if conn.closed or conn.broken:
             return  # nothing can be written; the server rolled the step back
         try:
-            row = self._history(step, outcome, _server_time_at(t0), _ms_since(t0), message)
-            conn.execute(self._stopping_write(row.as_string(conn), lost=conn is not self.conn))
+            row = self.tracker.exactly_one(
+                self._history(step, outcome, _server_time_at(t0), _ms_since(t0), message).as_string(
+                    conn
+                ),
+                self.tracker.history_label,
+            )
+            conn.execute(self._stopping_write(row, lost=conn is not self.conn))
         except (KeyboardInterrupt, SystemExit):
             # A second stop signal while the row was written: the step's own message
             # still says what happened; the audit log's gap is said too.
@@ -1100,9 +1114,11 @@ class Runner:
                 history = self._history(step, "ok", TRANSACTION_START, duration, retried)
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.
+                one = self.tracker.exactly_one
                 message = (
                     f"{prefix};\n{step.file.text}\n;{_BEFORE_BOOKKEEPING}; "
-                    f"{record.as_string(self.conn)}; {history.as_string(self.conn)}; COMMIT; "
+                    f"{one(record, self.tracker.label)}; "
+                    f"{one(history, self.tracker.history_label)}; COMMIT; "
                     f"{self._reset_sql()}"
                 )
                 self._check_signal()
@@ -1406,6 +1422,8 @@ class Runner:
         text = f.text if text is None else text
         where = f"{f.path}"
         lines: list[str] = []
+        if (skipped := skipped_bookkeeping(exc)) is not None:
+            return [f"{where}: {skipped}"]
         pos = diag.statement_position
         if self.conn.broken or self.conn.closed:
             lines.append(f"{where}: connection lost during the step: {str(exc).strip()}")
@@ -1592,9 +1610,10 @@ class Runner:
         # if it lives on (a COMMIT waiting for a standby), is found and ended before its
         # record is read (_committed_on).
         try:
-            self._sent = sql.SQL("BEGIN; {}").format(first).as_string(self.conn)
+            one = self.tracker.exactly_one
+            self._sent = f"BEGIN; {one(first, self.tracker.label)}"
             self.conn.execute(self._sent)
-            self._sent = sql.SQL("{} RETURNING id").format(hist).as_string(self.conn)
+            self._sent = one(hist, self.tracker.history_label, "id")
             row = self.conn.execute(self._sent).fetchone()
             self._sent = "COMMIT"
             self.conn.execute(self._sent)
@@ -1672,9 +1691,14 @@ class Runner:
                 sql.SQL("BEGIN READ WRITE; {}; {}; {}; COMMIT")
                 .format(
                     sql.SQL(_BEFORE_BOOKKEEPING),
-                    finish,
-                    self._history_update_sql(
-                        hist_id, "ok", duration, f"{total} of {total} statements ran"
+                    sql.SQL(self.tracker.exactly_one(finish, self.tracker.label)),
+                    sql.SQL(
+                        self.tracker.exactly_one(
+                            self._history_update_sql(
+                                hist_id, "ok", duration, f"{total} of {total} statements ran"
+                            ),
+                            self.tracker.history_label,
+                        )
                     ),
                 )
                 .as_string(self.conn)
@@ -1831,7 +1855,8 @@ class Runner:
                     grant_hint(self.tracker.label, self.tracker.history_label, self.conn.info.user)
                 ],
             )
-        lines = error_lines(exc)
+        skipped = skipped_bookkeeping(exc)
+        lines = [skipped] if skipped is not None else error_lines(exc)
         self._record_failure(
             step, "failed", t0, f"not started: recording it dirty failed: {lines[0]}"
         )

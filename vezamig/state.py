@@ -23,13 +23,29 @@ from vezamig.errors import LockBusy, TrackingTableError
 # read-only session, no schema to create in (empty search_path, a missing schema).
 # A history row's started_at, by default: the start of its transaction, on the
 # server's clock (as applied_at).
-TRANSACTION_START = sql.SQL("now()")
+TRANSACTION_START = sql.SQL("pg_catalog.now()")
 
 _CANNOT_CREATE = (
     psycopg.errors.InsufficientPrivilege,
     psycopg.errors.ReadOnlySqlTransaction,
     psycopg.errors.InvalidSchemaName,
 )
+
+# In the error of a bookkeeping write that changed no row, or several (exactly_one).
+SKIPPED_MARK = "[vezamig bookkeeping]"
+
+
+def skipped_bookkeeping(exc: psycopg.Error) -> str | None:
+    """What exactly_one's failure says, in words, or None for another error."""
+    primary = exc.diag.message_primary or ""
+    if SKIPPED_MARK not in primary or '"' not in primary:
+        return None
+    said = primary.split('"', 1)[1].rsplit(SKIPPED_MARK, 1)[0].strip()
+    return (
+        f"vezamig's own bookkeeping did not take: {said} (a trigger, a rule or row-level "
+        "security on the tracking tables, created by this migration?)"
+    )
+
 
 EXPECTED_COLUMNS = {
     "version": "bigint",
@@ -170,6 +186,7 @@ class _Fragments(NamedTuple):
     delete_applied: str
     insert_history: str
     history_who: str
+    one_row: dict[str, str]  # label -> the check of exactly_one
 
 
 class Tracker:
@@ -641,8 +658,8 @@ class Tracker:
         f = self._fragments
         return sql.SQL(
             f"{f.insert_applied}{int(version)}, {self._literal(name)}, "
-            f"{self._literal(checksum)}, now(), {f.applied_by}, {self._literal(duration_ms)}, "
-            f"{'true' if dirty else 'false'})"
+            f"{self._literal(checksum)}, pg_catalog.now(), {f.applied_by}, "
+            f"{self._literal(duration_ms)}, {'true' if dirty else 'false'})"
         )
 
     def row_sql(self, version: int) -> sql.Composed:
@@ -653,7 +670,8 @@ class Tracker:
 
     def clean_sql(self, version: int, duration_ms: int) -> sql.Composed:
         return sql.SQL(
-            "UPDATE {} SET dirty = false, duration_ms = {}, applied_at = now() WHERE version = {}"
+            "UPDATE {} SET dirty = false, duration_ms = {}, applied_at = pg_catalog.now()"
+            " WHERE version = {}"
         ).format(self.table, sql.Literal(duration_ms), sql.Literal(version))
 
     def set_dirty_sql(self, version: int, dirty: bool) -> sql.Composed:
@@ -719,7 +737,34 @@ class Tracker:
                     sql.Literal(self.os_user), sql.Literal(self.host), sql.Literal(tool_version())
                 )
             ),
+            one_row={
+                label: text(
+                    sql.SQL(
+                        "SELECT CASE WHEN pg_catalog.count(*) = 1 THEN pg_catalog.min(r)::bigint"
+                        " ELSE pg_catalog.int8(pg_catalog.textcat(pg_catalog.count(*)::text, {}))"
+                        " END FROM vezamig_row"
+                    ).format(
+                        sql.Literal(
+                            f" row(s) of {label} changed where vezamig writes one {SKIPPED_MARK}"
+                        )
+                    )
+                )
+                for label in (self.label, self.history_label)
+            },
         )
+
+    def exactly_one(self, stmt: sql.Composable | str, label: str, returning: str = "1") -> str:
+        """``stmt`` (an INSERT, UPDATE or DELETE of one row of the table ``label``
+        names), failing its transaction unless it changed exactly one row: a trigger,
+        rule or row-level security that a migration created on the tracking tables
+        would otherwise skip vezamig's write while the run reports the step done (the
+        start of a run refuses ones already there). In the same statement, so no round
+        trip: the cast of the count's text fails only when run, since it depends on the
+        count (a constant would be folded, and fail, at planning). The one row's
+        ``returning`` value is the result."""
+        text = stmt if isinstance(stmt, str) else stmt.as_string(self.conn)
+        check = self._fragments.one_row[label]
+        return f"WITH vezamig_row(r) AS ({text} RETURNING {returning}) {check}"
 
     def _literal(self, value: object) -> str:
         """A quoted value, or an SQL expression computed by the server (a duration)."""
