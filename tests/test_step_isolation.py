@@ -123,6 +123,43 @@ def test_discard_all_in_a_non_transactional_file_is_refused_with_the_plan(
     assert code == EXIT_USAGE and "DISCARD ALL" in err
 
 
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("SET client_encoding = 'LATIN1'", "could not be sent"),
+        ("SET NAMES 'WIN1252'", "could not be sent"),
+        ("SET standard_conforming_strings = off", "write such strings as E'…' instead"),
+    ],
+)
+def test_a_setting_that_changes_how_a_non_transactional_file_is_read_is_refused(
+    dsn: str, tmp_path: Path, setting: str, said: str
+) -> None:
+    """vezamig split the file beforehand and sends each statement as UTF-8: a body that
+    changed the encoding made the next statement with a `€` a Python traceback, and one
+    that turned standard_conforming_strings off could hide statements in a string."""
+    body = f"-- vezamig:no-transaction\n{setting};\nCREATE TABLE e (x text);\n"
+    body += "INSERT INTO e VALUES ('5 €');\n"
+    base = write_tree(tmp_path, {"up/001_e_up.sql": body})
+    for args in (["up"], ["verify"]):
+        code, _, err = vz(dsn, base, *args)
+        assert code == EXIT_USAGE, (args, err)
+        assert f"001_e_up.sql:2: `{setting}` in a non-transactional file" in err
+        assert said in err
+    assert not table_exists(dsn, "e")
+    # Harmless values, SET LOCAL (no effect outside a transaction) and transactional
+    # files are left alone.
+    fine = {
+        "up/001_e_up.sql": "-- vezamig:no-transaction\nSET client_encoding = 'UTF8';\n"
+        "SET standard_conforming_strings = on;\nSET LOCAL client_encoding = 'LATIN1';\n"
+        "CREATE TABLE e (x text);\n",
+        "up/002_f_up.sql": f"{setting};\nCREATE TABLE f (x text);\n",
+    }
+    base = write_tree(tmp_path / "fine", fine)
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_OK, err
+    assert applied_versions(dsn) == [1, 2]
+
+
 def test_a_statement_that_cannot_run_in_a_transaction_names_the_directive_to_use(
     dsn: str, tmp_path: Path
 ) -> None:

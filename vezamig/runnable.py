@@ -12,7 +12,7 @@ statement is missed; data such as `'start'` or `'end'` inside a row is not a rea
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vezamig.sqltext import SqlFile
@@ -46,6 +46,29 @@ _DISCARD_ALL_PROBLEM = (
     "TEMP, DISCARD PLANS or DEALLOCATE ALL for what you need (each step's session is "
     "reset after it anyway)"
 )
+# Settings a non-transactional file must not change for the statements after it:
+# vezamig sends each of them as UTF-8 text that it split beforehand, reading '…'
+# strings as standard_conforming_strings on reads them.
+_SESSION_PROBLEMS = {
+    "client_encoding": (
+        "`SET {what}` in a non-transactional file: vezamig sends each of the file's "
+        "statements as UTF-8 (its files are UTF-8), so after it a statement with a "
+        "character that encoding lacks could not be sent; remove it (each step's session "
+        "is reset after it anyway)"
+    ),
+    "standard_conforming_strings": (
+        "`SET {what}` in a non-transactional file: vezamig splits the file into statements "
+        "before it runs, reading '…' strings with standard_conforming_strings on; with it "
+        "off, a backslash in a string would make the server read other statements than "
+        "those vezamig checked and records; write such strings as E'…' instead"
+    ),
+}
+# Values that keep things as vezamig reads them (PostgreSQL's spellings).
+_HARMLESS = {
+    "client_encoding": {"utf8", "utf-8", "unicode"},
+    "standard_conforming_strings": {"on", "true", "yes", "1", "t", "y"},
+}
+_SESSION_WORDS = re.compile(r"\b(?:client_encoding|names|standard_conforming_strings)\b")
 _WORDS = ("begin", "start", "commit", "rollback", "end", "abort", "prepare", "copy", "discard")
 # On the lower-cased text (PostgreSQL folds keywords as ASCII): a `[;/\r\n]` to anchor
 # on is ≈ 4 times faster than `^` with re.M, which is tried at every position.
@@ -71,7 +94,9 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
       vezamig does not do: the server would go on with the rest of the step while
       the client reports an error, so the outcome could not be told truthfully.
     """
-    if not may_hold_run_words(text):
+    if not may_hold_run_words(text) and not (
+        no_transaction and _SESSION_WORDS.search(text.lower()) is not None
+    ):
         return []
     from vezamig.sqltext import analyze_pieces
 
@@ -125,7 +150,7 @@ def parsed_run_problems(
     """``run_problems`` of a file (or a piece of one, ``line_base`` lines in) already
     analysed, as ``verify`` has it."""
     from pglast import ast
-    from pglast.enums import DiscardMode, TransactionStmtKind
+    from pglast.enums import DiscardMode, TransactionStmtKind, VariableSetKind
 
     from vezamig.lint import TRANSACTION_CONTROL
 
@@ -151,10 +176,29 @@ def parsed_run_problems(
             and stmt.target == DiscardMode.DISCARD_ALL
         ):
             problems.append(f"{label}:{line}: {_DISCARD_ALL_PROBLEM}")
+        elif (
+            no_transaction
+            and isinstance(stmt, ast.VariableSetStmt)
+            and stmt.name in _SESSION_PROBLEMS
+            and stmt.kind == VariableSetKind.VAR_SET_VALUE
+            and not stmt.is_local  # SET LOCAL outside a transaction: no effect
+            and _set_value(stmt) not in _HARMLESS[stmt.name]
+        ):
+            words = " ".join(statement.text.rstrip(";").split())[:50]
+            words = words.removeprefix("SET ").removeprefix("set ")
+            problems.append(f"{label}:{line}: {_SESSION_PROBLEMS[stmt.name].format(what=words)}")
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
     return problems
+
+
+def _set_value(stmt: Any) -> str | None:
+    """The one value of a `SET name = value`, lower-cased, or None."""
+    args: tuple[Any, ...] = tuple(stmt.args or ())
+    val = getattr(args[0], "val", None) if len(args) == 1 else None
+    value = getattr(val, "sval", None) or getattr(val, "ival", None)
+    return None if value is None else str(value).lower()
 
 
 # First tokens (pglast's names) of statements that end a transaction, and what the
