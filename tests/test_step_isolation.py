@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import applied_versions, query, run_cli, table_exists, write_tree
 
-from vezamig.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_USAGE
+from vezamig.errors import EXIT_LOCKED, EXIT_OK, EXIT_STEP_FAILED, EXIT_USAGE
 
 
 def vz(dsn: str, base: Path, *args: str) -> tuple[int, str, str]:
@@ -305,3 +305,78 @@ SET search_path = app, pg_catalog, public;
         dsn,
         "SELECT bool_and(started_at > now() - interval '1 hour') FROM schema_migrations_history",
     ) == [(True,)]
+
+
+def test_a_body_that_releases_the_run_lock_stops_the_run_after_its_step(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Without the lock a second run could plan and apply the same versions at once."""
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "SELECT pg_advisory_unlock_all();\nCREATE TABLE a ();\n",
+            "up/002_b_up.sql": "CREATE TABLE b ();\n",
+        },
+    )
+    code, out, err = vz(dsn, base, "up")
+    assert code == EXIT_LOCKED, err
+    assert "ok up   1 a" in out
+    assert "up 1 (a) released vezamig's run lock (pg_advisory_unlock_all()?); it is applied" in err
+    assert "no later step was run" in err
+    assert "this run applied 1 (a); not run: 2 (b); current version 1" in err
+    assert applied_versions(dsn) == [1]
+    assert not table_exists(dsn, "b")
+    # A body that only mentions it, and keeps the lock, changes nothing.
+    quiet = write_tree(
+        tmp_path / "q", {"up/001_a_up.sql": "-- no pg_advisory_unlock_all() here\nSELECT 1;\n"}
+    )
+    assert vz(dsn, quiet, "up", "--table", "other")[0] == EXIT_OK
+
+
+@pytest.mark.parametrize("lock", ["", "-- vezamig:lock t\n"])
+def test_set_transaction_after_the_steps_guards_is_told_why_it_fails(
+    dsn: str, tmp_path: Path, lock: str
+) -> None:
+    query(dsn, "CREATE TABLE t ()")
+    body = (
+        f"{lock}-- vezamig:guard SELECT true\n"
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nCREATE TABLE s ();\n"
+    )
+    base = write_tree(tmp_path, {"up/001_s_up.sql": body})
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_STEP_FAILED, err
+    assert "must be called before any query" in err
+    assert "runs its `vezamig:lock` and guards first" in err
+    assert "vezamig:no-transaction" not in err
+
+
+def test_commit_prepared_runs_in_a_non_transactional_file(pg_bindir: Path, tmp_path: Path) -> None:
+    """It ends a transaction prepared earlier, not the session's: nothing of vezamig's."""
+    from vezamig.cluster import ThrowawayCluster
+
+    with ThrowawayCluster(pg_bindir, settings={"max_prepared_transactions": "2"}) as cluster:
+        dsn = cluster.conninfo()
+        query(dsn, "CREATE TABLE t (x int)")
+        query(dsn, "BEGIN; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'left_over'")
+        body = "-- vezamig:no-transaction\nCOMMIT PREPARED 'left_over';\n"
+        base = write_tree(tmp_path, {"up/001_p_up.sql": body})
+        assert vz(dsn, base, "verify")[0] == EXIT_OK
+        code, _, err = vz(dsn, base, "up")
+        assert code == EXIT_OK, err
+        assert query(dsn, "SELECT x FROM t") == [(1,)]
+
+
+def test_after_a_non_transactional_failure_under_another_role_the_current_version_is_told(
+    dsn: str, tmp_path: Path
+) -> None:
+    query(dsn, "DROP ROLE IF EXISTS vz_nopriv; CREATE ROLE vz_nopriv")
+    try:
+        body = "-- vezamig:no-transaction\nCREATE TABLE b ();\nSET ROLE vz_nopriv;\nSELECT 1/0;\n"
+        base = write_tree(
+            tmp_path, {"up/001_b_up.sql": body, "up/002_c_up.sql": "CREATE TABLE c ();\n"}
+        )
+        code, _, err = vz(dsn, base, "up")
+        assert code == EXIT_STEP_FAILED, err
+        assert "this run changed nothing before it; not run: 2 (c); current version 1" in err
+    finally:
+        query(dsn, "DROP ROLE vz_nopriv")

@@ -65,6 +65,12 @@ TRANSACTION_CONTROL = {
     TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
     TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
 }
+# They finish a transaction prepared earlier, not the session's own: in autocommit (a
+# no-transaction file) they open and end nothing of it.
+ENDS_PREPARED = {
+    TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED,
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED,
+}
 
 TableKey = tuple[str, str]
 
@@ -276,6 +282,8 @@ class _Checker:
         if kind is None or kind not in TRANSACTION_CONTROL:
             return
         what = TRANSACTION_CONTROL[TransactionStmtKind(kind)]
+        if self.no_transaction and TransactionStmtKind(kind) in ENDS_PREPARED:
+            return
         if self.no_transaction:
             yield (
                 "VZ006",

@@ -152,7 +152,7 @@ def parsed_run_problems(
     from pglast import ast
     from pglast.enums import DiscardMode, TransactionStmtKind, VariableSetKind
 
-    from vezamig.lint import TRANSACTION_CONTROL
+    from vezamig.lint import ENDS_PREPARED, TRANSACTION_CONTROL
 
     problems: list[str] = []
     if parsed.error is not None:
@@ -166,7 +166,8 @@ def parsed_run_problems(
         stmt = node.stmt
         line = statement.line + line_base
         if isinstance(stmt, ast.TransactionStmt):
-            if stmt.kind is not None and TransactionStmtKind(stmt.kind) in TRANSACTION_CONTROL:
+            kind = None if stmt.kind is None else TransactionStmtKind(stmt.kind)
+            if kind in TRANSACTION_CONTROL and not (no_transaction and kind in ENDS_PREPARED):
                 words = " ".join(statement.text.rstrip(";").split())[:40]
                 template = _NO_TX_ENDS_PROBLEM if no_transaction else _ENDS_PROBLEM
                 problems.append(f"{label}:{line}: {template.format(what=words)}")
@@ -234,6 +235,9 @@ def _word_by_word(text: str, label: str, *, no_transaction: bool, line_base: int
             what is not None
             and not (first in ("START", "PREPARE") and names[1:2] != ["TRANSACTION"])
             and not (first in ("ROLLBACK", "ABORT_P") and "TO" in names[1:3])
+            and not (
+                no_transaction and first in ("COMMIT", "ROLLBACK") and names[1:2] == ["PREPARED"]
+            )
         ):
             template = _NO_TX_ENDS_PROBLEM if no_transaction else _ENDS_PROBLEM
             problems.append(

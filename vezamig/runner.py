@@ -758,6 +758,7 @@ class Runner:
             result.unfinished = None
             self.reporter.step_finished(res)
             self._stop_if_output_lost(plan, step, finished=True)
+            self._stop_if_lock_released(plan, step)
             if self._stop_after is not None:
                 raise self._stop_after
             if self._signal is not None:
@@ -784,6 +785,29 @@ class Runner:
             if step is not plan.steps[-1]:
                 when += "; no later step was run"
         raise OutputLost(lost.error, lost.stream, when)
+
+    def _stop_if_lock_released(self, plan: Plan, step: Step) -> None:
+        """A body that calls pg_advisory_unlock_all() (or unlocks vezamig's key) ends the
+        one-run-at-a-time rule for the rest of the run: another run could plan and apply
+        the same versions at once. Asked only after a step whose text mentions it (a
+        query per step otherwise); then the run stops, the step being done."""
+        if self._lock_held is None or "advisory_unlock" not in step.file.text.lower():
+            return
+        row = self.conn.execute(self._lock_held).fetchone()
+        if row != (0,):
+            return
+        what = f"{step.direction} {step.version} ({step.migration.name})"
+        done = "applied" if step.direction == "up" else "rolled back"
+        later = "; no later step was run" if step is not plan.steps[-1] else ""
+        raise LockBusy(
+            f"{what} released vezamig's run lock (pg_advisory_unlock_all()?); it is "
+            f"{done}, and the run stops here{later}: without the lock another run could "
+            "apply the same versions at once",
+            details=[
+                f"remove the unlock from {step.file.path} (pg_advisory_xact_lock takes a "
+                "lock of the step's own, released at its COMMIT), then run the command again"
+            ],
+        )
 
     def still_connected(self) -> None:
         """After waiting for the operator (a confirmation prompt) the server may have
@@ -836,7 +860,9 @@ class Runner:
             return None
         self._rollback()
         try:
-            self.conn.execute("BEGIN READ ONLY; SET LOCAL lock_timeout = 2000")
+            # As the user who connected: a failed no-transaction step may have left the
+            # session under a role (SET ROLE) that may not read the tracking table.
+            self.conn.execute(f"BEGIN READ ONLY; {_AS_SESSION_USER}; SET LOCAL lock_timeout = 2000")
             row = self.conn.execute(
                 sql.SQL("SELECT coalesce(max(version), 0) FROM {}")
                 .format(self.tracker.table)
@@ -1455,6 +1481,17 @@ class Runner:
                 "hint: use DISCARD TEMP, DISCARD PLANS or DEALLOCATE ALL for what you need "
                 "(each step's session is reset after it anyway); DISCARD ALL would release "
                 "vezamig's run lock"
+            )
+        elif (
+            diag.sqlstate == "25001"
+            and "must be called before any query" in primary
+            and (step.directives.guards or step.directives.locks)
+        ):
+            lines.append(
+                "hint: the step's transaction runs its `vezamig:lock` and guards first, so "
+                "a SET TRANSACTION in its body comes after a query; drop it (the step runs "
+                "at the session's default level), or move the guard into the body's own "
+                "checks and put SET TRANSACTION first"
             )
         elif diag.sqlstate == "25001" and not step.directives.no_transaction and not diag.context:
             # Not from inside a function or DO block: there it fails outside a
