@@ -380,3 +380,54 @@ def test_after_a_non_transactional_failure_under_another_role_the_current_versio
         assert "this run changed nothing before it; not run: 2 (c); current version 1" in err
     finally:
         query(dsn, "DROP ROLE vz_nopriv")
+
+
+OWN_TABLE_WRITES = [
+    "DELETE FROM schema_migrations",
+    "TRUNCATE schema_migrations_history",
+    "ALTER TABLE schema_migrations ADD COLUMN note text",
+    "WITH d AS (DELETE FROM public.schema_migrations RETURNING 1) SELECT count(*) FROM d",
+    "DROP TABLE IF EXISTS schema_migrations_history",
+    "CREATE TRIGGER t AFTER INSERT ON schema_migrations FOR EACH ROW EXECUTE FUNCTION f()",
+]
+
+
+@pytest.mark.parametrize("statement", OWN_TABLE_WRITES)
+def test_a_body_that_writes_or_alters_the_tracking_tables_is_refused_with_the_plan(
+    dsn: str, tmp_path: Path, statement: str
+) -> None:
+    base = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();\n",
+            "up/002_b_up.sql": f"CREATE TABLE b ();\n{statement};\n",
+        },
+    )
+    assert vz(dsn, base, "up", "--to", "1")[0] == EXIT_OK
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_USAGE, err
+    assert "002_b_up.sql:2: `" in err
+    assert "changes vezamig's tracking table public.schema_migrations" in err
+    assert not table_exists(dsn, "b")
+    assert applied_versions(dsn) == [1]
+
+
+def test_a_body_that_reads_the_tracking_table_or_writes_a_namesake_elsewhere_runs(
+    dsn: str, tmp_path: Path
+) -> None:
+    body = (
+        "CREATE SCHEMA other;\nCREATE TABLE other.schema_migrations (v int);\n"
+        "INSERT INTO other.schema_migrations SELECT version FROM schema_migrations;\n"
+    )
+    base = write_tree(
+        tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();\n", "up/002_b_up.sql": body}
+    )
+    assert vz(dsn, base, "up", "--to", "1")[0] == EXIT_OK
+    code, _, err = vz(dsn, base, "up")
+    assert code == EXIT_OK, err
+    assert query(dsn, "SELECT v FROM other.schema_migrations") == [(1,)]
+    # With vezamig's records elsewhere, schema_migrations is any table.
+    other = write_tree(
+        tmp_path / "o", {"up/001_c_up.sql": "DELETE FROM other.schema_migrations;\n"}
+    )
+    assert vz(dsn, other, "up", "--table", "other_tracking")[0] == EXIT_OK

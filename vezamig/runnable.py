@@ -248,3 +248,92 @@ def _word_by_word(text: str, label: str, *, no_transaction: bool, line_base: int
             way = "FROM STDIN" if any(w.name == "STDIN" for w in words) else "TO STDOUT"
             problems.append(f"{label}:{line}: {_COPY_PROBLEM.format(way=way)}")
     return problems
+
+
+# Statements whose target is a table: (type name, attribute holding it). Reading the
+# tracking tables is fine; writing, altering, dropping them or hanging a trigger, rule
+# or policy on them is the bookkeeping's business alone.
+_TARGETS = {
+    "InsertStmt": "relation",
+    "UpdateStmt": "relation",
+    "DeleteStmt": "relation",
+    "MergeStmt": "relation",
+    "AlterTableStmt": "relation",
+    "RenameStmt": "relation",
+    "AlterObjectSchemaStmt": "relation",
+    "CreateTrigStmt": "relation",
+    "RuleStmt": "relation",
+    "CreatePolicyStmt": "table",
+    "AlterPolicyStmt": "table",
+    "TruncateStmt": "relations",
+    "DropStmt": "objects",
+}
+_OWN_TABLE_PROBLEM = (
+    "`{what}` changes vezamig's tracking table {table}: its records, or the table they "
+    "go to, would no longer be the ones vezamig keeps (a version applied twice, a record "
+    "lost); leave it to vezamig (`vezamig repair`, `vezamig baseline` change what it "
+    "records), or keep vezamig's records in another table: --table NAME"
+)
+
+
+def own_table_problems(
+    text: str, label: str, names: tuple[str, str], schema: str | None
+) -> list[str]:
+    """Statements of a body that write or alter the tracking tables ``names`` (in
+    ``schema``; an unqualified name counts, as search_path may lead there). Found by
+    the parser, only in bodies whose text mentions a name (most never do); a DO block's
+    or a function's statements are not seen."""
+    low = text.lower()
+    if not any(n.lower() in low for n in names):
+        return []
+    from pglast import ast
+    from pglast.enums import ObjectType
+    from pglast.visitors import Visitor
+
+    from vezamig.sqltext import analyze_pieces
+
+    def ours(schemaname: str | None, relname: str | None) -> str | None:
+        if relname in names and schemaname in (None, schema):
+            return f"{schema}.{relname}" if schema else relname
+        return None
+
+    def hits(node: ast.Node) -> list[str]:
+        attr = _TARGETS.get(type(node).__name__)
+        value = getattr(node, attr, None) if attr else None
+        if isinstance(node, ast.DropStmt):
+            if node.removeType != ObjectType.OBJECT_TABLE:
+                return []
+            parts = [tuple(s.sval for s in obj) for obj in value or ()]
+            found = [ours(*p) if len(p) == 2 else ours(None, p[-1]) for p in parts if p]
+        elif isinstance(value, tuple):
+            found = [ours(r.schemaname, r.relname) for r in value if isinstance(r, ast.RangeVar)]
+        elif isinstance(value, ast.RangeVar):
+            found = [ours(value.schemaname, value.relname)]
+        else:
+            found = []
+        return [t for t in found if t is not None]
+
+    class Find(Visitor):
+        def __init__(self) -> None:
+            self.found: list[str] = []
+
+        def visit(self, ancestors: object, node: ast.Node) -> None:
+            self.found.extend(hits(node))
+
+    problems: list[str] = []
+    for piece in analyze_pieces(text):
+        if piece.whole:
+            problems = []
+        parsed = piece.parsed
+        if parsed.error is not None:
+            continue  # not parsed: the server's own error will tell
+        for statement, node in zip(parsed.statements, parsed.nodes, strict=False):
+            find = Find()
+            find(node)
+            for table in dict.fromkeys(find.found):
+                words = " ".join(statement.text.rstrip(";").split())[:60]
+                line = statement.line + piece.line_base
+                problems.append(
+                    f"{label}:{line}: {_OWN_TABLE_PROBLEM.format(what=words, table=table)}"
+                )
+    return problems

@@ -368,14 +368,21 @@ def _lost_session(exc: psycopg.Error) -> bool:
     return state.startswith(("08", "57P"))
 
 
-def body_problems(step: Step) -> list[str]:
-    """Statements this step cannot run (runnable.run_problems), checked before anything runs."""
-    from vezamig.runnable import run_problems, split_problems
+def body_problems(
+    step: Step, tracking: tuple[str, str] = ("", ""), schema: str | None = None
+) -> list[str]:
+    """Statements this step cannot run (runnable.run_problems), or that would change
+    the tracking tables ``tracking`` (runnable.own_table_problems), checked before
+    anything runs."""
+    from vezamig.runnable import own_table_problems, run_problems, split_problems
 
     f = step.file
     no_tx = step.directives.no_transaction
     problems = run_problems(f.text, str(f.path), no_transaction=no_tx)
-    return problems or (split_problems(f.text, str(f.path)) if no_tx else [])
+    problems = problems or (split_problems(f.text, str(f.path)) if no_tx else [])
+    if all(tracking):
+        problems += own_table_problems(f.text, str(f.path), tracking, schema)
+    return problems
 
 
 class _CountingCursor(psycopg.Cursor[Any]):
@@ -529,7 +536,9 @@ class Runner:
                 f"{direction}: {len(problems)} problem(s) in the down files; nothing was changed",
                 details=problems,
             )
-        problems = [p for step in plan.steps for p in body_problems(step)]
+        tracking = (self.config.table[-1], self.config.history_table[-1])
+        schema = self.tracker.schema or self.tracker.resolved_schema
+        problems = [p for step in plan.steps for p in body_problems(step, tracking, schema)]
         if problems:
             raise LayoutError(
                 f"{direction}: {len(problems)} statement(s) a step cannot run; nothing was changed",

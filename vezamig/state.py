@@ -485,6 +485,11 @@ class Tracker:
             f"table {label} is {what}; vezamig changed nothing", details=[hint]
         )
 
+    @property
+    def resolved_schema(self) -> str | None:
+        """Where an unqualified --table was found (or would be created), once read."""
+        return self._resolved
+
     def _qualify(self, schema: str) -> None:
         name, history = self._names
         self.table = sql.Identifier(schema, name)
