@@ -341,6 +341,7 @@ def test_a_read_only_session_is_refused_by_every_writing_command_before_anything
     ):
         result = vz(dsn, base, *args)
         assert result.returncode == EXIT_USAGE, (args, result)
+        assert result.stdout == ""  # refused before any plan is shown
         assert "default_transaction_read_only is on for this session; nothing was changed" in (
             result.stderr
         )

@@ -847,6 +847,7 @@ def baseline(**opts: Any) -> None:
     migrations = load_migrations(cfg, check_directives=True, read_down=False)
     with open_runner(cfg, migrations, out) as runner, runner.run_lock(release=False):
         changes = plan_baseline(runner, opts["version"])
+        runner.check_writable()
         with _telling(NOTHING_DONE):
             out.line(
                 f"baseline: record {len(changes)} version(s) up to {opts['version']} as "

@@ -312,12 +312,24 @@ class Tracker:
                 " (SELECT c.relkind FROM pg_class c WHERE c.oid = t.oid),"
                 " (SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
                 " ON n.oid = c.relnamespace WHERE c.oid = t.oid),"
-                " (SELECT string_agg(format('%I', g.tgname), ', ') FROM pg_trigger g"
+                " (SELECT array_agg(format('%I', g.tgname) ORDER BY g.tgname) FROM pg_trigger g"
                 " WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'"
                 " AND g.tgtype & 3 = 3),"  # ROW | BEFORE
-                " (SELECT string_agg(format('%I', r.rulename), ', ') FROM pg_rewrite r"
-                " WHERE r.ev_class = t.oid),"
-                " row_security_active(t.oid)"
+                " (SELECT array_agg(format('%I', r.rulename) ORDER BY r.rulename)"
+                " FROM pg_rewrite r WHERE r.ev_class = t.oid),"
+                # Row-level security that applies to this role, unless a permissive
+                # `USING (true)` policy for it lets every row through and no restrictive
+                # one holds any back.
+                " CASE WHEN row_security_active(t.oid) THEN NOT ("
+                " EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = t.oid AND p.polpermissive"
+                " AND p.polcmd IN ('r', '*') AND pg_get_expr(p.polqual, p.polrelid) = 'true'"
+                " AND EXISTS (SELECT FROM unnest(p.polroles) r(oid)"
+                " WHERE r.oid = 0 OR pg_has_role(current_user, r.oid, 'MEMBER')))"
+                " AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = t.oid"
+                " AND NOT p.polpermissive AND p.polcmd IN ('r', '*')"
+                " AND pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM 'true'"
+                " AND EXISTS (SELECT FROM unnest(p.polroles) r(oid)"
+                " WHERE r.oid = 0 OR pg_has_role(current_user, r.oid, 'MEMBER')))) END"
                 " FROM {source} t(which, oid)"
                 " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0"
                 " AND NOT a.attisdropped"
@@ -346,6 +358,7 @@ class Tracker:
         nullable: dict[str, list[str]] = {"main": [], "history": []}
         schema: str | None = columns[0][5] if columns else None  # the same on every row
         found_in: dict[str, str] = {}
+        untrusted: dict[str, tuple[list[str], list[str], bool]] = {}
         for which, exists, col, typ, notnull, _, kind, nsp, triggers, rules, hidden in columns:
             if not exists:
                 continue
@@ -357,15 +370,18 @@ class Tracker:
                     "vezamig changed nothing",
                     details=["choose another name for vezamig's tracking table: --table NAME"],
                 )
+            # Row-level security on the history hides audit rows only: the DBA's choice.
+            hidden = bool(hidden) and which == "main"
             if hidden or (self._writing and (triggers or rules)):
-                label = self.label if which == "main" else self.history_label
-                self._untrusted(self._found(which, found_in), label, triggers, rules, bool(hidden))
+                untrusted[which] = (triggers or [], rules or [], hidden)
             cols = shape[which] or {}
             shape[which] = cols  # a table with no columns at all is still there
             if col is not None:
                 cols[col] = typ
                 if not notnull:
                     nullable[which].append(col)
+        if untrusted:
+            self._untrusted(untrusted, found_in)
         for key, expected, required, label in (
             ("main", EXPECTED_COLUMNS, NOT_NULL_COLUMNS, self.label),
             ("history", HISTORY_COLUMNS, HISTORY_NOT_NULL_COLUMNS, self.history_label),
@@ -435,34 +451,47 @@ class Tracker:
         return label
 
     def _untrusted(
-        self, shown: str, label: str, triggers: str | None, rules: str | None, hidden: bool
+        self, found: dict[str, tuple[list[str], list[str], bool]], found_in: dict[str, str]
     ) -> None:
-        """Something on the table could make it lie: a BEFORE trigger that returns NULL,
-        or a DO INSTEAD rule, makes vezamig's write change no row, and the run would
+        """Something on the tables could make them lie: a BEFORE trigger that returns
+        NULL, or a DO INSTEAD rule, makes vezamig's write change no row, and the run would
         report a version applied that is not recorded (then applied twice); row-level
         security makes reads miss applied versions. Read-only commands mind only the
-        last: their reads are true whatever the table's writes do."""
-        found, fixes = [], []
-        if triggers:
-            found.append(f"a trigger that runs before each row ({triggers})")
-            fixes.append(f"DROP TRIGGER {triggers.split(', ')[0]} ON {label}")
-        if rules:
-            found.append(f"a rule ({rules})")
-            fixes.append(f"DROP RULE {rules.split(', ')[0]} ON {label}")
-        if hidden:
-            found.append(f"row-level security that hides rows from {self.conn.info.user}")
-            fixes.append(f"ALTER TABLE {label} DISABLE ROW LEVEL SECURITY, or connect as its owner")
+        last: their reads are true whatever the table's writes do. Every one is named,
+        with a statement that removes it, ready to paste (names quoted)."""
+        said, fixes = [], []
+        hides = False
+        for which, (triggers, rules, hidden) in found.items():
+            name = self._names[0 if which == "main" else 1]
+            schema = self.schema or found_in.get(which)
+            parts = (schema, name) if schema else (name,)
+            table = sql.Identifier(*parts).as_string(self.conn)
+            what = []
+            if triggers:
+                what.append(f"trigger(s) that run before each row ({', '.join(triggers)})")
+                fixes += [f"DROP TRIGGER {t} ON {table};" for t in triggers]
+            if rules:
+                what.append(f"rule(s) ({', '.join(rules)})")
+                fixes += [f"DROP RULE {r} ON {table};" for r in rules]
+            if hidden:
+                hides = True
+                what.append(f"row-level security that can hide rows from {self.conn.info.user}")
+                fixes.append(
+                    f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY; (or let the role see "
+                    f"every row: a policy USING (true) for it, or ALTER ROLE … BYPASSRLS)"
+                )
+            said.append(f"table {self._found(which, found_in)} has {' and '.join(what)}")
         why = (
             "can hide applied versions"
-            if hidden and not (triggers or rules)
+            if hides and len(fixes) == 1
             else "can skip or rewrite the rows vezamig writes"
         )
         raise TrackingTableError(
-            f"table {shown} has {' and '.join(found)}, which {why}; vezamig would not "
-            "know whether its own records are true, so it changed nothing",
+            f"{'; '.join(said)}, which {why}; vezamig would not know whether its own records "
+            "are true, so it changed nothing",
             details=[
-                f"remove it ({'; '.join(fixes)}), or keep vezamig's records in a table of "
-                "their own: --table NAME"
+                "remove them, or keep vezamig's records in a table of their own (--table NAME):",
+                *(f"  {fix}" for fix in fixes),
             ],
         )
 

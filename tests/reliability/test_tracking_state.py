@@ -158,19 +158,19 @@ UNTRUSTED = {
     "before-insert trigger": (
         SKIP_ROW + "CREATE TRIGGER skip_it BEFORE INSERT ON schema_migrations"
         " FOR EACH ROW EXECUTE FUNCTION vz_skip()",
-        "a trigger that runs before each row (skip_it)",
-        "DROP TRIGGER skip_it ON schema_migrations",
+        "table schema_migrations has trigger(s) that run before each row (skip_it)",
+        'DROP TRIGGER skip_it ON "public"."schema_migrations";',
     ),
     "before-delete trigger on the history": (
         SKIP_ROW + "CREATE TRIGGER skip_it BEFORE DELETE OR INSERT ON schema_migrations_history"
         " FOR EACH ROW EXECUTE FUNCTION vz_skip()",
-        "table schema_migrations_history has a trigger that runs before each row (skip_it)",
-        "DROP TRIGGER skip_it ON schema_migrations_history",
+        "table schema_migrations_history has trigger(s) that run before each row (skip_it)",
+        'DROP TRIGGER skip_it ON "public"."schema_migrations_history";',
     ),
     "do-instead-nothing rule": (
         "CREATE RULE nothing AS ON DELETE TO schema_migrations DO INSTEAD NOTHING",
-        "a rule (nothing)",
-        "DROP RULE nothing ON schema_migrations",
+        "table schema_migrations has rule(s) (nothing)",
+        'DROP RULE nothing ON "public"."schema_migrations";',
     ),
 }
 
@@ -218,8 +218,10 @@ def test_row_level_security_that_hides_applied_versions_is_refused_by_every_comm
             result = invoke([*command, "-d", f"{applied} user=vz_rls_migrator", "--dir", str(tree)])
             assert result.returncode == 2, (command, result)
             assert result.stdout == ""
-            assert "row-level security that hides rows from vz_rls_migrator" in result.stderr
-            assert "DISABLE ROW LEVEL SECURITY, or connect as its owner" in result.stderr
+            assert "row-level security that can hide rows from vz_rls_migrator" in result.stderr
+            assert 'ALTER TABLE "public"."schema_migrations" DISABLE ROW LEVEL SECURITY;' in (
+                result.stderr
+            )
         assert snapshot(applied) == before
         # The owner is not subject to it: its reads are whole.
         assert states(applied, tree) == {1: ["applied"], 2: ["applied"]}
@@ -248,3 +250,71 @@ def test_a_foreign_table_earlier_in_search_path_is_named_with_its_schema(
         assert (
             "table schema_migrations (in schema shadow) exists but is not a vezamig tracking table"
         ) in result.stderr
+
+
+def test_the_statements_that_remove_untrusted_objects_work_when_pasted(
+    dsn: str, tree: Path
+) -> None:
+    """Every trigger and rule of both tables is named, with names and table quoted, so
+    the printed statements are the fix, on the right table even beside a namesake."""
+    write_tree(tree, FILES)
+    table = ["--table", "My Schema.Mig Table"]
+    assert invoke(["up", "-d", dsn, "--dir", str(tree), *table]).returncode == 0
+    query(
+        dsn,
+        SKIP_ROW + 'CREATE TABLE "my schema_mig table" (x int);'
+        ' CREATE TRIGGER "Skip It" BEFORE INSERT ON "My Schema"."Mig Table"'
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip();"
+        ' CREATE TRIGGER second BEFORE UPDATE ON "My Schema"."Mig Table"'
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip();"
+        ' CREATE RULE "R 1" AS ON DELETE TO "My Schema"."Mig Table_history" DO INSTEAD NOTHING;'
+        ' CREATE TRIGGER "Skip It" BEFORE INSERT ON "my schema_mig table"'
+        " FOR EACH ROW EXECUTE FUNCTION vz_skip()",
+    )
+    result = invoke(["up", "-d", dsn, "--dir", str(tree), *table])
+    assert result.returncode == 2, result
+    fixes = [line.strip() for line in result.stderr.splitlines() if line.startswith("    ")]
+    assert fixes == [
+        'DROP TRIGGER "Skip It" ON "My Schema"."Mig Table";',
+        'DROP TRIGGER second ON "My Schema"."Mig Table";',
+        'DROP RULE "R 1" ON "My Schema"."Mig Table_history";',
+    ]
+    query(dsn, " ".join(fixes))
+    assert invoke(["up", "-d", dsn, "--dir", str(tree), *table]).returncode == 0
+    # The namesake's trigger was not touched.
+    assert query(dsn, "SELECT tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal") == [
+        ('"my schema_mig table"',)
+    ]
+
+
+def test_row_level_security_that_hides_nothing_is_not_refused(applied: str, tree: Path) -> None:
+    """A permissive USING (true) policy lets the role see every row; security on the
+    history hides only audit rows, the DBA's choice."""
+    query(
+        applied,
+        "DROP ROLE IF EXISTS vz_rls_reader; CREATE ROLE vz_rls_reader LOGIN;"
+        " GRANT SELECT ON schema_migrations, schema_migrations_history TO vz_rls_reader;"
+        " ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY;"
+        " CREATE POLICY everyone ON schema_migrations USING (true);"
+        " ALTER TABLE schema_migrations_history ENABLE ROW LEVEL SECURITY;"
+        " CREATE POLICY recent ON schema_migrations_history FOR SELECT USING (version > 1)",
+    )
+    try:
+        result = invoke(["status", "-d", f"{applied} user=vz_rls_reader", "--dir", str(tree)])
+        assert result.returncode == 0, result
+        assert "current version 2" in result.stdout
+        query(
+            applied,
+            "CREATE POLICY only_two ON schema_migrations AS RESTRICTIVE USING (version = 2)",
+        )
+        result = invoke(["status", "-d", f"{applied} user=vz_rls_reader", "--dir", str(tree)])
+        assert result.returncode == 2, result
+        assert "row-level security that can hide rows from vz_rls_reader" in result.stderr
+    finally:
+        query(
+            applied,
+            "DROP POLICY everyone ON schema_migrations; DROP POLICY IF EXISTS only_two ON"
+            " schema_migrations; DROP POLICY recent ON schema_migrations_history;"
+            " REVOKE ALL ON schema_migrations, schema_migrations_history FROM vz_rls_reader;"
+            " DROP ROLE vz_rls_reader",
+        )
