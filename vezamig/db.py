@@ -361,9 +361,14 @@ def table_lockers(conn: Connection, tables: dict[str, str]) -> list[tuple[str, i
     statement may hold a secret (ALTER ROLE … PASSWORD). Each: (label, pid, what)."""
     rows = conn.execute(
         "SELECT l.pid, l.granted, a.application_name, a.usename, a.state,"
-        " to_char(coalesce(a.xact_start, a.backend_start), 'YYYY-MM-DD HH24:MI:SS TZ'), t.label"
+        " to_char(coalesce(a.xact_start, a.backend_start), 'YYYY-MM-DD HH24:MI:SS TZ'), t.label,"
+        " CASE WHEN l.relation = pg_catalog.to_regclass(t.name) THEN ''"
+        " ELSE ' (its index ' || l.relation::regclass::text || ')' END"
         " FROM unnest(%s::text[], %s::text[]) t(label, name)"
+        # The table or one of its indexes (a REINDEX): a read opens both.
         " JOIN pg_catalog.pg_locks l ON l.relation = pg_catalog.to_regclass(t.name)"
+        " OR l.relation IN (SELECT i.indexrelid FROM pg_catalog.pg_index i"
+        " WHERE i.indrelid = pg_catalog.to_regclass(t.name))"
         " LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'"
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -372,8 +377,8 @@ def table_lockers(conn: Connection, tables: dict[str, str]) -> list[tuple[str, i
         [list(tables), list(tables.values())],
     ).fetchall()
     said: list[tuple[str, int | None, str]] = []
-    for pid, granted, app, user, state, since, label in rows:
-        lock = f"{'holds' if granted else 'waits for'} an ACCESS EXCLUSIVE lock on {label}"
+    for pid, granted, app, user, state, since, label, index in rows:
+        lock = f"{'holds' if granted else 'waits for'} an ACCESS EXCLUSIVE lock on {label}{index}"
         if pid is None:  # PREPARE TRANSACTION keeps its locks after its session ended
             what = (
                 f"a prepared transaction {lock} (see pg_prepared_xacts; it stays until "

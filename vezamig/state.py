@@ -251,20 +251,30 @@ class Tracker:
             self.history_label: self.history.as_string(self.conn),
         }
         found = table_lockers(self.conn, tables)
-        locked = [t for t in tables if any(f[0] == t for f in found)] or list(tables)
+        locked = [t for t in tables if any(f[0] == t for f in found)]
         pids = sorted({pid for _, pid, _ in found if pid is not None})
         end = ""
         if len(pids) == 1:
             end = f", or end it if that is safe: SELECT pg_terminate_backend({pids[0]})"
         elif pids:
             end = ", or end them if that is safe: SELECT pg_terminate_backend(pid)"
+        waited = f"(waited {self._lock_timeout_ms / 1000:g}s, --lock-timeout)"
+        if not found:
+            head = (
+                "cannot read the tracking tables: a lock another session held made the read "
+                f"wait {waited}; it has just been released"
+            )
+        else:
+            how = "holds" if any(" holds " in what for _, _, what in found) else "waits for"
+            them = "it" if len(locked) == 1 else "them"
+            head = (
+                f"cannot read {' and '.join(locked)}: another session {how} a lock on {them} "
+                f"{waited}"
+            )
         return LockBusy(
-            f"cannot read {' and '.join(locked)}: another session holds a lock on "
-            f"{'it' if len(locked) == 1 else 'them'} (waited "
-            f"{self._lock_timeout_ms / 1000:g}s, --lock-timeout); nothing was changed",
+            f"{head}; nothing was changed",
             details=[
                 *(what for _, _, what in found),
-                *([] if found else ["the session that held it has just released it"]),
                 f"wait for the lock to go{end}; then run the command again "
                 "(--lock-timeout sets how long vezamig waits)",
             ],

@@ -360,3 +360,16 @@ def test_a_databases_own_statement_timeout_does_not_cancel_a_read_that_waits(
     result = run.wait()
     assert result.returncode == 0, result
     assert "applied" in result.stdout
+
+
+def test_a_lock_on_the_tracking_tables_index_is_named_too(one_applied: str, tree: Path) -> None:
+    """A REINDEX left open holds its index, which every read of the table opens."""
+    with psycopg.connect(one_applied) as holder:
+        holder.execute("REINDEX INDEX schema_migrations_pkey")
+        pid = holder.info.backend_pid
+        said = locked_out(one_applied, tree, ["status"])
+        holder.rollback()
+    assert "cannot read schema_migrations: another session holds a lock on it" in said
+    assert f"pid {pid} (application " in said
+    assert "lock on schema_migrations (its index schema_migrations_pkey)" in said
+    assert f"SELECT pg_terminate_backend({pid})" in said
