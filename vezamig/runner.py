@@ -1050,7 +1050,13 @@ class Runner:
                 ),
                 self.tracker.history_label,
             )
-            conn.execute(self._stopping_write(row, lost=conn is not self.conn))
+            script = self._stopping_write(row, lost=conn is not self.conn)
+            if script == row:  # bounded as a step is: a lock on the history must not hang it
+                script = (
+                    f"BEGIN READ WRITE; SET LOCAL lock_timeout = "
+                    f"'{self.config.lock_timeout_ms}ms'; {row}; COMMIT"
+                )
+            conn.execute(script)
         except (KeyboardInterrupt, SystemExit):
             # A second stop signal while the row was written: the step's own message
             # still says what happened; the audit log's gap is said too.
@@ -1062,6 +1068,9 @@ class Runner:
             )
         except psycopg.Error as exc:
             # The step's own error says what happened; the audit log's gap is said too.
+            if not (conn.closed or conn.broken) and conn.info.transaction_status != 0:
+                with suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
             self.reporter.info(
                 f"warning: the {outcome} {step.direction} of {step.version} could not be "
                 f"recorded in {self.tracker.history_label}: "
@@ -1655,14 +1664,29 @@ class Runner:
         # _sent: each message as it goes, so that after a lost connection the session,
         # if it lives on (a COMMIT waiting for a standby), is found and ended before its
         # record is read (_committed_on).
+        # Under --lock-timeout, retried as a step is: another session's lock on the
+        # tracking tables must not hold the run up without a word.
+        attempt = 0
         try:
             one = self.tracker.exactly_one
-            self._sent = f"BEGIN; {one(first, self.tracker.label)}"
-            self.conn.execute(self._sent)
-            self._sent = one(hist, self.tracker.history_label, "id")
-            row = self.conn.execute(self._sent).fetchone()
-            self._sent = "COMMIT"
-            self.conn.execute(self._sent)
+            while True:
+                try:
+                    self._sent = (
+                        f"BEGIN; SET LOCAL lock_timeout = '{self.config.lock_timeout_ms}ms'; "
+                        f"{one(first, self.tracker.label)}"
+                    )
+                    self.conn.execute(self._sent)
+                    self._sent = one(hist, self.tracker.history_label, "id")
+                    row = self.conn.execute(self._sent).fetchone()
+                    self._sent = "COMMIT"
+                    self.conn.execute(self._sent)
+                    break
+                except pgerrors.LockNotAvailable as exc:
+                    self._rollback()
+                    if self._signal is not None:
+                        raise
+                    attempt += 1
+                    self._wait_to_retry(step, exc, attempt, t0)
         except psycopg.Error as exc:
             self._rollback()
             if self._signal is None and (self.conn.broken or self.conn.closed):

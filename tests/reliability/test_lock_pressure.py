@@ -373,3 +373,31 @@ def test_a_lock_on_the_tracking_tables_index_is_named_too(one_applied: str, tree
     assert f"pid {pid} (application " in said
     assert "lock on schema_migrations (its index schema_migrations_pkey)" in said
     assert f"SELECT pg_terminate_backend({pid})" in said
+
+
+@pytest.mark.parametrize("no_tx", [False, True], ids=["transactional", "non-transactional"])
+def test_a_locked_history_table_makes_a_step_give_up_not_hang(
+    dsn: str, tree: Path, no_tx: bool
+) -> None:
+    """The step's history row (or a non-transactional step's dirty mark) waits at most
+    --lock-timeout too; the failed row that cannot be written is said."""
+    header = "-- vezamig:no-transaction\n" if no_tx else ""
+    write_tree(
+        tree,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+            "up/002_b_up.sql": f"{header}CREATE INDEX b ON a (id);\n",
+        },
+    )
+    assert run_cli(["up", "--to", "1", "-d", dsn, "--dir", str(tree)]).returncode == 0
+    with psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE schema_migrations_history")
+        args = ["up", "-d", dsn, "--dir", str(tree), "--lock-timeout", "300ms"]
+        result = run_cli([*args, "--lock-retries", "1"], timeout=30)
+        holder.rollback()
+    assert result.returncode == 4, result
+    assert "up 2 (b) gave up: lock timeout (300 ms) after 2 attempt(s)" in result.stderr
+    assert "retry 1/1 in 1s" in result.stderr
+    assert "warning: the failed up of 2 could not be recorded" in result.stderr
+    assert recorded(dsn) == [(1, False)]
+    assert query(dsn, "SELECT to_regclass('b') IS NULL") == [(True,)]
