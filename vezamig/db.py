@@ -421,6 +421,7 @@ def acquire_run_lock(
     on_wait: Callable[[str], None] | None = None,
     *,
     setup: bool = False,
+    statement_timeout_ms: int = 0,
 ) -> RunLock:
     """Session-level advisory lock on the same connection that runs the steps.
 
@@ -429,6 +430,8 @@ def acquire_run_lock(
     pg_try_advisory_lock (not a blocking call) keeps Ctrl-C responsive and lets us
     name the holder once while waiting. ``setup``: send the session setup (see
     session_setup) in the same message as the first try, one round trip for both.
+    ``statement_timeout_ms``: vezamig's own (--statement-timeout), not one a role or
+    database sets for the application's queries, for this message.
     """
     # The same answer says whether this session can write at all (see RunLock.read_only).
     query = (
@@ -440,6 +443,12 @@ def acquire_run_lock(
         .format(sql.Literal(_LOCK_CLASS), _table_key(table))
         .as_string(conn)
     )
+    # First in each message, so the answers read below keep their places.
+    timeout = (
+        sql.SQL("SET LOCAL statement_timeout = {}; ")
+        .format(sql.Literal(f"{statement_timeout_ms}ms"))
+        .as_string(conn)
+    )
     deadline = time.monotonic() + wait_ms / 1000
     told = False
     polls: bool | None = True if setup else None
@@ -447,7 +456,7 @@ def acquire_run_lock(
     first = session_setup(conn) + "; " if setup else ""
     while True:
         try:
-            cur = conn.execute(first + query)
+            cur = conn.execute(timeout + first + query)
         except NO_SOCKET_POLLING:
             if not first:
                 raise

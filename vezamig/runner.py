@@ -468,6 +468,7 @@ class Runner:
             self.config.lock_wait_ms,
             self.reporter.info,
             setup=self._setup_pending,
+            statement_timeout_ms=self.config.statement_timeout_ms,
         )
         self._setup_pending = False
         self._lock_held = run_lock_held_sql(self.conn, lock)

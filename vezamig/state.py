@@ -17,7 +17,7 @@ from psycopg import sql
 
 from vezamig.config import Config, os_text
 from vezamig.db import Connection, error_lines, os_identity, table_lockers, tool_version
-from vezamig.errors import LockBusy, TrackingTableError
+from vezamig.errors import LockBusy, StepFailed, TrackingTableError, VezamigError
 
 # Why the first write cannot create the tracking tables: a missing privilege, a
 # read-only session, no schema to create in (empty search_path, a missing schema).
@@ -212,6 +212,7 @@ class Tracker:
         self.os_user, self.host = os_user, host
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
         self._lock_timeout_ms = config.lock_timeout_ms
+        self._statement_timeout_ms = config.statement_timeout_ms
         self._read_timeout = (
             sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; ")
             .format(
@@ -240,25 +241,49 @@ class Tracker:
             if not idle:
                 raise
             raise self._locked() from None
+        except psycopg.errors.QueryCanceled as exc:
+            if not idle or "statement timeout" not in (exc.diag.message_primary or ""):
+                raise
+            raise self._timed_out() from None
         if idle:
             cur.nextset()  # past the SETs' own results
             cur.nextset()
         return cur
 
-    def _locked(self) -> LockBusy:
-        tables = {
-            self.label: self.table.as_string(self.conn),
-            self.history_label: self.history.as_string(self.conn),
-        }
-        found = table_lockers(self.conn, tables)
-        locked = [t for t in tables if any(f[0] == t for f in found)]
+    def _timed_out(self) -> VezamigError:
+        """--statement-timeout ended a read: one that waited for a lock (with
+        --lock-timeout 0, or a longer one) is a lock wait, said as such; otherwise the
+        read itself was slow."""
+        limit = f"--statement-timeout {self._statement_timeout_ms} ms"
+        found = self._lockers()
+        if found:
+            return self._locked(found, f"(waited until {limit} ended it)")
+        return StepFailed(
+            f"reading the tracking tables took longer than {limit}; nothing was changed",
+            details=["raise --statement-timeout (default: none), then run the command again"],
+        )
+
+    def _lockers(self) -> list[tuple[str, int | None, str]]:
+        return table_lockers(
+            self.conn,
+            {
+                self.label: self.table.as_string(self.conn),
+                self.history_label: self.history.as_string(self.conn),
+            },
+        )
+
+    def _locked(
+        self, found: list[tuple[str, int | None, str]] | None = None, waited: str | None = None
+    ) -> LockBusy:
+        found = self._lockers() if found is None else found
+        locked = [t for t in (self.label, self.history_label) if any(f[0] == t for f in found)]
         pids = sorted({pid for _, pid, _ in found if pid is not None})
         end = ""
         if len(pids) == 1:
             end = f", or end it if that is safe: SELECT pg_terminate_backend({pids[0]})"
         elif pids:
             end = ", or end them if that is safe: SELECT pg_terminate_backend(pid)"
-        waited = f"(waited {self._lock_timeout_ms / 1000:g}s, --lock-timeout)"
+        waited = waited or f"(waited {self._lock_timeout_ms / 1000:g}s, --lock-timeout)"
         if not found:
             head = (
                 "cannot read the tracking tables: a lock another session held made the read "
@@ -570,7 +595,9 @@ class Tracker:
                 " tool_version text, message text)"
             ).format(self.history)
         )
-        script = sql.SQL("BEGIN; {}; COMMIT").format(sql.SQL("; ").join(stmts))
+        script = sql.SQL("BEGIN; SET LOCAL statement_timeout = {}; {}; COMMIT").format(
+            sql.Literal(f"{self._statement_timeout_ms}ms"), sql.SQL("; ").join(stmts)
+        )
         try:
             self.conn.execute(script.as_string(self.conn))
         except _CANNOT_CREATE as exc:
