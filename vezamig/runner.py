@@ -1488,6 +1488,11 @@ class Runner:
             where = f"{f.path}:{line}:{column}"
         elif phase == "guard" and self._guard_at is not None:
             where = f"{f.path}:{self._guard_at.line}"
+        elif diag.sqlstate == "22P05" and (at := self._unencodable(f.text)) is not None:
+            # The server converts the whole message before parsing it: no position.
+            p = line_col(f.text, at)
+            where = f"{f.path}:{p.line}:{p.column}"
+            offset, pos, phase = at, "1", "body"
         sqlstate = diag.sqlstate or "?"
         primary = " ".join((diag.message_primary or str(exc).strip()).split())  # one line
         lines.append(f"{where}: {sqlstate} {primary}")
@@ -1540,6 +1545,24 @@ class Runner:
                 "the error came at COMMIT (e.g. a deferred constraint) or while recording the step"
             )
         return lines
+
+    def _unencodable(self, text: str) -> int | None:
+        """Where ``text`` first has a character the database's encoding lacks (22P05
+        names the bytes, not the place), or None."""
+        name = self.conn.info.parameter_status("server_encoding") or ""
+        try:
+            from psycopg._encodings import pg2pyenc  # psycopg's own names for them
+
+            codec = pg2pyenc(name.encode())
+        except Exception:  # a private helper: without it, no place is named
+            return None
+        try:
+            text.encode(codec)
+        except UnicodeEncodeError as exc:
+            return exc.start
+        except LookupError:
+            return None
+        return None
 
     # ---- non-transactional steps (SPEC §6) ---------------------------------------
 
