@@ -312,20 +312,23 @@ def test_a_prepared_transaction_holding_the_lock_is_named_as_one(
     assert "pg_terminate_backend" not in said
 
 
+def status_waits(dsn: str, longer_than: str = "0") -> bool:
+    """Whether `vezamig status` is waiting for a lock (for longer than ``longer_than``)."""
+    return bool(
+        query(
+            dsn,
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig status'"
+            " AND wait_event_type = 'Lock' AND now() - query_start > %s::interval",
+            (longer_than,),
+        )
+    )
+
+
 def test_with_no_lock_timeout_a_read_waits_for_the_lock(one_applied: str, tree: Path) -> None:
     with psycopg.connect(one_applied) as holder:
         holder.execute("LOCK TABLE schema_migrations")
         run = start_cli(["status", "-d", one_applied, "--dir", str(tree), "--lock-timeout", "0"])
-        wait_for(
-            lambda: bool(
-                query(
-                    one_applied,
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig status'"
-                    " AND wait_event_type = 'Lock'",
-                )
-            ),
-            what="status to wait for the lock",
-        )
+        wait_for(lambda: status_waits(one_applied), what="status to wait for the lock")
         holder.rollback()
     result = run.wait()
     assert result.returncode == 0, result
@@ -347,13 +350,7 @@ def test_a_databases_own_statement_timeout_does_not_cancel_a_read_that_waits(
         holder.execute("LOCK TABLE schema_migrations")
         run = start_cli(["status", "-d", one_applied, "--dir", str(tree)])
         wait_for(
-            lambda: bool(
-                query(
-                    one_applied,
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig status'"
-                    " AND wait_event_type = 'Lock' AND now() - query_start > interval '300ms'",
-                )
-            ),
+            lambda: status_waits(one_applied, longer_than="300ms"),
             what="status to wait for the lock longer than the database's statement_timeout",
         )
         holder.rollback()
