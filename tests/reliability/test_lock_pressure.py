@@ -427,27 +427,3 @@ def test_a_read_ended_by_the_statement_timeout_while_it_waits_names_the_lock(
         "--statement-timeout 300 ms ended it); nothing was changed"
     ) in result.stderr
     assert f"pid {pid} (application " in result.stderr
-
-
-def test_a_databases_tiny_statement_timeout_does_not_touch_vezamigs_own_statements(
-    one_applied: str, tree: Path
-) -> None:
-    """Meant for the application's queries; vezamig's reads, run lock, table creation and
-    bookkeeping run under --statement-timeout (none by default)."""
-    execute(
-        one_applied,
-        "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = 1',"
-        " current_database()); END$$",
-    )
-    for args in (
-        ["status"],
-        ["history"],
-        ["down", "--to", "0", "--yes"],
-        ["up", "--dry-run"],
-        ["up"],
-    ):
-        result = run_cli([*args, "-d", one_applied, "--dir", str(tree)])
-        assert result.returncode == 0, (args, result)
-    noop = write_tree(tree.parent / "noop", {"up/001_noop_up.sql": "SELECT 1;\n"})
-    result = run_cli(["up", "--table", "fresh", "-d", one_applied, "--dir", str(noop)])
-    assert result.returncode == 0, result  # the tables created, too
