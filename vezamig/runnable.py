@@ -186,7 +186,7 @@ def parsed_run_problems(
             and _set_value(stmt) not in _HARMLESS[stmt.name]
         ):
             words = " ".join(statement.text.rstrip(";").split())[:50]
-            words = words.removeprefix("SET ").removeprefix("set ")
+            words = words[4:] if words[:4].lower() == "set " else words
             problems.append(f"{label}:{line}: {_SESSION_PROBLEMS[stmt.name].format(what=words)}")
         elif isinstance(stmt, ast.CopyStmt) and stmt.filename is None and not stmt.is_program:
             way = "FROM STDIN" if stmt.is_from else "TO STDOUT"
