@@ -449,3 +449,38 @@ def test_a_body_that_reads_the_tracking_table_or_writes_a_namesake_elsewhere_run
         tmp_path / "o", {"up/001_c_up.sql": "DELETE FROM other.schema_migrations;\n"}
     )
     assert vz(dsn, other, "up", "--table", "other_tracking")[0] == EXIT_OK
+
+
+def test_set_config_of_client_encoding_in_a_non_transactional_file_is_refused_too(
+    dsn: str, tmp_path: Path
+) -> None:
+    body = (
+        "-- vezamig:no-transaction\n"
+        "SELECT set_config('client_encoding', 'LATIN1', false);\nSELECT '€';\n"
+    )
+    base = write_tree(tmp_path, {"up/001_e_up.sql": body})
+    for args in (["verify"], ["up"]):
+        code, _, err = vz(dsn, base, *args)
+        assert code == EXIT_USAGE, (args, err)
+        assert "001_e_up.sql:2: `set_config('client_encoding', …)` in a non-transactional" in err
+        assert "Traceback" not in err
+    assert applied_versions(dsn) == []
+
+
+def test_a_tracking_table_name_spelled_with_sql_quotes_is_still_found_in_a_body(
+    dsn: str, tmp_path: Path
+) -> None:
+    """`we"ird` is written `"we""ird"` in SQL, and a U&"…" escape can spell any name."""
+    for table, statement in (
+        ('we"ird', 'DELETE FROM "we""ird"'),
+        ("tabl€", 'DELETE FROM U&"tabl\\20AC"'),
+    ):
+        base = write_tree(
+            tmp_path / table.replace('"', "q"),
+            {"up/001_a_up.sql": "CREATE TABLE a ();\n", "up/002_b_up.sql": f"{statement};\n"},
+        )
+        assert vz(dsn, base, "up", "--to", "1", "--table", table)[0] == EXIT_OK
+        code, _, err = vz(dsn, base, "up", "--table", table)
+        assert code == EXIT_USAGE, (table, err)
+        assert "changes vezamig's tracking table" in err
+        query(dsn, "DROP TABLE a")

@@ -337,6 +337,34 @@ def lock_holder(conn: Connection, key: int) -> str:
     return f"{who}, client {client}, connected since {since}"
 
 
+def server_codec(conn: Connection) -> str | None:
+    """Python's codec for the database's encoding, or None where any text fits (UTF8,
+    SQL_ASCII) or it is not known (psycopg's table of names is a private helper)."""
+    name = conn.info.parameter_status("server_encoding") or ""
+    if name in ("UTF8", "SQL_ASCII", ""):
+        return None
+    try:
+        from psycopg._encodings import pg2pyenc
+
+        return str(pg2pyenc(name.encode()))
+    except Exception:
+        return None
+
+
+def storable(text: str, codec: str | None) -> str:
+    """``text`` as the database can store it: a character its encoding lacks (a path's
+    `☃` in a LATIN1 database's history row) written as `\u2603`, not a failed row."""
+    if codec is None:
+        return text
+    try:
+        text.encode(codec)
+        return text
+    except UnicodeEncodeError:
+        return text.encode(codec, "backslashreplace").decode(codec)
+    except LookupError:
+        return text
+
+
 def error_lines(exc: psycopg.Error) -> list[str]:
     """A server error on vezamig's own statements (no file to point into): SQLSTATE and
     message on one line, then its detail, hint and context."""

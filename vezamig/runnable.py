@@ -69,6 +69,11 @@ _HARMLESS = {
     "standard_conforming_strings": {"on", "true", "yes", "1", "t", "y"},
 }
 _SESSION_WORDS = re.compile(r"\b(?:client_encoding|names|standard_conforming_strings)\b")
+# The same settings changed by a function call, found in the text (a query can call it
+# anywhere): set_config('client_encoding', …).
+_SET_CONFIG = re.compile(
+    r"set_config\s*\(\s*'(client_encoding|standard_conforming_strings)'", re.IGNORECASE
+)
 _WORDS = ("begin", "start", "commit", "rollback", "end", "abort", "prepare", "copy", "discard")
 # On the lower-cased text (PostgreSQL folds keywords as ASCII): a `[;/\r\n]` to anchor
 # on is ≈ 4 times faster than `^` with re.M, which is tried at every position.
@@ -94,19 +99,34 @@ def run_problems(text: str, label: str, *, no_transaction: bool) -> list[str]:
       vezamig does not do: the server would go on with the rest of the step while
       the client reports an error, so the outcome could not be told truthfully.
     """
+    problems = set_config_problems(text, label) if no_transaction else []
     if not may_hold_run_words(text) and not (
         no_transaction and _SESSION_WORDS.search(text.lower()) is not None
     ):
-        return []
+        return problems
     from vezamig.sqltext import analyze_pieces
 
-    problems: list[str] = []
+    found = problems
+    problems = []
     for piece in analyze_pieces(text):
         if piece.whole:
             problems = []  # supersedes the pieces before it
         problems += parsed_run_problems(
             piece.parsed, label, no_transaction=no_transaction, line_base=piece.line_base
         )
+    return found + problems
+
+
+def set_config_problems(text: str, label: str) -> list[str]:
+    """A non-transactional file's `set_config('client_encoding', …)` (or of
+    standard_conforming_strings): the function-call spelling of the SETs refused in
+    parsed_run_problems, found in the text wherever a query calls it."""
+    problems = []
+    for m in _SET_CONFIG.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        name = m.group(1).lower()
+        template = _SESSION_PROBLEMS[name].replace("`SET {what}`", "`{what}`")
+        problems.append(f"{label}:{line}: {template.format(what=f'set_config({name!r}, …)')}")
     return problems
 
 
@@ -284,7 +304,11 @@ def own_table_problems(
     the parser, only in bodies whose text mentions a name (most never do); a DO block's
     or a function's statements are not seen."""
     low = text.lower()
-    if not any(n.lower() in low for n in names):
+    # As the name is written in SQL: `"we""ird"` for we"ird; a U&"…" escape may spell
+    # any name, so it is parsed too.
+    if not any(n.lower() in low or n.replace('"', '""').lower() in low for n in names) and (
+        'u&"' not in low
+    ):
         return []
     from pglast import ast
     from pglast.enums import ObjectType

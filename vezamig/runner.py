@@ -33,6 +33,7 @@ from vezamig.db import (
     hold_probe_lock,
     release_run_lock,
     run_lock_held_sql,
+    server_codec,
     session_setup,
 )
 from vezamig.errors import (
@@ -1477,6 +1478,14 @@ class Runner:
                 "database is reachable"
             )
             return lines
+        if (
+            diag.sqlstate == "22P05"
+            and not pos
+            and (at := self._unencodable(f.text, offset or 0)) is not None
+        ):
+            # The server converts the whole message (or statement) before parsing it,
+            # so it reports no position: the first such character is the place.
+            offset, pos, phase = at, "1", "body"
         if phase == "body" and pos:
             p = line_col(f.text, (offset or 0) + int(pos) - 1)
             where = f"{f.path}:{p.line}:{p.column}"
@@ -1488,11 +1497,6 @@ class Runner:
             where = f"{f.path}:{line}:{column}"
         elif phase == "guard" and self._guard_at is not None:
             where = f"{f.path}:{self._guard_at.line}"
-        elif diag.sqlstate == "22P05" and (at := self._unencodable(f.text)) is not None:
-            # The server converts the whole message before parsing it: no position.
-            p = line_col(f.text, at)
-            where = f"{f.path}:{p.line}:{p.column}"
-            offset, pos, phase = at, "1", "body"
         sqlstate = diag.sqlstate or "?"
         primary = " ".join((diag.message_primary or str(exc).strip()).split())  # one line
         lines.append(f"{where}: {sqlstate} {primary}")
@@ -1546,20 +1550,16 @@ class Runner:
             )
         return lines
 
-    def _unencodable(self, text: str) -> int | None:
-        """Where ``text`` first has a character the database's encoding lacks (22P05
-        names the bytes, not the place), or None."""
-        name = self.conn.info.parameter_status("server_encoding") or ""
-        try:
-            from psycopg._encodings import pg2pyenc  # psycopg's own names for them
-
-            codec = pg2pyenc(name.encode())
-        except Exception:  # a private helper: without it, no place is named
+    def _unencodable(self, text: str, start: int = 0) -> int | None:
+        """Where ``text`` (from ``start``) first has a character the database's encoding
+        lacks (22P05 names the bytes, not the place), or None."""
+        codec = server_codec(self.conn)
+        if codec is None:
             return None
         try:
-            text.encode(codec)
+            text[start:].encode(codec)
         except UnicodeEncodeError as exc:
-            return exc.start
+            return start + exc.start
         except LookupError:
             return None
         return None
@@ -1868,7 +1868,8 @@ class Runner:
                 ]
             elif isinstance(exc, psycopg.Error) and current is not None:
                 details += self._explain(step, exc, "body", offset=current.start)
-                if not exc.diag.statement_position:
+                # 22P05: _explain placed it at the character (or nowhere).
+                if not exc.diag.statement_position and exc.diag.sqlstate != "22P05":
                     details += excerpt(f.text, current.line)  # no position: show the start
             elif isinstance(exc, psycopg.Error):
                 details += self._explain(step, exc, "bookkeeping")
@@ -2124,7 +2125,7 @@ class Runner:
             self.tracker.history,
             sql.Literal(outcome),
             sql.Literal(duration_ms),
-            sql.Literal(os_text(message)),  # a path in it may hold a byte that is not UTF-8
+            sql.Literal(self.tracker.storable(os_text(message))),  # a path's odd bytes
             sql.Literal(hist_id),
         )
 

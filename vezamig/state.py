@@ -16,7 +16,15 @@ import psycopg
 from psycopg import sql
 
 from vezamig.config import Config, os_text
-from vezamig.db import Connection, error_lines, os_identity, table_lockers, tool_version
+from vezamig.db import (
+    Connection,
+    error_lines,
+    os_identity,
+    server_codec,
+    storable,
+    table_lockers,
+    tool_version,
+)
 from vezamig.errors import LockBusy, StepFailed, TrackingTableError, VezamigError
 
 # Why the first write cannot create the tracking tables: a missing privilege, a
@@ -212,6 +220,7 @@ class Tracker:
         self.os_user, self.host = os_user, host
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
         self._lock_timeout_ms = config.lock_timeout_ms
+        self._codec = server_codec(conn)  # reported at connect: no round trip
         self._statement_timeout_ms = config.statement_timeout_ms
         self._read_timeout = (
             sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; ")
@@ -805,7 +814,9 @@ class Tracker:
             ),
             history_who=text(
                 sql.SQL("current_user, {}, {}, {}, ").format(
-                    sql.Literal(self.os_user), sql.Literal(self.host), sql.Literal(tool_version())
+                    sql.Literal(self.storable(self.os_user)),
+                    sql.Literal(self.storable(self.host)),
+                    sql.Literal(tool_version()),
                 )
             ),
             one_row={
@@ -837,12 +848,16 @@ class Tracker:
         check = self._fragments.one_row[label]
         return f"WITH vezamig_row(r) AS ({text} RETURNING {returning}) {check}"
 
+    def storable(self, text: str) -> str:
+        """``text`` as the database's encoding can store it (db.storable)."""
+        return storable(text, self._codec)
+
     def _literal(self, value: object) -> str:
         """A quoted value, or an SQL expression computed by the server (a duration)."""
         if isinstance(value, sql.Composable):
             return value.as_string(self.conn)
         if isinstance(value, str):
-            value = os_text(value)  # a path in a message may hold a byte that is not UTF-8
+            value = self.storable(os_text(value))  # a path's bytes that are not UTF-8
         return sql.Literal(value).as_string(self.conn)
 
     def write_history(self, **kwargs: Any) -> None:

@@ -21,7 +21,7 @@ class VerifyReport:
 
 def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     from vezamig.lint import Linter
-    from vezamig.runnable import copy_stdin_problems, parsed_run_problems
+    from vezamig.runnable import copy_stdin_problems, parsed_run_problems, set_config_problems
     from vezamig.sqltext import analyze_pieces, excerpt, psql_hint
 
     report.files += 1
@@ -36,12 +36,13 @@ def _check_file(f: SqlFile, direction: str, report: VerifyReport) -> None:
     # A large file is analysed in pieces (bounded memory); a piece that does not parse
     # makes the whole file be analysed at once, which supersedes the pieces before it.
     linter = new_linter()
-    run: list[str] = []
+    run: list[str] = set_config_problems(f.text, label) if d.no_transaction else []
     warnings: list[str] = []
     err = None
     for piece in analyze_pieces(f.text):
         if piece.whole:
-            linter, run, warnings = new_linter(), [], []
+            linter, warnings = new_linter(), []
+            run = set_config_problems(f.text, label) if d.no_transaction else []
         parsed, base = piece.parsed, piece.line_base
         if parsed.error is not None:
             err = parsed.error

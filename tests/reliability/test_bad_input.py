@@ -504,3 +504,29 @@ def test_a_database_not_in_utf8_runs_utf8_files_and_names_what_it_cannot_store(
     down = run_cli(["down", "--yes", "-d", dsn, "--dir", str(tree)])
     assert down.returncode == 0, down
     assert versions(dsn) == [1]
+
+
+@pytest.mark.parametrize("encoded_database", ["LATIN1"], indirect=True)
+def test_history_rows_fit_a_database_that_lacks_some_characters(
+    encoded_database: str, tmp_path: Path
+) -> None:
+    """A guard's text or a folder's name with `☃` is quoted in history rows: a LATIN1
+    database stores it escaped instead of refusing the row (or the dirty mark of a
+    non-transactional step, which then could never run)."""
+    dsn = encoded_database
+    folder = tmp_path / "up☃"
+    write_tree(
+        tmp_path,
+        {
+            "up☃/001_a_up.sql": "-- vezamig:no-transaction\nCREATE TABLE a (x int);\n",
+            "up☃/002_b_up.sql": "-- vezamig:guard SELECT $$☃$$ IS NULL\nCREATE TABLE b ();\n",
+        },
+    )
+    result = run_cli(
+        ["up", "-d", dsn, "--up-dir", str(folder), "--down-dir", str(tmp_path / "down")]
+    )
+    assert result.returncode == 3, result  # the guard's query itself fails there: a refusal
+    assert "could not be recorded" not in result.stderr
+    rows = [(h["version"], h["outcome"]) for h in history(dsn)]
+    assert rows == [(1, "ok"), (2, "refused")]
+    assert "\\u2603" in history(dsn)[-1]["message"]
