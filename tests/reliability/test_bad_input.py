@@ -530,3 +530,17 @@ def test_history_rows_fit_a_database_that_lacks_some_characters(
     rows = [(h["version"], h["outcome"]) for h in history(dsn)]
     assert rows == [(1, "ok"), (2, "refused")]
     assert "\\u2603" in history(dsn)[-1]["message"]
+
+
+@pytest.mark.parametrize("encoded_database", ["LATIN1"], indirect=True)
+def test_a_character_the_database_lacks_is_placed_in_a_non_transactional_statement(
+    encoded_database: str, tree: Path
+) -> None:
+    body = (
+        "-- vezamig:no-transaction\nCREATE TABLE c (x int);\nCOMMENT ON TABLE c IS   $$bad ☃$$;\n"
+    )
+    write_tree(tree, {"up/001_c_up.sql": body})
+    result = run_cli(["up", "-d", encoded_database, "--dir", str(tree)])
+    assert result.returncode == 1, result
+    assert "001_c_up.sql:3:31: 22P05" in result.stderr
+    assert result.stderr.count("> 3 | COMMENT ON TABLE c") == 1  # one excerpt, at the ☃
