@@ -33,7 +33,6 @@ from vezamig.db import (
     hold_probe_lock,
     release_run_lock,
     run_lock_held_sql,
-    server_codec,
     session_setup,
 )
 from vezamig.errors import (
@@ -369,9 +368,7 @@ def _lost_session(exc: psycopg.Error) -> bool:
     return state.startswith(("08", "57P"))
 
 
-def body_problems(
-    step: Step, tracking: tuple[str, str] = ("", ""), schema: str | None = None
-) -> list[str]:
+def body_problems(step: Step, tracking: tuple[str, str], schema: str | None) -> list[str]:
     """Statements this step cannot run (runnable.run_problems), or that would change
     the tracking tables ``tracking`` (runnable.own_table_problems), checked before
     anything runs."""
@@ -381,9 +378,7 @@ def body_problems(
     no_tx = step.directives.no_transaction
     problems = run_problems(f.text, str(f.path), no_transaction=no_tx)
     problems = problems or (split_problems(f.text, str(f.path)) if no_tx else [])
-    if all(tracking):
-        problems += own_table_problems(f.text, str(f.path), tracking, schema)
-    return problems
+    return problems + own_table_problems(f.text, str(f.path), tracking, schema)
 
 
 class _CountingCursor(psycopg.Cursor[Any]):
@@ -1553,7 +1548,7 @@ class Runner:
     def _unencodable(self, text: str, start: int = 0) -> int | None:
         """Where ``text`` (from ``start``) first has a character the database's encoding
         lacks (22P05 names the bytes, not the place), or None."""
-        codec = server_codec(self.conn)
+        codec = self.tracker.codec
         if codec is None:
             return None
         try:

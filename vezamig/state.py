@@ -848,6 +848,11 @@ class Tracker:
         check = self._fragments.one_row[label]
         return f"WITH vezamig_row(r) AS ({text} RETURNING {returning}) {check}"
 
+    @property
+    def codec(self) -> str | None:
+        """Python's codec for the database's encoding (db.server_codec)."""
+        return self._codec
+
     def storable(self, text: str) -> str:
         """``text`` as the database's encoding can store it (db.storable)."""
         return storable(text, self._codec)
