@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import (
     CliResult,
     applied_versions,
@@ -807,3 +808,51 @@ def test_a_role_that_may_not_write_the_dirty_mark_is_told_the_grant_and_what_ran
             dsn,
             "DROP OWNED BY vz_no_select; DROP ROLE vz_no_select",
         )
+
+
+@pytest.mark.parametrize(
+    ("direction", "missing"),
+    [
+        ("up", "UPDATE ON schema_migrations_history"),  # the progress and the end
+        ("up", "UPDATE ON schema_migrations"),  # the clean mark
+        ("down", "DELETE ON schema_migrations"),  # the end of a rollback
+        ("down", "UPDATE ON schema_migrations_history"),
+    ],
+)
+def test_a_role_that_may_mark_but_not_finish_a_no_transaction_step_is_refused_before_it_runs(
+    dsn: str, tmp_path: Path, direction: str, missing: str
+) -> None:
+    """Found by an audit: with INSERT but no UPDATE on the history, every statement
+    ran, then the step stayed dirty with a history row saying none had, naming an
+    index to drop before repair. The writes its end needs are tried first."""
+    up = (
+        "-- vezamig:no-transaction\n"
+        "CREATE INDEX CONCURRENTLY idx_t_email ON t (email);\n"
+        "CREATE INDEX CONCURRENTLY idx_t_id_email ON t (id, email);\n"
+    )
+    base = tree(tmp_path, up__002_email_indexes_up=up)
+    assert vz(dsn, base, "up", "--to", "1" if direction == "up" else "2").returncode == EXIT_OK
+    before = (tracking(dsn), indexes(dsn), len(history(dsn)))
+    role = "vz_no_finish"
+    execute(
+        dsn,
+        f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; ALTER TABLE t OWNER TO {role};"
+        " GRANT SELECT, INSERT, UPDATE, DELETE ON schema_migrations,"
+        f" schema_migrations_history TO {role}; REVOKE {missing} FROM {role}",
+    )
+    try:
+        args = ["up"] if direction == "up" else ["down", "--yes"]
+        result = vz(f"{dsn} user={role}", base, *args)
+        assert result.returncode == EXIT_USAGE, result
+        assert (
+            f"{direction} 2 (email_indexes) was not started: the database role may not write "
+            "vezamig's tracking tables (permission denied for table "
+            f"{missing.split(' ON ')[1]}); nothing of it was run"
+        ) in result.stderr
+        assert (
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON schema_migrations,"
+            f' schema_migrations_history TO "{role}"'
+        ) in result.stderr
+        assert (tracking(dsn), indexes(dsn), len(history(dsn))) == before
+    finally:
+        execute(dsn, f"DROP OWNED BY {role}; DROP ROLE {role}")

@@ -1049,10 +1049,7 @@ class Runner:
             )
             script = self._stopping_write(row, lost=conn is not self.conn)
             if script == row:  # bounded as a step is: a lock on the history must not hang it
-                script = (
-                    f"BEGIN READ WRITE; SET LOCAL lock_timeout = "
-                    f"'{self.config.lock_timeout_ms}ms'; {row}; COMMIT"
-                )
+                script = f"BEGIN READ WRITE; {self._lock_sql()}; {row}; COMMIT"
             conn.execute(script)
         except (KeyboardInterrupt, SystemExit):
             # A second stop signal while the row was written: the step's own message
@@ -1691,8 +1688,8 @@ class Runner:
             while True:
                 try:
                     self._sent = (
-                        f"BEGIN; SET LOCAL lock_timeout = '{self.config.lock_timeout_ms}ms'; "
-                        f"{one(first, self.tracker.label)}"
+                        f"BEGIN; {self._lock_sql()}; "
+                        f"{self._end_probe(step)}; {one(first, self.tracker.label)}"
                     )
                     self.conn.execute(self._sent)
                     self._sent = one(hist, self.tracker.history_label, "id")
@@ -1763,6 +1760,7 @@ class Runner:
                             self._pause(pause)
                             attempts += 1
                     done.append(st)
+                    # Best effort: the end record, or the failure's, writes the whole truth.
                     self._update_history(
                         hist_id, "failed", _ms_since(t0), _progress(f.path, statements, len(done))
                     )
@@ -1792,9 +1790,29 @@ class Runner:
                 )
                 .as_string(self.conn)
             )
-            self._sent = end
+            # Under --lock-timeout, retried as a statement is: a lock another session
+            # holds on the tracking tables must not hold a finished step up without a word.
+            self._sent = end.replace(
+                "BEGIN READ WRITE; ", f"BEGIN READ WRITE; {self._lock_sql()}; ", 1
+            )
+            attempts = 1
             try:
-                self.conn.execute(end)
+                while True:
+                    try:
+                        self.conn.execute(self._sent)
+                        break
+                    except pgerrors.LockNotAvailable as exc:
+                        self._rollback()
+                        if attempts > self.config.lock_retries or self._signal is not None:
+                            raise
+                        pause = retry_pause(attempts)
+                        self.reporter.info(
+                            f"{step.version}: lock timeout recording the end of the step "
+                            f"({exc.diag.message_primary}); retry {attempts}/"
+                            f"{self.config.lock_retries} in {pause:g}s"
+                        )
+                        self._pause(pause)
+                        attempts += 1
             except pgerrors.QueryCanceled:
                 if self._signal is None:
                     raise
@@ -1847,7 +1865,13 @@ class Runner:
             )
             hint = _unfinished_hint(current) if current is not None else None
             said = f"{what}; ran: {ran}; not run: {not_run}" + (f" ({hint})" if hint else "")
-            self._update_history(hist_id, "failed", _ms_since(t0), said)
+            unsaid = self._update_history(hist_id, "failed", _ms_since(t0), said)
+            if unsaid is not None:
+                # What the next run quotes about the dirty version: say it is behind.
+                self.reporter.info(
+                    f"warning: the history row of {step.direction} {step.version} could not "
+                    f"be updated ({unsaid}): it may say fewer statements ran than did"
+                )
             details: list[str] = []
             if failed and (self.conn.broken or self.conn.closed):
                 details += [
@@ -1897,8 +1921,10 @@ class Runner:
                     f"after {attempts} attempt(s)",
                     details=[
                         *details,
-                        "another session holds a lock this statement needs; find it with "
-                        "pg_locks/pg_stat_activity, or raise --lock-timeout or --lock-retries",
+                        "another session holds a lock "
+                        + ("this statement needs" if current else "on the tracking tables")
+                        + "; find it with pg_locks/pg_stat_activity, or raise --lock-timeout "
+                        "or --lock-retries",
                     ],
                 ) from None
             if failed:
@@ -1931,6 +1957,20 @@ class Runner:
         except psycopg.Error:
             self._committed_before_reset_failed()
         return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    def _end_probe(self, step: Step) -> str:
+        """The writes that a no-transaction step's progress and end will need, each
+        made to touch no row (``AND false``): the same statements, so the same table
+        and column privileges are checked now, before its first statement runs, and
+        not after its last (a role with INSERT but no UPDATE on the history would
+        otherwise run every statement and then leave the step dirty)."""
+        end = (
+            self.tracker.clean_sql(step.version, 0)
+            if step.direction == "up"
+            else self.tracker.unrecord_sql(step.version)
+        )
+        history = self._history_update_sql(0, "ok", 0, "")
+        return "; ".join(f"{q.as_string(self.conn)} AND false" for q in (end, history))
 
     def _mark_refused(self, step: Step, exc: psycopg.Error, t0: float) -> VezamigError:
         """The database refused to record a no-transaction step as dirty (a revoked
@@ -2069,6 +2109,9 @@ class Runner:
             True,
         )
 
+    def _lock_sql(self) -> str:
+        return f"SET LOCAL lock_timeout = '{int(self.config.lock_timeout_ms)}ms'"
+
     def _pause(self, seconds: float) -> None:
         """Sleep, in slices: a stop signal only marks the run (_signals_cancel)."""
         end = time.monotonic() + seconds
@@ -2124,21 +2167,32 @@ class Runner:
             sql.Literal(hist_id),
         )
 
-    def _update_history(self, hist_id: int, outcome: str, duration_ms: int, message: str) -> None:
+    def _update_history(
+        self, hist_id: int, outcome: str, duration_ms: int, message: str
+    ) -> str | None:
+        """None once written; else why not (the caller says so, once)."""
         if self.conn.closed or self.conn.broken:
-            return
+            return None  # the step's own message says the connection was lost
         # Progress is best effort: the step goes on, and a second stop signal here must
         # not hide the message that says how far the step got.
-        with suppress(psycopg.Error, KeyboardInterrupt, SystemExit):
+        failed: str | None = None
+        try:
             update = self._history_update_sql(hist_id, outcome, duration_ms, message)
             # As the user who connected, whatever role the statements switched to; READ
-            # WRITE whatever transaction mode they set for the session.
+            # WRITE whatever transaction mode they set for the session; under
+            # --lock-timeout, not the session's (0 after a CONCURRENTLY statement).
+            script = f"{_AS_SESSION_USER}; {update.as_string(self.conn)}"
             self.conn.execute(
-                self._stopping_write(
-                    f"BEGIN READ WRITE; {_AS_SESSION_USER}; {update.as_string(self.conn)}; COMMIT"
-                )
+                self._stopping_write(f"BEGIN READ WRITE; {script}; COMMIT")
+                if self._signal is not None
+                else f"BEGIN READ WRITE; {self._lock_sql()}; {script}; COMMIT"
             )
+        except psycopg.Error as exc:
+            failed = (exc.diag.message_primary or str(exc)).strip()
+        except (KeyboardInterrupt, SystemExit):
+            failed = "a second stop signal came while it was written"
         self._rollback()  # a failed update leaves the transaction open
+        return failed
 
     def _stopping_write(self, script: str, *, lost: bool = False) -> str:
         """Bookkeeping written after a stop signal, or on a new connection after the

@@ -11,6 +11,7 @@ timeout is made by the server: the probing session's own ``lock_timeout``
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -398,6 +399,82 @@ def test_a_locked_history_table_makes_a_step_give_up_not_hang(
     assert "warning: the failed up of 2 could not be recorded" in result.stderr
     assert recorded(dsn) == [(1, False)]
     assert query(dsn, "SELECT to_regclass('b') IS NULL") == [(True,)]
+
+
+SLOW_NO_TX = {
+    "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+    "up/002_b_up.sql": (
+        "-- vezamig:no-transaction\nSELECT pg_sleep(1);\nCREATE INDEX b ON a (id);\n"
+    ),
+}
+
+
+def lock_history_once_marked(dsn: str, holder: psycopg.Connection[Any]) -> None:
+    """Once the no-transaction step 2 is recorded dirty (its statements then run), take
+    the history table: its progress and its end must now wait at most --lock-timeout."""
+    wait_for(lambda: recorded(dsn) == [(1, False), (2, True)], what="2 to be recorded dirty")
+    holder.execute("LOCK TABLE schema_migrations_history")
+
+
+def test_a_history_table_locked_while_a_no_transaction_step_runs_stops_it_dirty_not_hung(
+    dsn: str, tree: Path
+) -> None:
+    """Its progress and its end record used to wait for ever (the session's lock_timeout
+    is 0 after a CONCURRENTLY statement, and the end ran under the role's): now under
+    --lock-timeout, the end retried as a statement is, then exit 4 with the version
+    dirty, the repair, and a warning that its history row is behind."""
+    write_tree(tree, SLOW_NO_TX)
+    assert run_cli(["up", "--to", "1", "-d", dsn, "--dir", str(tree)]).returncode == 0
+    with psycopg.connect(dsn) as holder:
+        args = ["up", "-d", dsn, "--dir", str(tree), "--lock-timeout", "300ms"]
+        run = start_cli([*args, "--lock-retries", "1"])
+        lock_history_once_marked(dsn, holder)
+        result = run.wait()
+        holder.rollback()
+    assert result.returncode == 4, result
+    assert "2: lock timeout recording the end of the step" in result.stderr
+    assert "retry 1/1 in 1s" in result.stderr
+    assert (
+        "every statement ran; recording the end of the step gave up on a lock after 2 attempt(s)"
+    ) in result.stderr
+    assert "another session holds a lock on the tracking tables" in result.stderr
+    assert "repair --applied 2" in result.stderr
+    assert "warning: the history row of up 2 could not be updated" in result.stderr
+    assert recorded(dsn) == [(1, False), (2, True)]
+    assert query(dsn, "SELECT to_regclass('b') IS NOT NULL") == [(True,)]
+
+
+def test_a_history_lock_released_while_the_end_of_a_no_transaction_step_retries_lets_it_end(
+    dsn: str, tree: Path
+) -> None:
+    write_tree(tree, SLOW_NO_TX)
+    assert run_cli(["up", "--to", "1", "-d", dsn, "--dir", str(tree)]).returncode == 0
+    with psycopg.connect(dsn) as holder:
+        args = ["up", "-d", dsn, "--dir", str(tree), "--lock-timeout", "300ms"]
+        run = start_cli([*args, "--lock-retries", "5"])
+        lock_history_once_marked(dsn, holder)
+        wait_for(
+            lambda: bool(
+                query(
+                    dsn,
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig up'"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%SET dirty = false%'",
+                )
+            ),
+            what="the end record to wait for the history table",
+        )
+        time.sleep(0.5)  # past the first attempt's 300 ms
+        holder.rollback()
+        result = run.wait()
+    assert result.returncode == 0, result
+    assert "2: lock timeout recording the end of the step" in result.stderr
+    assert recorded(dsn) == [(1, False), (2, False)]
+    last = history(dsn)[-1]
+    assert (last["version"], last["outcome"], last["message"]) == (
+        2,
+        "ok",
+        "2 of 2 statements ran",
+    )
 
 
 def test_a_read_ended_by_the_statement_timeout_while_it_waits_names_the_lock(
