@@ -191,8 +191,8 @@ def test_a_failure_at_the_second_statement_leaves_the_version_dirty_and_says_wha
     assert row["message"] == (
         f"statement 2 of 3 failed at {up}:5; ran: {up}:4; not run: {up}:6 (a CREATE INDEX "
         "CONCURRENTLY that did not finish leaves an INVALID index behind, which enforces "
-        "nothing and is not replaced by a new run: drop it (DROP INDEX CONCURRENTLY IF "
-        "EXISTS uq_t_email) before you repair)"
+        "nothing and is not replaced by a new run: uq_t_email is INVALID now; drop it "
+        "(DROP INDEX CONCURRENTLY IF EXISTS uq_t_email) before you repair)"
     )
 
 
@@ -530,6 +530,23 @@ def test_a_failed_create_index_concurrently_says_to_drop_the_invalid_index_it_le
     refused = run_cli(["up", "--dir", str(base), "-d", dsn])
     assert refused.returncode == EXIT_REFUSED, refused
     assert "DROP INDEX CONCURRENTLY IF EXISTS t_email" in refused.stderr
+
+
+def test_a_create_index_concurrently_that_finds_a_valid_index_of_its_name_says_not_to_drop_it(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Found by an audit: "already exists" (42P07) created nothing, yet the message and
+    the history row said to drop the index of that name, a valid one made by hand."""
+    body = "-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY idx_t_id ON t (id);\n"
+    base = write_tree(tmp_path / "sql", {"up/001_t_up.sql": CREATE_T, "up/002_i_up.sql": body})
+    assert run_cli(["up", "--to", "1", "--dir", str(base), "-d", dsn]).returncode == EXIT_OK
+    execute(dsn, "CREATE INDEX idx_t_id ON t (id)")
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert '42P07 relation "idx_t_id" already exists' in result.stderr
+    assert "INVALID" not in result.stderr and "DROP INDEX" not in result.stderr
+    assert "INVALID" not in history(dsn)[-1]["message"]
+    assert indexes(dsn) == {"idx_t_id": True}
 
 
 SLOW = """\

@@ -148,8 +148,9 @@ def _waits_for_others(statement: Statement) -> bool:
     return re.search(r"\bconcurrently\b", statement.text, re.I) is not None
 
 
-def _unfinished_hint(statement: Statement) -> str | None:
-    """What a CONCURRENTLY statement that did not finish leaves behind, and what to do."""
+def _concurrent_index(statement: Statement) -> tuple[str, str | None] | None:
+    """("create", its written name, or None when unnamed) for a CREATE INDEX
+    CONCURRENTLY, ("reindex", None) for a REINDEX CONCURRENTLY, else None."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
 
@@ -161,26 +162,46 @@ def _unfinished_hint(statement: Statement) -> str | None:
         return None
     node = raw.stmt
     if isinstance(node, ast.IndexStmt) and node.concurrent:
-        if node.idxname:
-            schema = node.relation.schemaname if node.relation is not None else None
-            name = ".".join(written_name(p) for p in (schema, node.idxname) if p)
-            drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
-        else:
-            drop = "find it: SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid"
-        return (
-            "a CREATE INDEX CONCURRENTLY that did not finish leaves an INVALID index behind, "
-            f"which enforces nothing and is not replaced by a new run: drop it ({drop}) "
-            "before you repair"
-        )
+        if not node.idxname:
+            return "create", None
+        schema = node.relation.schemaname if node.relation is not None else None
+        return "create", ".".join(written_name(p) for p in (schema, node.idxname) if p)
     if isinstance(node, ast.ReindexStmt) and any(
         isinstance(p, ast.DefElem) and p.defname == "concurrently" for p in node.params or ()
     ):
+        return "reindex", None
+    return None
+
+
+_FIND_INVALID = "SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid"
+
+
+def _unfinished_hint(statement: Statement, *, left_invalid: bool = False) -> str | None:
+    """What a CONCURRENTLY statement that did not finish leaves behind, and what to do.
+    Unless the catalog was read (``left_invalid``), the named index is only to be
+    dropped if it is INVALID: one of that name may be a valid index that was there
+    before (the statement then failed with "already exists")."""
+    found = _concurrent_index(statement)
+    if found is None:
+        return None
+    kind, name = found
+    if kind == "reindex":
         return (
             "a REINDEX CONCURRENTLY that did not finish leaves INVALID indexes named *_ccnew "
-            "behind: drop them (SELECT indexrelid::regclass FROM pg_index WHERE NOT "
-            "indisvalid) before you repair"
+            f"behind: drop them ({_FIND_INVALID}) before you repair"
         )
-    return None
+    left = (
+        "a CREATE INDEX CONCURRENTLY that did not finish leaves an INVALID index behind, "
+        "which enforces nothing and is not replaced by a new run"
+    )
+    if name is None:
+        return f"{left}: find it ({_FIND_INVALID}) and drop it before you repair"
+    drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+    if left_invalid:
+        return f"{left}: {name} is INVALID now; drop it ({drop}) before you repair"
+    quoted = name.replace("'", "''")
+    check = f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{quoted}'::regclass"
+    return f"{left}: if {name} is INVALID ({check} says false), drop it ({drop}) before you repair"
 
 
 class _Stop(Exception):
@@ -1863,7 +1884,7 @@ class Runner:
                 if between
                 else f"all {total} statements ran; recording the end of the step {verb}"
             )
-            hint = _unfinished_hint(current) if current is not None else None
+            hint = self._unfinished(current, exc) if current is not None else None
             said = f"{what}; ran: {ran}; not run: {not_run}" + (f" ({hint})" if hint else "")
             unsaid = self._update_history(hist_id, "failed", _ms_since(t0), said)
             if unsaid is not None:
@@ -2108,6 +2129,30 @@ class Runner:
             StepResult(step.version, step.migration.name, step.direction, "ok", _ms_since(t0)),
             True,
         )
+
+    def _unfinished(self, statement: Statement, exc: BaseException) -> str | None:
+        """The hint for a CONCURRENTLY statement that stopped, from the catalog when it
+        can be read: an index of its name that is valid (there before, so the
+        statement failed with "already exists") or absent is no leftover to drop."""
+        found = _concurrent_index(statement)
+        if found is None or found[1] is None or self.conn.closed or self.conn.broken:
+            return _unfinished_hint(statement)
+        if not isinstance(exc, psycopg.Error):  # a stop: the statement may still be running
+            return _unfinished_hint(statement)
+        try:
+            row = self.conn.execute(
+                sql.SQL(
+                    "SELECT i.indisvalid FROM pg_catalog.pg_index i"
+                    " WHERE i.indexrelid = pg_catalog.to_regclass({})"
+                ).format(sql.Literal(found[1]))
+            ).fetchone()
+        except psycopg.Error:
+            self._rollback()
+            return _unfinished_hint(statement)
+        self._rollback()
+        if row is None or row[0]:
+            return None
+        return _unfinished_hint(statement, left_invalid=True)
 
     def _lock_sql(self) -> str:
         return f"SET LOCAL lock_timeout = '{int(self.config.lock_timeout_ms)}ms'"
