@@ -625,7 +625,7 @@ def status(**opts: Any) -> None:
         _print_json(status_json(info, cfg, rows))
     else:
         _output(opts).status(info, cfg.table_label, rows)
-    for problem in duplicates:
+    for problem in [*duplicates, *runner.tracker.elsewhere]:
         _output(opts).warn(f"warning: {problem}")
     if opts["exit_code"] and (duplicates or any(r.state != "applied" for r in rows)):
         sys.exit(3)
@@ -938,6 +938,8 @@ def history(**opts: Any) -> None:
         _print_json([r.as_json() for r in rows])
     else:
         _output(opts).history(rows)
+    for problem in runner.tracker.elsewhere:
+        _output(opts).warn(f"warning: {problem}")
 
 
 @cli.command()

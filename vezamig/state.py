@@ -216,6 +216,7 @@ class Tracker:
         self._writing = resolve_schema  # read-only commands never resolve (see above)
         self._exists: bool | None = None
         self.duplicated: dict[int, tuple[str, int]] = {}  # version -> (name, rows), see applied()
+        self.elsewhere: list[str] = []  # a read-only command's warning, see _look_elsewhere
         os_user, host = os_identity()
         self.os_user, self.host = os_user, host
         self.applied_by = f"{conn.info.user} ({os_user}@{host})"
@@ -395,9 +396,18 @@ class Tracker:
 
     def check(self) -> bool:
         """True when the tables exist with our shape; False when absent; raise when foreign."""
-        return self._check_shape(self._read(self._shape_sql()).fetchall())
+        if self.schema is not None:
+            return self._check_shape(self._read(self._shape_sql()).fetchall())
+        # With the pair of that name in other schemas, for when they are absent here
+        # (see _look_elsewhere): in the same message, no round trip of its own.
+        cur = self._read(f"{self._shape_sql()}; {self._elsewhere_sql()}")
+        columns = cur.fetchall()
+        cur.nextset()
+        return self._check_shape(columns, cur.fetchone())
 
-    def _check_shape(self, columns: list[tuple[Any, ...]]) -> bool:
+    def _check_shape(
+        self, columns: list[tuple[Any, ...]], elsewhere: tuple[Any, ...] | None = None
+    ) -> bool:
         shape: dict[str, dict[str, str] | None] = {"main": None, "history": None}
         nullable: dict[str, list[str]] = {"main": [], "history": []}
         schema: str | None = columns[0][5] if columns else None  # the same on every row
@@ -480,9 +490,68 @@ class Tracker:
                 ],
             )
         self._exists = shape["main"] is not None
+        if not self._exists and elsewhere is not None:
+            self._look_elsewhere(elsewhere)
         if self._resolve and schema is not None and self._resolved is None:
             self._qualify(schema)
         return self._exists
+
+    def _elsewhere_sql(self) -> str:
+        """The search_path's schema, and the other schemas that hold a pair of tables of
+        this --table's names (see _look_elsewhere)."""
+        name, history = self._names
+        return (
+            sql.SQL(
+                "SELECT pg_catalog.current_schema(), pg_catalog.array_agg(n.nspname ORDER BY"
+                " n.nspname) FILTER (WHERE n.nspname IS NOT NULL) FROM (SELECT 1) one"
+                " LEFT JOIN pg_catalog.pg_class c ON c.relname = {} AND c.relkind IN ('r', 'p')"
+                " AND EXISTS (SELECT FROM pg_catalog.pg_class h WHERE h.relname = {}"
+                " AND h.relnamespace = c.relnamespace AND h.relkind IN ('r', 'p'))"
+                " LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " AND n.nspname IS DISTINCT FROM pg_catalog.current_schema()"
+                " AND n.nspname !~ '^pg_(temp|toast)'"
+            )
+            .format(sql.Literal(name), sql.Literal(history))
+            .as_string(self.conn)
+        )
+
+    def _look_elsewhere(self, row: tuple[Any, ...]) -> None:
+        """Neither table is where an unqualified --table points (the search_path's), but
+        a pair of that name is in another schema: a shell's stray search_path, or a DBA
+        who moved them. A run would create new tables and apply the whole history again
+        on a migrated database, so it is refused (exit 2); a read-only command warns.
+        Only looked up when the tables are absent: a fresh database's first run."""
+        name, history = self._names
+        if not row[1]:
+            return
+        here, there = row[0], list(row[1])
+        from vezamig.config import shell_quote
+
+        where = f"in schema {here} (the first schema of the search_path)" if here else "here"
+        found = ", ".join(there)
+        use = [f"--table {shell_quote(f'{nsp}.{name}')}" for nsp in there]
+        head = (
+            f"no {self.label} {where}, but vezamig's tracking tables {name} and {history} "
+            f"exist in schema {found}"
+        )
+        if not self._writing:
+            self.elsewhere = [f"{head}: {' or '.join(use)} reads those"]
+            return
+        details = [
+            f"this database's migrations are likely recorded there: point vezamig at them "
+            f"with {' or '.join(use)}, or fix the search_path (PGOPTIONS, ALTER ROLE … SET "
+            "search_path)",
+        ]
+        if here:
+            details.append(
+                f"to start a new record in schema {here} all the same: "
+                f"--table {shell_quote(f'{here}.{name}')}"
+            )
+        raise TrackingTableError(
+            f"{head}; a run here would create new ones and apply every version again, "
+            "so vezamig changed nothing",
+            details=details,
+        )
 
     def _found(self, which: str, found_in: dict[str, str]) -> str:
         """The table's name for a message about what was found there: with the schema

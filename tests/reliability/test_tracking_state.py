@@ -318,3 +318,73 @@ def test_row_level_security_that_hides_nothing_is_not_refused(applied: str, tree
             " REVOKE ALL ON schema_migrations, schema_migrations_history FROM vz_rls_reader;"
             " DROP ROLE vz_rls_reader",
         )
+
+
+# ---- the tables in another schema than the search_path's ------------------------------
+
+
+def in_schema(dsn: str, schema: str) -> list[str]:
+    rows = query(
+        dsn,
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY 1",
+        (schema,),
+    )
+    return [r[0] for r in rows]
+
+
+@pytest.mark.parametrize("how", ["a stray search_path", "the tables moved by a DBA"])
+def test_tracking_tables_in_another_schema_refuse_a_run_instead_of_a_second_history(
+    applied: str, tree: Path, how: str
+) -> None:
+    """Found by an audit: with the shell's search_path on another schema (or the tables
+    moved there), `up` created new tracking tables and applied the whole history again
+    on a migrated database; `status` showed it empty without a word."""
+    from psycopg.conninfo import make_conninfo
+
+    if how == "a stray search_path":
+        query(applied, "CREATE SCHEMA other")
+        dsn, here, there = make_conninfo(applied, options="-c search_path=other"), "other", "public"
+    else:
+        query(
+            applied,
+            "CREATE SCHEMA ops; ALTER TABLE schema_migrations SET SCHEMA ops;"
+            " ALTER TABLE schema_migrations_history SET SCHEMA ops",
+        )
+        dsn, here, there = applied, "public", "ops"
+    before = in_schema(applied, here)
+    for command in (["up"], ["up", "--dry-run"], ["baseline", "--version", "2"]):
+        result = invoke([*command, "-d", dsn, "--dir", str(tree)])
+        assert result.returncode == 2, result
+        assert (
+            f"no schema_migrations in schema {here} (the first schema of the search_path), but "
+            "vezamig's tracking tables schema_migrations and schema_migrations_history exist in "
+            f"schema {there}; a run here would create new ones and apply every version again, "
+            "so vezamig changed nothing"
+        ) in result.stderr
+        assert f"point vezamig at them with --table {there}.schema_migrations" in result.stderr
+        assert f"--table {here}.schema_migrations" in result.stderr
+    assert in_schema(applied, here) == before  # no second pair of tables, nothing applied
+    status = invoke(["status", "-d", dsn, "--dir", str(tree)])
+    assert status.returncode == 0, status
+    assert f"warning: no schema_migrations in schema {here}" in status.stderr
+    assert f"--table {there}.schema_migrations reads those" in status.stderr
+    history_ = invoke(["history", "-d", dsn, "--dir", str(tree)])
+    assert f"warning: no schema_migrations in schema {here}" in history_.stderr
+    pointed = invoke(["status", "--json", "-d", dsn, "--table", f"{there}.schema_migrations"])
+    assert json.loads(pointed.stdout)["current_version"] == 2
+
+
+def test_a_new_record_in_another_schema_is_made_when_table_names_it(
+    applied: str, tree: Path
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    query(applied, "CREATE SCHEMA tenant")
+    dsn = make_conninfo(applied, options="-c search_path=tenant")
+    table = ["--table", "tenant.schema_migrations"]
+    result = invoke(["up", "-d", dsn, "--dir", str(tree), *table])
+    assert result.returncode == 0, result
+    assert {"a", "b", "schema_migrations", "schema_migrations_history"} <= set(
+        in_schema(applied, "tenant")
+    )
