@@ -358,6 +358,11 @@ def test_a_guard_that_returns_true_lets_the_step_run(make_runner: MakeRunner, ds
         ("SELECT count(*) = 0 FROM no_such_table", "an error: 42P01"),
         ("SELECT 1/0 = 1", "an error: 22012"),
         ("VALUES (true), (true)", "2 rows"),
+        # Two rows at most are read (found by an audit: a guard that forgot its
+        # aggregate fetched the whole table while the step held its locks): a third
+        # row, which would divide by zero, is never computed.
+        ("SELECT 1 / (3 - n) > 0 FROM generate_series(1, 5) n", "2 rows or more"),
+        ("SELECT false; -- a trailing comment after its semicolon", "false"),
     ],
 )
 def test_a_guard_that_does_not_return_exactly_one_true_refuses_the_step(

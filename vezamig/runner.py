@@ -8,6 +8,7 @@ does not finish.
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import threading
@@ -68,6 +69,7 @@ _BACKOFF_MAX_S = 30.0
 _GUARD_OPEN = "SAVEPOINT vezamig_guard; SET LOCAL transaction_read_only = on"
 _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_guard"
 _GUARD_UNDO = "ROLLBACK TO SAVEPOINT vezamig_guard"  # repeated by _GUARD_CLOSE: harmless
+
 # The step's duration, measured by the server up to the bookkeeping statement: the
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
 _SERVER_MS = sql.SQL(
@@ -326,6 +328,19 @@ _BOOL_OID = 16
 _SHOWN_VALUE = 160
 
 
+@functools.lru_cache(maxsize=64)
+def _two_rows_at_most(query: str) -> str:
+    """The guard as a subquery that returns two rows at most: two decide "several rows"
+    as well as all of them, and a guard that forgot its aggregate (`SELECT x = 'local'
+    FROM tracks`) must not fetch the whole table into vezamig while the step holds its
+    locks. The parser's split drops a trailing `;` and comment; the newlines keep a
+    comment inside it from reaching the `)`. pg_stat_activity still shows the guard."""
+    from vezamig.sqltext import split_statements
+
+    (statement,) = split_statements(query)  # one SELECT: checked when the file was read
+    return f"SELECT * FROM (\n{statement.text}\n) AS vezamig_guard LIMIT 2"
+
+
 def describe_result(rows: int, columns: int, first: str | None, type_name: str | None) -> str:
     """What a guard returned, in words: ``first`` is the first value in PostgreSQL's own
     text form (`2026-12-01 19:43:18+00`, `{t}`, not a Python repr: the operator wrote
@@ -333,7 +348,7 @@ def describe_result(rows: int, columns: int, first: str | None, type_name: str |
     if not rows:
         return "no row"
     if rows > 1:
-        return f"{rows} rows"
+        return f"{rows} rows or more"  # a guard's rows are fetched two at most
     if not columns:
         return "a row with no column"
     if first is None:
@@ -601,7 +616,7 @@ class Runner:
             # (`set_config('standard_conforming_strings', 'off', false)`) must be undone
             # before the server parses the step's next message, the body with it.
             with self.conn.pipeline():
-                cur = self.conn.execute(guard.query, binary=False, prepare=False)
+                cur = self.conn.execute(_two_rows_at_most(guard.query), binary=False, prepare=False)
                 held = (
                     self.conn.execute(self._lock_held, prepare=False) if self._lock_held else None
                 )
