@@ -655,7 +655,9 @@ class Runner:
             if self.conn.broken or self.conn.closed or _lost_session(exc):
                 raise  # the server went away: the step failed, no guard said no
             diag = exc.diag
-            returned = f"an error: {diag.sqlstate} {diag.message_primary or exc}"
+            # No SQLSTATE for an error of the client's own (out of memory): not "None".
+            code = f"{diag.sqlstate} " if diag.sqlstate else ""
+            returned = f"an error: {code}{diag.message_primary or str(exc).strip()}"
             passed = False
         return GuardResult(guard, passed, returned)
 
