@@ -293,6 +293,30 @@ def test_a_directive_on_a_later_line_of_a_block_comment_is_an_error(comment: str
     assert "looks like a directive but is not one" in problem
 
 
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "/* header\x0c vezamig:guard SELECT false */",  # a form feed
+        "-- header\x0b-- vezamig:guard SELECT false",  # `cat` shows it on its own line
+        "/* header\u2028vezamig:guard SELECT false */",
+        "/* header\u2029vezamig:guard SELECT false */",
+        "/* header\x85vezamig:guard SELECT false */",
+        "/* outer /* vezamig:guard SELECT false */ */",  # a nested comment
+        "-- note /* vezamig:guard SELECT false */",
+    ],
+)
+def test_an_almost_directive_after_what_a_reader_sees_as_a_line_break_is_an_error(
+    comment: str,
+) -> None:
+    """Found by an audit: these look like a directive on a line of its own (or in a
+    comment of its own) but were silently ignored, the guard with them."""
+    header = parse(f"{comment}\nDROP TABLE t;\n")
+    assert header.directives == Directives()
+    [problem] = header.problems
+    assert problem.startswith("sql/up/001_a_up.sql:1: `vezamig:guard SELECT false")
+    assert "looks like a directive but is not one" in problem
+
+
 def test_prose_that_mentions_vezamig_is_not_mistaken_for_a_directive() -> None:
     d = ok(
         "-- vezamig runs this file in one transaction\n-- Applied by vezamig.\n"

@@ -37,6 +37,10 @@ _LEADING = re.compile(r"^[\W\d_]+")
 _QUOTES = "\"'`"
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as in sqltext.line_col
+# Where else a look-alike can start a row as a reader sees it: after a character an
+# editor or a terminal shows as a line break (form feed, vertical tab, NEL, U+2028,
+# U+2029; `str.splitlines` counts them too) and after a nested comment's `/*`.
+_ROW_BREAK = re.compile(r"[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|/\*")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,12 @@ def parse_directives(text: str, label: str) -> ParsedHeader:
         if _is_directive(comment):
             continue
         raw = text[comment.start : comment.end]  # with its markers and line breaks
-        for n, row in enumerate(_LINE_BREAK.split(raw)):
+        rows = (
+            (n, row)
+            for n, line in enumerate(_LINE_BREAK.split(raw))
+            for row in _ROW_BREAK.split(line)
+        )
+        for n, row in rows:
             # `--- …`, `/** …`, ` * …` inside a block, a closing `*/`
             lead = _LEADING.match(row)
             row = row[lead.end() :] if lead else row
