@@ -428,3 +428,36 @@ def test_a_modified_version_under_another_name_is_said_by_up_repair_and_history(
     last = history(dsn)[-1]
     assert last["message"].endswith("; name re-recorded: users -> invoices")
     assert [(v, n) for v, n, *_ in recorded(dsn)] == [(1, "invoices")]
+
+
+def test_a_first_up_on_a_schema_made_without_vezamig_points_at_baseline(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Found by an audit: after `pg_dump --schema-only` (tracking tables restored empty)
+    the first step failed with "already exists" and nothing said how to go on."""
+    base = tree(tmp_path)
+    execute(dsn, USERS + TRACKS)  # what versions 1 and 2 create, made by hand
+    result = vz(dsn, base, "up")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert '42P07 relation "users" already exists' in result.stderr
+    assert (
+        "vezamig has recorded nothing for this database, yet what its first migration creates "
+        "is already there"
+    ) in result.stderr
+    assert "`vezamig baseline --version V" in result.stderr
+    assert "the files go up to 3), then `up`" in result.stderr
+    assert vz(dsn, base, "baseline", "--version", "2").returncode == EXIT_OK
+    assert vz(dsn, base, "up").returncode == EXIT_OK
+    assert applied_versions(dsn) == [1, 2, 3]
+
+
+def test_a_later_step_that_finds_its_table_there_gets_no_baseline_hint(
+    dsn: str, tmp_path: Path
+) -> None:
+    base = tree(tmp_path)
+    assert vz(dsn, base, "up", "--to", "1").returncode == EXIT_OK
+    execute(dsn, TRACKS)
+    result = vz(dsn, base, "up")
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert '42P07 relation "tracks" already exists' in result.stderr
+    assert "baseline" not in result.stderr

@@ -98,10 +98,12 @@ class StepFailed(VezamigError):
         details: list[str] | None = None,
         applied: list[int] | None = None,
         version: int | None = None,
+        sqlstate: str | None = None,
     ) -> None:
         super().__init__(message, details=details)
         self.applied: list[int] = list(applied or [])
         self.version = version
+        self.sqlstate = sqlstate  # the server's, when the step's SQL failed
 
 
 class Interrupted(VezamigError):

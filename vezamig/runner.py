@@ -69,6 +69,8 @@ _BACKOFF_MAX_S = 30.0
 _GUARD_OPEN = "SAVEPOINT vezamig_guard; SET LOCAL transaction_read_only = on"
 _GUARD_CLOSE = "ROLLBACK TO SAVEPOINT vezamig_guard; RELEASE SAVEPOINT vezamig_guard"
 _GUARD_UNDO = "ROLLBACK TO SAVEPOINT vezamig_guard"  # repeated by _GUARD_CLOSE: harmless
+# duplicate_schema, _table, _object (a type), _function, _column, _database
+_ALREADY_EXISTS = frozenset({"42P06", "42P07", "42710", "42723", "42701", "42P04"})
 
 # The step's duration, measured by the server up to the bookkeeping statement: the
 # start of the step's last message (statement_timestamp) to now (clock_timestamp).
@@ -463,6 +465,7 @@ class Runner:
         self._lock_held: str | None = None  # while run_lock holds the lock: see _guard_query
         self._forced_sync: bool | None = None
         self._read_only: str | None = None  # see check_writable
+        self._recorded_any = True  # whether plan() found any version recorded (_adopt_hint)
         self._signal: int | None = None  # a stop signal that arrived while steps ran
         self._guard_at: Guard | None = None  # the guard running (for messages)
         # Set by a step that ended well but must end the run (a stop signal came while
@@ -553,6 +556,7 @@ class Runner:
                 ],
             )
         rows = self.status()
+        self._recorded_any = any(r.applied is not None for r in rows)
         plan = (
             plan_up(rows, to, allow_out_of_order, self.config.command)
             if direction == "up"
@@ -775,6 +779,7 @@ class Runner:
                 self._run_steps(plan, result)
             except VezamigError as exc:
                 self._say_what_ran(exc, plan, result)
+                self._adopt_hint(exc, plan, result)
                 raise
         result.elapsed_ms = _ms_since(t_run)
         return result
@@ -870,6 +875,30 @@ class Runner:
                     "idle_session_timeout shorter than the wait ends such a session)"
                 ],
             ) from None
+
+    def _adopt_hint(self, exc: VezamigError, plan: Plan, result: RunResult) -> None:
+        """The first `up` on a database that vezamig has recorded nothing for, whose
+        first step finds what it creates already there: a schema made without vezamig,
+        or restored by `pg_dump --schema-only` (the tracking tables come back empty).
+        The way forward is baseline, not the error's own advice."""
+        if not (
+            isinstance(exc, StepFailed)
+            and exc.sqlstate in _ALREADY_EXISTS
+            and plan.direction == "up"
+            and not result.results
+            and plan.steps
+            and plan.steps[0] is result.unfinished
+            and not self._recorded_any
+        ):
+            return
+        last = plan.steps[-1].version
+        exc.details.append(
+            "vezamig has recorded nothing for this database, yet what its first migration "
+            "creates is already there: if the schema was made without vezamig, or restored "
+            "with pg_dump --schema-only (which leaves the tracking tables empty), record the "
+            f"versions it already has instead: `{self.config.command('baseline --version V')}`"
+            f" (V: the last version it has; the files go up to {last}), then `up`"
+        )
 
     def _say_what_ran(self, exc: VezamigError, plan: Plan, result: RunResult) -> None:
         """A run that stopped part-way says what it did before the step named in its
@@ -1270,6 +1299,7 @@ class Runner:
                     "rolled back",
                     details=lines,
                     version=step.version,
+                    sqlstate=exc.diag.sqlstate,
                 ) from None
 
     def _wait_to_retry(
