@@ -482,8 +482,12 @@ class Tracker:
                 )
         if (shape["main"] is None) != (shape["history"] is None):
             missing = self.history_label if shape["history"] is None else self.label
+            present = "main" if shape["history"] is None else "history"
+            name = self._names[0 if present == "main" else 1]
+            companion = f"{found_in[present]}.{name}" if found_in.get(present) else name
             raise TrackingTableError(
-                f"{missing} is missing while its companion exists; vezamig changed nothing",
+                f"{missing} is missing while its companion {companion} exists; vezamig "
+                "changed nothing",
                 details=[
                     "restore it from a backup, or recreate it with the CREATE TABLE "
                     "statement in the README (Tracking tables), with your table's name"
