@@ -557,6 +557,34 @@ CREATE TABLE b (id int);
 """
 
 
+def test_status_says_a_dirty_version_may_be_a_step_still_running(dsn: str, tmp_path: Path) -> None:
+    """Found by an audit: while a run's non-transactional step runs, `status` showed it
+    dirty as if a run had left it so; it now says a run holds the lock, and who."""
+    base = write_tree(tmp_path / "sql", {"up/001_slow_up.sql": SLOW})
+    proc = start_cli(["up", "--dir", str(base), "-d", dsn])
+    try:
+        wait_for(
+            lambda: bool(backends_running(dsn, "vezamig_test_sleep")),
+            what="the second statement to start",
+        )
+        during = vz(dsn, base, "status")
+        assert during.returncode == EXIT_OK, during
+        assert "dirty" in during.stdout
+        assert "note: a vezamig run is in progress (pid " in during.stderr
+        assert "application vezamig up" in during.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        for pid in backends_running(dsn, "vezamig_test_sleep"):
+            execute(dsn, f"SELECT pg_terminate_backend({pid})")
+    wait_for(
+        lambda: query(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)],
+        what="the killed run's session to end",
+    )
+    after = vz(dsn, base, "status")  # dirty, left by a run that is gone: no such note
+    assert "dirty" in after.stdout and "in progress" not in after.stderr
+
+
 def test_a_killed_run_leaves_the_version_dirty_with_its_progress_in_the_history(
     dsn: str, tmp_path: Path
 ) -> None:

@@ -612,7 +612,7 @@ def confirm(yes: bool, question: str) -> bool:
 @handle_errors
 def status(**opts: Any) -> None:
     """Every version known from files or database, with its state. Read-only."""
-    from vezamig.db import describe
+    from vezamig.db import describe, run_in_progress
 
     cfg = build_config(opts, "vezamig status")
     # status runs and parses nothing: the up files' texts are not kept (issue 7).
@@ -621,12 +621,22 @@ def status(**opts: Any) -> None:
         rows = runner.status()
         duplicates = runner.duplicates()
         info = describe(runner.conn)
+        running = (
+            run_in_progress(runner.conn, cfg.table)
+            if any(r.state == "dirty" for r in rows)
+            else None
+        )
     if opts["as_json"]:
         _print_json(status_json(info, cfg, rows))
     else:
         _output(opts).status(info, cfg.table_label, rows)
     for problem in [*duplicates, *runner.tracker.elsewhere]:
         _output(opts).warn(f"warning: {problem}")
+    if running is not None:
+        _output(opts).warn(
+            f"note: a vezamig run is in progress ({running}): a dirty version may be its "
+            "non-transactional step, still running; run `vezamig status` again once it ends"
+        )
     if opts["exit_code"] and (duplicates or any(r.state != "applied" for r in rows)):
         sys.exit(3)
 

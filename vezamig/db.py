@@ -337,6 +337,24 @@ def lock_holder(conn: Connection, key: int) -> str:
     return f"{who}, client {client}, connected since {since}"
 
 
+def run_in_progress(conn: Connection, table: tuple[str, ...]) -> str | None:
+    """Who holds the run lock of ``table`` now (see lock_holder), or None: for a
+    read-only command that shows a dirty version, which may be a running
+    non-transactional step rather than one a run left behind."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT k, EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'"
+            " AND l.granted AND l.classid::int = {}::int AND l.objid::int = k AND l.objsubid = 2"
+            " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+            " WHERE datname = pg_catalog.current_database()))"
+            " FROM (SELECT pg_catalog.hashtext({}) AS k) s"
+        ).format(sql.Literal(_LOCK_CLASS), _table_key(table))
+    ).fetchone()
+    if row is None or not row[1]:
+        return None
+    return lock_holder(conn, int(row[0]))
+
+
 def server_codec(conn: Connection) -> str | None:
     """Python's codec for the database's encoding, or None where any text fits (UTF8,
     SQL_ASCII) or it is not known (psycopg's table of names is a private helper)."""
