@@ -164,6 +164,35 @@ def test_applied_at_is_shown_in_the_sessions_time_zone(tmp_path: Path, dsn: str)
     assert local.isoformat() in plain.stdout and "infinity" in plain.stdout
 
 
+@pytest.mark.parametrize(
+    ("zone", "stored", "shown"),
+    [
+        ("Europe/Amsterdam", "1890-01-01 00:00Z", "1890-01-01T00:19:32+00:19:32"),
+        ("Africa/Monrovia", "1960-06-01 12:00Z", "1960-06-01T11:15:30-00:44:30"),
+        ("Asia/Kolkata", "1960-06-01 12:00Z", "1960-06-01T17:30:00+05:30"),
+        ("Africa/Monrovia", "1973-01-01 12:00Z", "1973-01-01T12:00:00+00:00"),
+    ],
+)
+def test_an_old_utc_offset_keeps_its_seconds(
+    tmp_path: Path, dsn: str, zone: str, stored: str, shown: str
+) -> None:
+    """An offset of seconds (local mean time, Liberia until 1972) used to lose them:
+    `+00:19` names an instant 32 s off. Python reads the offset back exactly."""
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;\n"})
+    migrate(dsn, tree)
+    execute(dsn, f"UPDATE schema_migrations SET applied_at = '{stored}'")
+    execute(dsn, f"UPDATE schema_migrations_history SET started_at = '{stored}'")
+    args = ["-d", dsn, "--dir", str(tree)]
+    r = run_cli(["status", "--json", *args], env={"PGTZ": zone})
+    [m] = json.loads(r.stdout)["migrations"]
+    assert m["applied_at"] == shown
+    instant = datetime.fromisoformat(stored.replace("Z", "+00:00"))
+    assert datetime.fromisoformat(m["applied_at"]) == instant
+    h = run_cli(["history", "--json", *args], env={"PGTZ": zone})
+    [row] = json.loads(h.stdout)
+    assert datetime.fromisoformat(row["started_at"]) == instant
+
+
 def test_status_json_on_an_empty_database(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "SELECT 1;"})
     data = status_json(dsn, tree)

@@ -87,12 +87,21 @@ def _iso(column: str, *, fraction: bool = False) -> str:
     """SQL: ``column`` (a timestamptz) in ISO 8601, in the session's TimeZone, formatted
     by the server; what ISO 8601 cannot say (infinity, a date BC) as PostgreSQL says it."""
     fmt = 'YYYY-MM-DD"T"HH24:MI:SS' + (".US" if fraction else "") + "TZH:TZM"
-    # The era as the session's TimeZone sees it, as to_char formats it; the cheap
-    # comparison first, for every date of this era.
+    # An offset of whole minutes since 1972 in every zone (Africa/Monrovia's -0:44:30
+    # was the last): a row of this era costs one comparison. An older one may need
+    # the offset's seconds, which TZM drops (Amsterdam in 1890: +00:19:32, not +00:19,
+    # which would name another instant); then the era as the session's TimeZone sees
+    # it, as to_char formats it.
+    offset = f"pg_catalog.date_part('timezone', {column})::int"
+    seconds = (
+        f"CASE WHEN {offset} % 60 <> 0 THEN ':' || pg_catalog.lpad((pg_catalog.abs({offset})"
+        " % 60)::text, 2, '0') ELSE '' END"
+    )
     return (
-        f"coalesce(CASE WHEN {column} >= '0002-01-01 00:00:00+00'"
-        f" OR to_char({column}, 'AD') = 'AD' THEN to_char({column}, '{fmt}') END,"
-        f" {column}::text)"
+        f"coalesce(CASE WHEN {column} >= '1973-01-01 00:00:00+00'"
+        f" THEN to_char({column}, '{fmt}') WHEN {column} >= '0002-01-01 00:00:00+00'"
+        f" OR to_char({column}, 'AD') = 'AD' THEN to_char({column}, '{fmt}') || {seconds}"
+        f" END, {column}::text)"
     )
 
 
