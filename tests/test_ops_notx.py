@@ -191,8 +191,8 @@ def test_a_failure_at_the_second_statement_leaves_the_version_dirty_and_says_wha
     assert row["message"] == (
         f"statement 2 of 3 failed at {up}:5; ran: {up}:4; not run: {up}:6 (a CREATE INDEX "
         "CONCURRENTLY that did not finish leaves an INVALID index behind, which enforces "
-        "nothing and is not replaced by a new run: uq_t_email is INVALID now; drop it "
-        "(DROP INDEX CONCURRENTLY IF EXISTS uq_t_email) before you repair)"
+        "nothing and is not replaced by a new run: public.uq_t_email is INVALID now; drop it "
+        "(DROP INDEX CONCURRENTLY IF EXISTS public.uq_t_email) before you repair)"
     )
 
 
@@ -522,14 +522,14 @@ def test_a_failed_create_index_concurrently_says_to_drop_the_invalid_index_it_le
     result = run_cli(["up", "--dir", str(base), "-d", dsn])
     assert result.returncode == EXIT_STEP_FAILED, result
     assert "leaves an INVALID index behind" in result.stderr
-    assert "DROP INDEX CONCURRENTLY IF EXISTS t_email" in result.stderr
+    assert "DROP INDEX CONCURRENTLY IF EXISTS public.t_email" in result.stderr
     assert query(dsn, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_email'::regclass") == [
         (False,)
     ]
     # The refusal of the next run quotes the progress row, hint included.
     refused = run_cli(["up", "--dir", str(base), "-d", dsn])
     assert refused.returncode == EXIT_REFUSED, refused
-    assert "DROP INDEX CONCURRENTLY IF EXISTS t_email" in refused.stderr
+    assert "DROP INDEX CONCURRENTLY IF EXISTS public.t_email" in refused.stderr
 
 
 def test_a_create_index_concurrently_that_finds_a_valid_index_of_its_name_says_not_to_drop_it(
@@ -547,6 +547,32 @@ def test_a_create_index_concurrently_that_finds_a_valid_index_of_its_name_says_n
     assert "INVALID" not in result.stderr and "DROP INDEX" not in result.stderr
     assert "INVALID" not in history(dsn)[-1]["message"]
     assert indexes(dsn) == {"idx_t_id": True}
+
+
+def test_the_invalid_index_hint_names_the_schema_the_file_s_search_path_led_to(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Found by an audit: after `SET search_path = s1` in the file the hint said
+    `DROP … IF EXISTS t_v`, which, pasted in psql, dropped a valid public.t_v."""
+    base = write_tree(
+        tmp_path / "sql",
+        {
+            "up/001_base_up.sql": (
+                "CREATE SCHEMA s1; CREATE TABLE s1.t (v int); INSERT INTO s1.t VALUES (1), (1);\n"
+                "CREATE TABLE w (v int); CREATE UNIQUE INDEX t_v ON w (v);\n"
+            ),
+            "up/002_x_up.sql": (
+                "-- vezamig:no-transaction\nSET search_path = s1;\n"
+                "CREATE UNIQUE INDEX CONCURRENTLY t_v ON t (v);\n"
+            ),
+        },
+    )
+    result = run_cli(["up", "--dir", str(base), "-d", dsn])
+    assert result.returncode == EXIT_STEP_FAILED, result
+    assert "s1.t_v is INVALID now; drop it (DROP INDEX CONCURRENTLY IF EXISTS s1.t_v)" in (
+        result.stderr
+    )
+    assert "IF EXISTS t_v)" not in result.stderr
 
 
 SLOW = """\

@@ -632,7 +632,7 @@ def status(**opts: Any) -> None:
         _output(opts).status(info, cfg.table_label, rows)
     for problem in [*duplicates, *runner.tracker.elsewhere]:
         _output(opts).warn(f"warning: {problem}")
-    if running is not None:
+    if running is not None and not opts.get("quiet"):  # a note, not a warning
         _output(opts).warn(
             f"note: a vezamig run is in progress ({running}): a dirty version may be its "
             "non-transactional step, still running; run `vezamig status` again once it ends"

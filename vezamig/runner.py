@@ -152,9 +152,10 @@ def _waits_for_others(statement: Statement) -> bool:
     return re.search(r"\bconcurrently\b", statement.text, re.I) is not None
 
 
-def _concurrent_index(statement: Statement) -> tuple[str, str | None] | None:
-    """("create", its written name, or None when unnamed) for a CREATE INDEX
-    CONCURRENTLY, ("reindex", None) for a REINDEX CONCURRENTLY, else None."""
+def _concurrent_index(statement: Statement) -> tuple[str, str | None, str, str] | None:
+    """("create", its written name or None when unnamed, its bare name, its table as
+    written) for a CREATE INDEX CONCURRENTLY, ("reindex", None, "", "") for a REINDEX
+    CONCURRENTLY, else None."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
 
@@ -166,29 +167,33 @@ def _concurrent_index(statement: Statement) -> tuple[str, str | None] | None:
         return None
     node = raw.stmt
     if isinstance(node, ast.IndexStmt) and node.concurrent:
+        rel = node.relation
+        schema = rel.schemaname if rel is not None else None
+        table = ".".join(written_name(p) for p in (schema, rel.relname if rel else None) if p)
         if not node.idxname:
-            return "create", None
-        schema = node.relation.schemaname if node.relation is not None else None
-        return "create", ".".join(written_name(p) for p in (schema, node.idxname) if p)
+            return "create", None, "", table
+        written = ".".join(written_name(p) for p in (schema, node.idxname) if p)
+        return "create", written, node.idxname, table
     if isinstance(node, ast.ReindexStmt) and any(
         isinstance(p, ast.DefElem) and p.defname == "concurrently" for p in node.params or ()
     ):
-        return "reindex", None
+        return "reindex", None, "", ""
     return None
 
 
 _FIND_INVALID = "SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid"
 
 
-def _unfinished_hint(statement: Statement, *, left_invalid: bool = False) -> str | None:
+def _unfinished_hint(statement: Statement, *, left_invalid: str | None = None) -> str | None:
     """What a CONCURRENTLY statement that did not finish leaves behind, and what to do.
-    Unless the catalog was read (``left_invalid``), the named index is only to be
+    Unless the catalog was read (``left_invalid``: the index's name with the schema
+    of its table, where CREATE INDEX put it), the named index is only to be
     dropped if it is INVALID: one of that name may be a valid index that was there
     before (the statement then failed with "already exists")."""
     found = _concurrent_index(statement)
     if found is None:
         return None
-    kind, name = found
+    kind, name, _, table = found
     if kind == "reindex":
         return (
             "a REINDEX CONCURRENTLY that did not finish leaves INVALID indexes named *_ccnew "
@@ -200,12 +205,19 @@ def _unfinished_hint(statement: Statement, *, left_invalid: bool = False) -> str
     )
     if name is None:
         return f"{left}: find it ({_FIND_INVALID}) and drop it before you repair"
-    drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
     if left_invalid:
-        return f"{left}: {name} is INVALID now; drop it ({drop}) before you repair"
-    quoted = name.replace("'", "''")
-    check = f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{quoted}'::regclass"
-    return f"{left}: if {name} is INVALID ({check} says false), drop it ({drop}) before you repair"
+        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {left_invalid}"
+        return f"{left}: {left_invalid} is INVALID now; drop it ({drop}) before you repair"
+    drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+    quoted = table.replace("'", "''")
+    check = (
+        "SELECT indexrelid::regclass, indisvalid FROM pg_index WHERE indrelid = "
+        f"'{quoted}'::regclass"
+    )
+    return (
+        f"{left}: if {name} (in the schema of table {table}) is INVALID ({check}, with the "
+        f"file's search_path), drop it ({drop}, schema-qualified) before you repair"
+    )
 
 
 class _Stop(Exception):
@@ -891,7 +903,7 @@ class Runner:
             and not self._recorded_any
         ):
             return
-        last = plan.steps[-1].version
+        last = max(m.version for m in self.migrations)
         exc.details.append(
             "vezamig has recorded nothing for this database, yet what its first migration "
             "creates is already there: if the schema was made without vezamig, or restored "
@@ -2187,11 +2199,18 @@ class Runner:
         if not isinstance(exc, psycopg.Error):  # a stop: the statement may still be running
             return _unfinished_hint(statement)
         try:
+            # In its table's schema, resolved as the statement resolved it (the file's
+            # search_path is still the session's): the name as written could lead to
+            # a valid index of that name elsewhere.
             row = self.conn.execute(
                 sql.SQL(
-                    "SELECT i.indisvalid FROM pg_catalog.pg_index i"
-                    " WHERE i.indexrelid = pg_catalog.to_regclass({})"
-                ).format(sql.Literal(found[1]))
+                    "SELECT i.indisvalid, pg_catalog.format('%I.%I', n.nspname, c.relname)"
+                    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                    " ON n.oid = c.relnamespace JOIN pg_catalog.pg_index i"
+                    " ON i.indexrelid = c.oid WHERE c.relname = {} AND c.relnamespace ="
+                    " (SELECT t.relnamespace FROM pg_catalog.pg_class t"
+                    " WHERE t.oid = pg_catalog.to_regclass({}))"
+                ).format(sql.Literal(found[2]), sql.Literal(found[3]))
             ).fetchone()
         except psycopg.Error:
             self._rollback()
@@ -2199,7 +2218,7 @@ class Runner:
         self._rollback()
         if row is None or row[0]:
             return None
-        return _unfinished_hint(statement, left_invalid=True)
+        return _unfinished_hint(statement, left_invalid=str(row[1]))
 
     def _lock_sql(self) -> str:
         return f"SET LOCAL lock_timeout = '{int(self.config.lock_timeout_ms)}ms'"
