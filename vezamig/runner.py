@@ -1829,15 +1829,7 @@ class Runner:
                             break
                         except pgerrors.LockNotAvailable as exc:
                             # One statement, in autocommit: rolled back; retried as a step is.
-                            if attempts > self.config.lock_retries or self._signal is not None:
-                                raise
-                            pause = retry_pause(attempts)
-                            self.reporter.info(
-                                f"{step.version}: lock timeout at {f.path}:{st.line} "
-                                f"({exc.diag.message_primary}); retry {attempts}/"
-                                f"{self.config.lock_retries} in {pause:g}s"
-                            )
-                            self._pause(pause)
+                            self._pause_or_give_up(step, exc, attempts, f"at {f.path}:{st.line}")
                             attempts += 1
                     done.append(st)
                     # Best effort: the end record, or the failure's, writes the whole truth.
@@ -1883,15 +1875,7 @@ class Runner:
                         break
                     except pgerrors.LockNotAvailable as exc:
                         self._rollback()
-                        if attempts > self.config.lock_retries or self._signal is not None:
-                            raise
-                        pause = retry_pause(attempts)
-                        self.reporter.info(
-                            f"{step.version}: lock timeout recording the end of the step "
-                            f"({exc.diag.message_primary}); retry {attempts}/"
-                            f"{self.config.lock_retries} in {pause:g}s"
-                        )
-                        self._pause(pause)
+                        self._pause_or_give_up(step, exc, attempts, "recording the end of the step")
                         attempts += 1
             except pgerrors.QueryCanceled:
                 if self._signal is None:
@@ -2219,6 +2203,21 @@ class Runner:
         if row is None or row[0]:
             return None
         return _unfinished_hint(statement, left_invalid=str(row[1]))
+
+    def _pause_or_give_up(
+        self, step: Step, exc: pgerrors.LockNotAvailable, attempts: int, where: str
+    ) -> None:
+        """A no-transaction statement, or its step's end, hit --lock-timeout: pause
+        before the next attempt, or re-raise ``exc`` once the retries are spent or a
+        stop signal came."""
+        if attempts > self.config.lock_retries or self._signal is not None:
+            raise exc
+        pause = retry_pause(attempts)
+        self.reporter.info(
+            f"{step.version}: lock timeout {where} ({exc.diag.message_primary}); retry "
+            f"{attempts}/{self.config.lock_retries} in {pause:g}s"
+        )
+        self._pause(pause)
 
     def _lock_sql(self) -> str:
         return f"SET LOCAL lock_timeout = '{int(self.config.lock_timeout_ms)}ms'"
