@@ -306,13 +306,21 @@ def _table_key(table: tuple[str, ...]) -> sql.Composable:
 
 
 def lock_holder(conn: Connection, key: int) -> str:
+    """Who holds the run lock ``key``, or a word that nobody visibly does (see _holder)."""
+    return _holder(conn, sql.Literal(key)) or (
+        "another session (it has just released the lock or is not visible to you)"
+    )
+
+
+def _holder(conn: Connection, key: sql.Composable) -> str | None:
     """Who holds the run lock ``key`` (see acquire_run_lock): pid, application, client,
     since when.
 
     Advisory locks belong to one database, and every database tracked by a table of
     the same name has the same key: only this database's holder is the one we wait
     for. A role without pg_read_all_stats sees another role's pid, user and
-    application, but not its client or start: that is said, not guessed."""
+    application, but not its client or start: that is said, not guessed. ``key``: the
+    key, or the SQL that computes it. None when nobody holds it."""
     row = conn.execute(
         sql.SQL(
             "SELECT a.pid, a.application_name, a.usename, a.backend_start IS NOT NULL,"
@@ -323,10 +331,10 @@ def lock_holder(conn: Connection, key: int) -> str:
             " AND l.objid::int = {}::int AND l.objsubid = 2"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " LIMIT 1"
-        ).format(sql.Literal(_LOCK_CLASS), sql.Literal(key))
+        ).format(sql.Literal(_LOCK_CLASS), key)
     ).fetchone()
     if row is None:
-        return "another session (it has just released the lock or is not visible to you)"
+        return None
     pid, app, user, visible, client, since, me = row
     who = f"pid {pid}, application {app or '?'}, user {user}"
     if not visible:
@@ -341,18 +349,7 @@ def run_in_progress(conn: Connection, table: tuple[str, ...]) -> str | None:
     """Who holds the run lock of ``table`` now (see lock_holder), or None: for a
     read-only command that shows a dirty version, which may be a running
     non-transactional step rather than one a run left behind."""
-    row = conn.execute(
-        sql.SQL(
-            "SELECT k, EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'"
-            " AND l.granted AND l.classid::int = {}::int AND l.objid::int = k AND l.objsubid = 2"
-            " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
-            " WHERE datname = pg_catalog.current_database()))"
-            " FROM (SELECT pg_catalog.hashtext({}) AS k) s"
-        ).format(sql.Literal(_LOCK_CLASS), _table_key(table))
-    ).fetchone()
-    if row is None or not row[1]:
-        return None
-    return lock_holder(conn, int(row[0]))
+    return _holder(conn, sql.SQL("pg_catalog.hashtext({})").format(_table_key(table)))
 
 
 def server_codec(conn: Connection) -> str | None:

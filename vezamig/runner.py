@@ -132,7 +132,7 @@ def _progress(path: object, statements: Sequence[Statement], ran: int) -> str:
         f"; the run stopped while statement {ran + 1} ({path}:{nxt.line}) ran or was about "
         "to: it may have done part of its work"
     )
-    hint = _unfinished_hint(nxt)
+    hint = _unfinished_hint(_concurrent_index(nxt))
     return f"{said} ({hint})" if hint else said
 
 
@@ -184,13 +184,15 @@ def _concurrent_index(statement: Statement) -> tuple[str, str | None, str, str] 
 _FIND_INVALID = "SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid"
 
 
-def _unfinished_hint(statement: Statement, *, left_invalid: str | None = None) -> str | None:
+def _unfinished_hint(
+    found: tuple[str, str | None, str, str] | None, *, left_invalid: str | None = None
+) -> str | None:
     """What a CONCURRENTLY statement that did not finish leaves behind, and what to do.
     Unless the catalog was read (``left_invalid``: the index's name with the schema
     of its table, where CREATE INDEX put it), the named index is only to be
     dropped if it is INVALID: one of that name may be a valid index that was there
-    before (the statement then failed with "already exists")."""
-    found = _concurrent_index(statement)
+    before (the statement then failed with "already exists"). ``found``: what
+    _concurrent_index read of the statement."""
     if found is None:
         return None
     kind, name, _, table = found
@@ -2179,9 +2181,9 @@ class Runner:
         statement failed with "already exists") or absent is no leftover to drop."""
         found = _concurrent_index(statement)
         if found is None or found[1] is None or self.conn.closed or self.conn.broken:
-            return _unfinished_hint(statement)
+            return _unfinished_hint(found)
         if not isinstance(exc, psycopg.Error):  # a stop: the statement may still be running
-            return _unfinished_hint(statement)
+            return _unfinished_hint(found)
         try:
             # In its table's schema, resolved as the statement resolved it (the file's
             # search_path is still the session's): the name as written could lead to
@@ -2198,11 +2200,11 @@ class Runner:
             ).fetchone()
         except psycopg.Error:
             self._rollback()
-            return _unfinished_hint(statement)
+            return _unfinished_hint(found)
         self._rollback()
         if row is None or row[0]:
             return None
-        return _unfinished_hint(statement, left_invalid=str(row[1]))
+        return _unfinished_hint(found, left_invalid=str(row[1]))
 
     def _pause_or_give_up(
         self, step: Step, exc: pgerrors.LockNotAvailable, attempts: int, where: str
