@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install --progress-bar off -e '.[test,dev]'
 	@touch $@
 
+# Two workers (pytest-xdist), each with its own server: much of the suite waits on
+# subprocesses, locks and signals. The suite starts the CLI ≈ 950 times: compile
+# vezamig's bytecode first, or each start compiles it again when the shell has
+# PYTHONDONTWRITEBYTECODE set (≈ 50 ms each).
 test: venv
-	$(BIN)/pytest -q
+	$(BIN)/python -m compileall -q vezamig
+	$(BIN)/pytest -q -n 2
 
 lint: venv
 	$(BIN)/ruff check .
