@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -38,12 +39,32 @@ from vezamig.pgbin import find_bindir
 TEST_DBNAME = "vezamig_test"
 
 
+def _children() -> list[int]:
+    """Pids of this process's children (in pytest-xdist's controller: its workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(entry.name))
+    return found
+
+
 def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        # Each worker has its own server, stopped by its own session teardown: a
+        # worker that xdist's controller ends after its exit timeout stops none.
+        for pid in _children():
+            with suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
     raise KeyboardInterrupt("SIGTERM")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """A CI timeout sends SIGTERM: stop like Ctrl-C, so session teardown stops the server."""
+    """A CI timeout sends SIGTERM: stop like Ctrl-C, so session teardown stops the servers."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
 
