@@ -360,6 +360,39 @@ def test_a_databases_own_statement_timeout_does_not_cancel_a_read_that_waits(
     assert "applied" in result.stdout
 
 
+def test_a_databases_own_statement_timeout_does_not_cancel_creating_the_tracking_tables(
+    dsn: str, tree: Path
+) -> None:
+    """The first `up` creates the tracking tables; another session creating the same
+    name in an open transaction makes it wait, under --statement-timeout (none by
+    default), not the database's 50 ms, which would have failed the run."""
+    write_tree(tree, {"up/001_a_up.sql": "CREATE TABLE a (id int);\n"})
+    execute(
+        dsn,
+        "DO $$BEGIN EXECUTE format("
+        "'ALTER DATABASE %I SET statement_timeout = 50', current_database()); END$$",
+    )
+    with psycopg.connect(dsn) as holder:
+        holder.execute("CREATE TABLE schema_migrations (version bigint)")
+        run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
+        wait_for(
+            lambda: bool(
+                query(
+                    dsn,
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig up'"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'BEGIN; SET LOCAL%%'"
+                    " AND now() - query_start > '300ms'",
+                )
+            ),
+            what="up's creation of the tracking tables to wait longer than 50 ms",
+        )
+        holder.rollback()
+    result = run.wait()
+    assert result.returncode == 0, result
+    assert query(dsn, "SELECT version FROM schema_migrations") == [(1,)]
+    assert query(dsn, "SELECT count(*) FROM schema_migrations_history") == [(1,)]
+
+
 def test_a_lock_on_the_tracking_tables_index_is_named_too(one_applied: str, tree: Path) -> None:
     """A REINDEX left open holds its index, which every read of the table opens."""
     with psycopg.connect(one_applied) as holder:
