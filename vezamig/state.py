@@ -686,11 +686,26 @@ class Tracker:
                 " tool_version text, message text)"
             ).format(self.history)
         )
-        script = sql.SQL("BEGIN; SET LOCAL statement_timeout = {}; {}; COMMIT").format(
-            sql.Literal(f"{self._statement_timeout_ms}ms"), sql.SQL("; ").join(stmts)
+        # Under the reads' timeouts: a session that creates the same names, or holds a
+        # lock on their schema, in a transaction left open must not hang the first run.
+        script = sql.SQL("BEGIN; {}{}; COMMIT").format(
+            sql.SQL(self._read_timeout), sql.SQL("; ").join(stmts)
         )
         try:
             self.conn.execute(script.as_string(self.conn))
+        except psycopg.errors.LockNotAvailable:
+            self.conn.execute("ROLLBACK")
+            raise LockBusy(
+                f"cannot create the tracking tables {self.label} and {self.history_label}: "
+                "another session holds a lock this needs (waited "
+                f"{self._lock_timeout_ms / 1000:g}s, --lock-timeout); nothing was changed",
+                details=[
+                    "a session creating or dropping the same names, or holding a lock on "
+                    "their schema (a DROP SCHEMA left open in psql, say), has not finished",
+                    "wait for it to finish; then run the command again (--lock-timeout sets "
+                    "how long vezamig waits)",
+                ],
+            ) from None
         except _CANNOT_CREATE as exc:
             self.conn.execute("ROLLBACK")
             raise TrackingTableError(

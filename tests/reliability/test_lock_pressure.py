@@ -393,6 +393,31 @@ def test_a_databases_own_statement_timeout_does_not_cancel_creating_the_tracking
     assert query(dsn, "SELECT count(*) FROM schema_migrations_history") == [(1,)]
 
 
+def test_creating_the_tracking_tables_gives_up_after_the_lock_timeout(dsn: str, tree: Path) -> None:
+    """Another session creating the same name in a transaction left open: the first
+    `up` waits --lock-timeout, then exit 4 with nothing created, not a silent hang."""
+    write_tree(tree, {"up/001_a_up.sql": "CREATE TABLE a (id int);\n"})
+    with psycopg.connect(dsn) as holder:
+        holder.execute("CREATE TABLE schema_migrations (version bigint)")
+        result = run_cli(["up", "-d", dsn, "--dir", str(tree), "--lock-timeout", "200ms"])
+        holder.rollback()
+    assert result.returncode == 4, result
+    assert (
+        "cannot create the tracking tables schema_migrations and schema_migrations_history: "
+        "another session holds a lock this needs (waited 0.2s, --lock-timeout); nothing was "
+        "changed"
+    ) in result.stderr
+    assert "then run the command again (--lock-timeout sets how long vezamig waits)" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.output
+    assert query(
+        dsn,
+        "SELECT to_regclass('schema_migrations'), to_regclass('schema_migrations_history'),"
+        " to_regclass('a')",
+    ) == [(None, None, None)]
+
+
 def test_a_lock_on_the_tracking_tables_index_is_named_too(one_applied: str, tree: Path) -> None:
     """A REINDEX left open holds its index, which every read of the table opens."""
     with psycopg.connect(one_applied) as holder:
