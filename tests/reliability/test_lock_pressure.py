@@ -313,15 +313,25 @@ def test_a_prepared_transaction_holding_the_lock_is_named_as_one(
     assert "pg_terminate_backend" not in said
 
 
-def status_waits(dsn: str, longer_than: str = "0") -> bool:
-    """Whether `vezamig status` is waiting for a lock (for longer than ``longer_than``)."""
+def status_waits(dsn: str, longer_than: str = "0", command: str = "status") -> bool:
+    """Whether `vezamig status` (or ``command``) is waiting for a lock, for longer than
+    ``longer_than``."""
     return bool(
         query(
             dsn,
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig status'"
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s"
             " AND wait_event_type = 'Lock' AND now() - query_start > %s::interval",
-            (longer_than,),
+            (f"vezamig {command}", longer_than),
         )
+    )
+
+
+def set_database_statement_timeout_50ms(dsn: str) -> None:
+    """As a database's own setting for the application's queries would be."""
+    execute(
+        dsn,
+        "DO $$BEGIN EXECUTE format("
+        "'ALTER DATABASE %I SET statement_timeout = 50', current_database()); END$$",
     )
 
 
@@ -342,11 +352,7 @@ def test_a_databases_own_statement_timeout_does_not_cancel_a_read_that_waits(
     """A statement_timeout set for the application's queries (ALTER DATABASE … SET) would
     cancel vezamig's read while it waits for the lock: its reads run under
     --statement-timeout (none by default), as its steps do."""
-    execute(
-        one_applied,
-        "DO $$BEGIN EXECUTE format("
-        "'ALTER DATABASE %I SET statement_timeout = 50', current_database()); END$$",
-    )
+    set_database_statement_timeout_50ms(one_applied)
     with psycopg.connect(one_applied) as holder:
         holder.execute("LOCK TABLE schema_migrations")
         run = start_cli(["status", "-d", one_applied, "--dir", str(tree)])
@@ -367,23 +373,12 @@ def test_a_databases_own_statement_timeout_does_not_cancel_creating_the_tracking
     name in an open transaction makes it wait, under --statement-timeout (none by
     default), not the database's 50 ms, which would have failed the run."""
     write_tree(tree, {"up/001_a_up.sql": "CREATE TABLE a (id int);\n"})
-    execute(
-        dsn,
-        "DO $$BEGIN EXECUTE format("
-        "'ALTER DATABASE %I SET statement_timeout = 50', current_database()); END$$",
-    )
+    set_database_statement_timeout_50ms(dsn)
     with psycopg.connect(dsn) as holder:
         holder.execute("CREATE TABLE schema_migrations (version bigint)")
         run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
         wait_for(
-            lambda: bool(
-                query(
-                    dsn,
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'vezamig up'"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'BEGIN; SET LOCAL%%'"
-                    " AND now() - query_start > '300ms'",
-                )
-            ),
+            lambda: status_waits(dsn, longer_than="300ms", command="up"),
             what="up's creation of the tracking tables to wait longer than 50 ms",
         )
         holder.rollback()

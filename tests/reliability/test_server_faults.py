@@ -25,6 +25,7 @@ from vezamig.cluster import ThrowawayCluster
 
 from .support import (
     SLEEP_SQL,
+    Result,
     active_backends,
     execute,
     history,
@@ -373,6 +374,19 @@ NO_TX_TREE = {
 }
 
 
+def said_nothing_of_2_ran(dsn: str, result: Result) -> None:
+    """2 is left dirty with none of its statements run, and the message says so,
+    naming the repair."""
+    assert result.returncode == 1, result
+    assert (
+        "up 2 (i) failed before its first statement: the connection was lost just after it "
+        "was recorded as started (dirty); none of its statements ran"
+    ) in result.stderr
+    assert "repair --rolled-back 2" in result.stderr
+    assert recorded(dsn) == [(1, False), (2, True)]
+    assert not regclass_exists(dsn, "i")
+
+
 def test_a_connection_lost_just_after_the_dirty_mark_committed_says_nothing_ran(
     private_cluster: ThrowawayCluster, tree: Path
 ) -> None:
@@ -387,15 +401,7 @@ def test_a_connection_lost_just_after_the_dirty_mark_committed_says_nothing_ran(
         wait_for(lambda: waiting_in_syncrep(dsn, "COMMIT"), what="2's dirty mark to wait")
         end_the_session_waiting_for_the_standby(dsn)
         result = run.wait(timeout=60)
-    assert result.returncode == 1, result
-    said = (
-        "up 2 (i) failed before its first statement: the connection was lost just after it "
-        "was recorded as started (dirty); none of its statements ran"
-    )
-    assert said in result.stderr
-    assert "repair --rolled-back 2" in result.stderr
-    assert recorded(dsn) == [(1, False), (2, True)]
-    assert not regclass_exists(dsn, "i")
+    said_nothing_of_2_ran(dsn, result)
     assert history(dsn)[-1]["message"] == (
         "connection lost before its first statement; nothing of it ran"
     )
@@ -475,14 +481,7 @@ def test_a_connection_cut_while_the_dirty_mark_commits_ends_the_live_session_fir
             assert not waiting_in_syncrep(dsn, "COMMIT"), "the lost session was left running"
     finally:
         proxy.close()
-    assert result.returncode == 1, result
-    assert (
-        "up 2 (i) failed before its first statement: the connection was lost just after it "
-        "was recorded as started (dirty); none of its statements ran"
-    ) in result.stderr
-    assert "repair --rolled-back 2" in result.stderr
-    assert recorded(dsn) == [(1, False), (2, True)]
-    assert not regclass_exists(dsn, "i")
+    said_nothing_of_2_ran(dsn, result)
 
 
 def test_a_connection_lost_while_the_end_of_a_no_tx_step_commits_says_it_is_applied(
