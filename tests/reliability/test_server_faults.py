@@ -374,6 +374,12 @@ NO_TX_TREE = {
 }
 
 
+def only_1_applied(dsn: str, tree: Path) -> None:
+    """NO_TX_TREE written, and its 1 applied: 2, the no-transaction step, is next."""
+    write_tree(tree, NO_TX_TREE)
+    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+
+
 def said_nothing_of_2_ran(dsn: str, result: Result) -> None:
     """2 is left dirty with none of its statements run, and the message says so,
     naming the repair."""
@@ -394,8 +400,7 @@ def test_a_connection_lost_just_after_the_dirty_mark_committed_says_nothing_ran(
     # session is ended there. Its statements never ran, and the message says so,
     # naming the repair; before, it said "no step was in progress" (exit 5).
     dsn = private_cluster.conninfo()
-    write_tree(tree, NO_TX_TREE)
-    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    only_1_applied(dsn, tree)
     with commits_wait_for_a_missing_standby(dsn):
         run = start_cli(["up", "-d", dsn, "--dir", str(tree)])
         wait_for(lambda: waiting_in_syncrep(dsn, "COMMIT"), what="2's dirty mark to wait")
@@ -469,8 +474,7 @@ def test_a_connection_cut_while_the_dirty_mark_commits_ends_the_live_session_fir
     # pg_stat_activity shows and end it before reading the record; read too early, the
     # mark is not there yet and vezamig said nothing had been changed.
     dsn = private_cluster.conninfo()
-    write_tree(tree, NO_TX_TREE)
-    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    only_1_applied(dsn, tree)
     proxy = CuttingProxy(private_cluster)
     try:
         with commits_wait_for_a_missing_standby(dsn):
@@ -490,8 +494,7 @@ def test_a_connection_lost_while_the_end_of_a_no_tx_step_commits_says_it_is_appl
     # Only the COMMIT that marks 2 clean waits for the (missing) standby: the session
     # is ended there, committed locally. Before, vezamig said 2 was dirty and to repair.
     dsn = private_cluster.conninfo()
-    write_tree(tree, NO_TX_TREE)
-    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    only_1_applied(dsn, tree)
     execute(
         dsn,
         "CREATE FUNCTION wait_on_clean() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
@@ -545,8 +548,7 @@ def test_a_session_the_server_ended_while_the_prompt_waited_changes_nothing(
 def test_a_connection_lost_while_the_dirty_mark_is_written_changes_nothing_and_says_so(
     dsn: str, tree: Path
 ) -> None:
-    write_tree(tree, NO_TX_TREE)
-    assert run_cli(["up", "-d", dsn, "--dir", str(tree), "--to", "1"]).returncode == 0
+    only_1_applied(dsn, tree)
     set_sleep(dsn, 600)
     execute(
         dsn,
