@@ -12,6 +12,10 @@ each one alike. The floors:
   of the tracking table.
 * ``python -c "import click"`` for ``vezamig --help``; ``python -c`` parsing every
   file of the corpus with pglast for ``vezamig verify``.
+* psycopg floor (rollback only, for the record, not a target of the issue):
+  ``python -c`` that imports psycopg, connects and sends the psql floor's
+  rollback as one message per migration, ending without the interpreter's
+  teardown: the least any Python tool built on psycopg can do for it.
 
 The throwaway cluster keeps PostgreSQL's durability defaults (fsync,
 synchronous_commit and full_page_writes on): vezamig.cluster turns them off for
@@ -60,6 +64,7 @@ PSQL = "psql floor"
 PY = "python floor"
 PY_EXIT = "python floor, no teardown"
 PSQL_SELECT = "psql floor (one SELECT)"
+PY_ROLLBACK = "psycopg floor"
 CLICK = "python -c 'import click'"
 PGLAST = "python: pglast parse of every file"
 FILES = "python: list, read and hash the files"
@@ -253,11 +258,11 @@ def floor_apply_script(migrations: Sequence[Generated], create_table: bool) -> s
     return "".join(parts)
 
 
-def floor_rollback_script(migrations: Sequence[Generated]) -> str:
-    return "".join(
+def floor_rollback_steps(migrations: Sequence[Generated]) -> list[str]:
+    return [
         f"BEGIN;\n{m.down}DELETE FROM {FLOOR_TABLE} WHERE version = {m.version};\nCOMMIT;\n"
         for m in sorted(migrations, key=lambda m: m.version, reverse=True)
-    )
+    ]
 
 
 # ---- the server -----------------------------------------------------------------------
@@ -285,6 +290,15 @@ class Server:
         self.drop_db(name)
         self.admin.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+        )
+        return name
+
+    def copy_db(self, source: str, name: str) -> str:
+        self.drop_db(name)
+        self.admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(source)
+            )
         )
         return name
 
@@ -383,6 +397,20 @@ FILES_FLOOR = (
     "    hashlib.sha256(os.read(fd, 1 << 16)).hexdigest()  # the bench files are < 64 KiB\n"
     "    os.close(fd)\n"
 )
+# The rollback as the least a psycopg tool can send it: one message per migration
+# (BEGIN; the down SQL; the bookkeeping DELETE; COMMIT), nothing read back, no teardown;
+# its steps timed and printed like vezamig's summary line, for the report's split.
+PY_ROLLBACK_FLOOR = (
+    "import os, sys, time, psycopg\n"
+    "steps = open(sys.argv[1], encoding='utf-8').read().split('\\0')\n"
+    "conn = psycopg.connect(os.environ['DATABASE_URL'], autocommit=True)\n"
+    "t = time.perf_counter()\n"
+    "for step in steps:\n"
+    "    conn.execute(step)\n"
+    "ms = round((time.perf_counter() - t) * 1000)\n"
+    "print(f'rolled back {len(steps)} version(s) in {ms} ms', flush=True)\n"  # as vezamig's
+    "os._exit(0)\n"
+)
 PGLAST_FLOOR = (
     "import pathlib, sys, pglast\n"
     "for p in sorted(pathlib.Path(sys.argv[1]).glob('*/*.sql')):\n"
@@ -474,12 +502,15 @@ class Bench:
         apply_sql.write_text(floor_apply_script(migrations, True), encoding="utf-8")
         last = migrations[-ROLLBACK:]
         rollback_sql = self.work / f"floor_rollback_{n}.sql"
-        rollback_sql.write_text(floor_rollback_script(last), encoding="utf-8")
+        steps = floor_rollback_steps(last)
+        rollback_sql.write_text("".join(steps), encoding="utf-8")
+        rollback_steps = self.work / f"floor_rollback_{n}.steps"
+        rollback_steps.write_text("\0".join(steps), encoding="utf-8")
         reapply_sql = self.work / f"floor_reapply_{n}.sql"
         reapply_sql.write_text(floor_apply_script(last, False), encoding="utf-8")
 
         vz_db, floor_db = self._apply(n, corpus, apply_sql)
-        self._rollback(n, corpus, vz_db, floor_db, rollback_sql, reapply_sql)
+        self._rollback(n, corpus, vz_db, floor_db, rollback_sql, rollback_steps, reapply_sql)
         self.applied[n] = (corpus, vz_db)  # all applied again: read by reads()
 
     def _apply(self, n: int, corpus: Path, apply_sql: Path) -> tuple[str, str]:
@@ -555,23 +586,42 @@ class Bench:
         self.databases.clear()
 
     def _rollback(
-        self, n: int, corpus: Path, vz_db: str, floor_db: str, rollback_sql: Path, reapply_sql: Path
+        self,
+        n: int,
+        corpus: Path,
+        vz_db: str,
+        floor_db: str,
+        rollback_sql: Path,
+        rollback_steps: Path,
+        reapply_sql: Path,
     ) -> None:
         scenario = f"rollback {ROLLBACK} of {n}"
+        # The psycopg floor needs its own copy of the psql floor's database, all applied.
+        py_db = self.server.copy_db(floor_db, f"bench_{n}_pyfloor")
+        self.databases.append(py_db)
+        runs: dict[str, tuple[list[str], dict[str, str], str, str]] = {
+            VZ: (
+                [*self.vz, "down", "--to", str(n - ROLLBACK), "--yes"],
+                self.env(vz_db, corpus),
+                vz_db,
+                "schema_migrations",
+            ),
+            PSQL: (self.psql_file(floor_db, rollback_sql), base_env(), floor_db, FLOOR_TABLE),
+            PY_ROLLBACK: (
+                [sys.executable, "-c", PY_ROLLBACK_FLOOR, str(rollback_steps)],
+                self.env(py_db, None),
+                py_db,
+                FLOOR_TABLE,
+            ),
+        }
+        contenders = list(runs)
         for rep in range(self.plan.slow_reps(n)):
-            order = [VZ, PSQL] if rep % 2 == 0 else [PSQL, VZ]
-            for who in order:
+            k = rep % len(contenders)
+            for who in contenders[k:] + contenders[:k]:
+                argv, env, db, table = runs[who]
                 self.server.checkpoint()
-                if who == VZ:
-                    s = timed(
-                        [*self.vz, "down", "--to", str(n - ROLLBACK), "--yes"],
-                        self.env(vz_db, corpus),
-                        self.work,
-                    )
-                    left = self.server.count(vz_db, "schema_migrations")
-                else:
-                    s = timed(self.psql_file(floor_db, rollback_sql), base_env(), self.work)
-                    left = self.server.count(floor_db, FLOOR_TABLE)
+                s = timed(argv, env, self.work)
+                left = self.server.count(db, table)
                 if left != n - ROLLBACK:
                     raise BenchError(
                         f"{who}: {left} versions left after rolling back {ROLLBACK} of {n}"
@@ -581,9 +631,10 @@ class Bench:
                     f"  {scenario:<22} {who:<24} {secs(s.seconds):>10}  "
                     f"(CPU {s.cpu_seconds:.2f} s, {s.max_rss_mb:.0f} MB)"
                 )
-            # Untimed: bring both databases back to "all applied".
+            # Untimed: bring every database back to "all applied".
             timed([*self.vz, "up"], self.env(vz_db, corpus), self.work)
-            timed(self.psql_file(floor_db, reapply_sql), base_env(), self.work)
+            for db in (floor_db, py_db):
+                timed(self.psql_file(db, reapply_sql), base_env(), self.work)
 
     def startup(self) -> None:
         """--help against `import click`; verify on the project's corpus against pglast."""
@@ -652,6 +703,17 @@ def targets(small: int, large: int, verify: str) -> list[Target]:
                 "psql floor",
                 1.5,
                 "≤ 1.5×",
+            )
+        )
+    for n in (small, large):
+        t.append(
+            Target(
+                f"roll back the last {ROLLBACK} (N={n})",
+                (f"rollback {ROLLBACK} of {n}", VZ),
+                (f"rollback {ROLLBACK} of {n}", PY_ROLLBACK),
+                "psycopg floor (the same messages, no teardown)",
+                0,
+                "(info)",
             )
         )
     for what, key in (("`status`", "status"), ("no-op `up`", "up no-op")):
@@ -922,9 +984,26 @@ def report(
         )
     lines += [
         "",
-        f"The same rollbacks split into the {ROLLBACK} steps (for vezamig, the time its summary "
-        "line reports; for psql, its run minus its one-SELECT run) and everything around "
-        "them (start-up, run lock, plan), against `status` on the same database:",
+        f"The same bound measured directly: the psycopg floor ({PY_ROLLBACK!r}: start, import "
+        f"psycopg, connect, the psql floor's {ROLLBACK} steps as one message each, no "
+        "teardown), timed in the same rotation as the other two:",
+        "",
+    ]
+    for n in (small, large):
+        scenario = f"rollback {ROLLBACK} of {n}"
+        py = bench.series(scenario, PY_ROLLBACK).median
+        floor = bench.series(scenario, PSQL).median
+        ours = bench.series(scenario, VZ).median
+        lines.append(
+            f"- N={n}: {secs(py)}, {py / floor:.2f}× the psql floor; vezamig {ours / py:.2f}× "
+            f"the psycopg floor ({secs(ours - py)} more)"
+        )
+    lines += [
+        "",
+        f"The same rollbacks split into the {ROLLBACK} steps (for vezamig and the psycopg "
+        "floor, the time their summary line reports; for psql, its run minus its one-SELECT "
+        "run) and everything around them (start-up, connect; for vezamig also the run lock "
+        "and the plan, against `status` on the same database):",
         "",
     ]
     for n in (small, large):
@@ -936,10 +1015,14 @@ def report(
         if steps is None:
             lines.append(f"- N={n}: vezamig's summary line was not found")
             continue
+        py_s = bench.series(f"rollback {ROLLBACK} of {n}", PY_ROLLBACK)
+        py_steps = py_s.steps or 0.0
         lines.append(
             f"- N={n}: vezamig's steps {secs(steps)} ({steps / ROLLBACK * 1000:.2f} ms a step), "
+            f"the psycopg floor's {secs(py_steps)} ({py_steps / ROLLBACK * 1000:.2f} ms a step), "
             f"psql's {secs(floor - start)} ({(floor - start) / ROLLBACK * 1000:.2f} ms a step); "
-            f"vezamig around its steps {secs(ours_s.median - steps)}, `status` {secs(status)}"
+            f"around the steps: vezamig {secs(ours_s.median - steps)} (`status` "
+            f"{secs(status)}), the psycopg floor {secs(py_s.median - py_steps)}"
         )
     lines += [
         "",
