@@ -369,3 +369,22 @@ def test_plain_runs_never_load_the_sql_parser(tmp_path: Path, dsn: str) -> None:
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert "pglast" not in proc.stderr, args
+
+
+def test_offline_commands_never_load_psycopg(tmp_path: Path) -> None:
+    """`verify`, `new` and `--help` touch no database: importing psycopg (≈ 110–170 ms
+    here) would be most of their time."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    where = ["--dir", str(write_migrations(tmp_path / "plain", 3))]
+    for args in (["verify", *where], ["new", "add_thing", *where], ["--help"], ["up", "--help"]):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "vezamig", *args],
+            capture_output=True, text=True, env=cli_env(), timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+        assert "psycopg" not in imported, args

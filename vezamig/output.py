@@ -14,17 +14,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from vezamig.db import DatabaseInfo
 from vezamig.errors import OutputLost, VezamigError
-from vezamig.plan import Plan, StatusRow, Step
-from vezamig.runner import GuardResult, StepResult
 from vezamig.sqltext import written_name
-from vezamig.state import HistoryRow
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from vezamig.db import DatabaseInfo
+    from vezamig.plan import Plan, StatusRow, Step
     from vezamig.roundtrip import RoundtripReport, VersionReport
+    from vezamig.runner import GuardResult, StepResult
+    from vezamig.state import HistoryRow
 
 Part = tuple[str, str]  # (text, rich style)
 
