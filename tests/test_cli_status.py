@@ -346,3 +346,36 @@ def test_a_narrow_terminal_never_cuts_a_version_or_a_state(tmp_path: Path, dsn: 
     assert r.returncode == 0, r
     for text in ("20240101120000", "20240101120001", "applied", "pending"):
         assert text in r.stdout, (text, r.stdout)
+
+
+def test_status_reads_no_transaction_headers_without_the_parser_up_still_lexes_them(
+    tmp_path: Path, dsn: str
+) -> None:
+    """`status` runs nothing, so a plain directive header is read without pglast (≈ 30 ms
+    of every `status` on a history with a `vezamig:no-transaction` file); `up` lexes the
+    file whole and refuses a broken one before any step."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
+            "up/002_b_up.sql": "-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY b ON a (id);",
+            "up/003_c_up.sql": "-- vezamig:no-transaction\nSELECT 'unterminated;\n",
+        },
+    )
+    timed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "vezamig", "status", "-d", dsn,
+         "--dir", str(tree)],
+        capture_output=True, text=True, env=cli_env(), timeout=60,
+    )  # fmt: skip
+    assert timed.returncode == 0, timed.stderr
+    assert re.search(r"^\s+3\s+c\s+pending", timed.stdout, re.M), timed.stdout
+    assert "pglast" not in timed.stderr
+    up = vz(dsn, tree, "up")
+    assert up.returncode == 2, up
+    assert f"{tree / 'up' / '003_c_up.sql'}:2:8: unterminated quoted string" in up.stderr
+    assert user_tables(dsn) == []

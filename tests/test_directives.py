@@ -337,3 +337,40 @@ def test_problems_of_one_file_are_listed_in_line_order() -> None:
         "-- vezamig:guard SELECT true\n"  # line 4: after the first statement
     )
     assert [p.split(":")[1] for p in header.problems] == ["1", "3", "4"]
+
+
+# ---- `status`: a plain header read without the lexer ------------------------------------
+
+PLAIN_HEADERS = [
+    "-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+    "-- Roll back 985\n-- vezamig:lock tracks\n"
+    "  -- vezamig:guard SELECT NOT EXISTS (SELECT 1 FROM tracks)  \n\n"
+    "ALTER TABLE tracks DROP COLUMN c;\n",
+    "-- vezamig:gaurd SELECT true\nSELECT 1;\n",
+    "-- VEZAMIG:guard SELECT false\nDROP TABLE t;\n",
+    "-- vezamig guard SELECT false\nDROP TABLE t;\n",
+    "-- vezamig:guard SELECT (\nDROP TABLE t;\n",
+    "-- vezamig:guard DELETE FROM t RETURNING true\nSELECT 1;\n",
+    "-- vezamig:lock t NOWAIT\nSELECT 1;\n",
+    "-- vezamig:no-transaction\n-- vezamig:lock t\nSELECT 1;\n",
+    "-- vezamig:no-transaction extra\nSELECT 1;\n",
+    "-- vezamig runs this file\n-- vezamig guards it: see below\nSELECT 1;\n",
+    '--   "-- vezamig:lock t"  takes the lock first\nSELECT 1;\n',
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_HEADERS)
+def test_a_plain_header_read_without_the_lexer_gives_the_same_directives_and_problems(
+    text: str,
+) -> None:
+    from vezamig.sqltext import plain_header_comments
+
+    assert plain_header_comments(text) is not None  # the short way is taken
+    assert parse_directives(text, "sql/up/001_a_up.sql", lex_body=False) == parse(text)
+
+
+def test_without_the_lexer_a_lexer_error_in_the_body_is_not_seen() -> None:
+    """`status` runs nothing; `up` and `down` still refuse such a file before any step."""
+    text = "-- vezamig:no-transaction\nSELECT 'unterminated;\n"
+    assert parse(text).problems
+    assert parse_directives(text, "sql/up/001_a_up.sql", lex_body=False).problems == []

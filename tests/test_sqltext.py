@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pglast.parser import split
 
@@ -584,3 +584,79 @@ def test_analysing_in_pieces_finds_what_analysing_the_whole_file_finds(
         for r in parsed_run_problems(p.parsed, "f", no_transaction=False, line_base=p.line_base)
     ]
     assert run == parsed_run_problems(whole, "f", no_transaction=False)
+
+
+# ---- the plain header, read without the lexer (`status`) --------------------------------
+
+_HEADER_PIECES = st.sampled_from(
+    [
+        "-- plain\n",
+        "--\n",
+        "  -- vezamig:no-transaction\n",
+        "\t-- vezamig:guard SELECT true  \n",
+        "-- a /* not a block */ b\n",
+        "-- ünïcode, and a no-break\u00a0space\n",
+        "-- vezamig: lookalike; 'quote\n",
+        " \t\n",
+        "\n",
+        "\r\n",
+        "\f\n",
+        "/* block */\n",
+        ";\n",
+        "-- no newline at the end",
+        "- minus\n",
+    ]
+)
+_FIRST_PIECES = st.sampled_from(
+    ["SELECT 1;", "CREATE INDEX CONCURRENTLY i ON t (a);", "E'x';", "U&'d';", "x'1f';", "1;", ""]
+)
+
+
+@settings(max_examples=500)  # about one file in ten has a plain header
+@given(st.lists(_HEADER_PIECES, max_size=8), _FIRST_PIECES, st.lists(_PIECES, max_size=10))
+def test_a_plain_header_reads_as_the_lexer_reads_it(
+    header: list[str], first: str, body: list[str]
+) -> None:
+    from vezamig.sqltext import directive_comments, plain_header_comments
+
+    sql = "".join(header) + first + "".join(body)
+    quick = plain_header_comments(sql)
+    if quick is None:
+        return  # it declined: the lexer answers
+    full = directive_comments(sql)
+    # A syntax error, if the file has one, is at its first SQL token or after it.
+    assert quick.header == full.header
+    assert full.body == []  # no directive or look-alike after the header
+    if full.error is None:  # the one difference: the body is not lexed
+        assert quick == full
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "/* vezamig:no-transaction */\nSELECT 1;",  # a block comment
+        "-- vezamig:lock t\n;\nSELECT 1;",  # a stray semicolon
+        "-- vezamig:lock t\r\nSELECT 1;",  # a carriage return
+        "-- vezamig:lock t\n",  # no SQL
+        "-- note\nSELECT 1; -- vezamig:guard SELECT true\n",  # a directive in the body
+        "-- note\nSELECT 'VEZAMIG:lock';\n",  # a mention the lexer must place
+        "-- vezamig:lock t\n1;",  # not a letter
+    ],
+)
+def test_a_header_that_is_not_plain_is_left_to_the_lexer(sql: str) -> None:
+    from vezamig.sqltext import plain_header_comments
+
+    assert plain_header_comments(sql) is None
+
+
+def test_a_plain_header_is_read_without_loading_pglast() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vezamig.sqltext import plain_header_comments as q\n"
+        "assert q('-- vezamig:no-transaction\\nCREATE INDEX CONCURRENTLY i ON t (a);\\n')\n"
+        "print('pglast' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"

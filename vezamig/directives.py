@@ -77,12 +77,18 @@ class ParsedHeader:
     has_sql: bool = True
 
 
-def parse_directives(text: str, label: str) -> ParsedHeader:
-    """Read the directives of one file; ``problems`` holds every error as ``file:line: …``."""
-    from vezamig.sqltext import directive_comments, line_col
+def parse_directives(text: str, label: str, *, lex_body: bool = True) -> ParsedHeader:
+    """Read the directives of one file; ``problems`` holds every error as ``file:line: …``.
+
+    ``lex_body=False`` (`status`, which runs nothing): a plain header is read without
+    the lexer (sqltext.plain_header_comments), so a lexer error in the body is not
+    reported, as for a file without directives.
+    """
+    from vezamig.sqltext import directive_comments, line_col, plain_header_comments
 
     problems: list[str] = []
-    header, body, first, error = directive_comments(text)
+    found = None if lex_body else plain_header_comments(text)
+    header, body, first, error = found or directive_comments(text)
     if error is not None:
         # The file is refused for its syntax, but its comments up to the error are
         # still checked, so one run shows every problem.

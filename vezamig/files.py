@@ -77,7 +77,15 @@ def _no_directives() -> ParsedHeader:
 class SqlFile:
     """One migration file, read and hashed once per run."""
 
-    __slots__ = ("_bom", "_checksum", "_header", "_text", "location", "mentions_vezamig")
+    __slots__ = (
+        "_bom",
+        "_checksum",
+        "_header",
+        "_lex_body",
+        "_text",
+        "location",
+        "mentions_vezamig",
+    )
 
     def __init__(
         self,
@@ -92,6 +100,7 @@ class SqlFile:
         self._checksum = checksum
         self._bom = bom
         self._header: ParsedHeader | None = None
+        self._lex_body = keep_text  # see parse_directives
         # Could hold a directive, or something that looks like one: scanned while the
         # text is fresh in the cache, as every command checks the up files' directives.
         self.mentions_vezamig = _mentions_directives(text)
@@ -131,7 +140,7 @@ class SqlFile:
             if self.mentions_vezamig:
                 from vezamig.directives import parse_directives
 
-                self._header = parse_directives(self.text, self.location)
+                self._header = parse_directives(self.text, self.location, lex_body=self._lex_body)
             else:
                 self._header = _no_directives()
         return self._header
