@@ -348,34 +348,45 @@ def test_a_narrow_terminal_never_cuts_a_version_or_a_state(tmp_path: Path, dsn: 
         assert text in r.stdout, (text, r.stdout)
 
 
-def test_status_reads_no_transaction_headers_without_the_parser_up_still_lexes_them(
+def test_status_and_a_no_op_up_read_plain_headers_without_the_parser_up_lexes_what_it_runs(
     tmp_path: Path, dsn: str
 ) -> None:
-    """`status` runs nothing, so a plain directive header is read without pglast (≈ 30 ms
-    of every `status` on a history with a `vezamig:no-transaction` file); `up` lexes the
-    file whole and refuses a broken one before any step."""
+    """A command reads a plain directive header without pglast (≈ 30 ms of every
+    `status` or no-op `up` on a history with a `vezamig:no-transaction` file) and lexes
+    whole only the files it runs: `up` refuses a broken one before any step."""
     import subprocess
     import sys
 
     from helpers import cli_env
+
+    def loads_pglast(*args: str) -> bool:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "vezamig", *args, "-d", dsn,
+             "--dir", str(tree)],
+            capture_output=True, text=True, env=cli_env(), timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return re.search(r"\|\s*pglast$", proc.stderr, re.M) is not None
 
     tree = write_tree(
         tmp_path,
         {
             "up/001_a_up.sql": "CREATE TABLE a (id int);\n",
             "up/002_b_up.sql": "-- vezamig:no-transaction\nCREATE INDEX CONCURRENTLY b ON a (id);",
-            "up/003_c_up.sql": "-- vezamig:no-transaction\nSELECT 'unterminated;\n",
         },
     )
-    timed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "vezamig", "status", "-d", dsn,
-         "--dir", str(tree)],
-        capture_output=True, text=True, env=cli_env(), timeout=60,
-    )  # fmt: skip
-    assert timed.returncode == 0, timed.stderr
-    assert re.search(r"^\s+3\s+c\s+pending", timed.stdout, re.M), timed.stdout
-    assert "pglast" not in timed.stderr
+    assert vz(dsn, tree, "up").returncode == 0
+    assert not loads_pglast("status")
+    assert not loads_pglast("up")  # nothing to do
+    (tree / "up" / "003_c_up.sql").write_text(
+        "-- vezamig:no-transaction\nSELECT 'unterminated;\n", encoding="utf-8"
+    )
+    assert not loads_pglast("status")
+    status = vz(dsn, tree, "status")
+    assert re.search(r"^\s+3\s+c\s+pending", status.stdout, re.M), status
     up = vz(dsn, tree, "up")
     assert up.returncode == 2, up
     assert f"{tree / 'up' / '003_c_up.sql'}:2:8: unterminated quoted string" in up.stderr
-    assert user_tables(dsn) == []
+    assert "nothing was changed" in up.stderr
+    assert [r["version"] for r in json.loads(vz(dsn, tree, "status", "--json").stdout)[
+        "migrations"] if r["state"] == "applied"] == [1, 2]  # fmt: skip

@@ -459,3 +459,21 @@ def test_a_listing_without_texts_keeps_checksums_and_directives_only(tmp_path: P
     with pytest.raises(LayoutError) as info:
         discover(bad / "up", bad / "down", check_directives=True, read_down=False, texts=False)
     assert "unknown directive `vezamig:gaurd`" in "\n".join(info.value.details)
+
+
+def test_a_failing_load_lists_the_lexer_errors_of_plain_headers_too(tmp_path: Path) -> None:
+    """Bodies are lexed by the runs that execute them; a load that fails anyway lexes
+    them all, so one run lists every problem, each once."""
+    write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "-- vezamig:no-transaction\nSELECT 'open;\n",
+            "up/002_b_up.sql": "-- vezamig:gaurd SELECT true\nSELECT 1;\n",
+        },
+    )
+    with pytest.raises(LayoutError) as info:
+        discover(tmp_path / "up", tmp_path / "down", check_directives=True, lex_bodies=False)
+    details = info.value.details
+    assert len(details) == 2, details
+    assert any("001_a_up.sql:2:8: unterminated quoted string" in d for d in details)
+    assert any("002_b_up.sql:1: unknown directive" in d for d in details)

@@ -323,8 +323,15 @@ def _down_dir_exists(cfg: Config) -> None:
 
 
 def load_migrations(
-    cfg: Config, *, check_directives: bool, read_down: bool | None = None, texts: bool = True
+    cfg: Config,
+    *,
+    check_directives: bool,
+    read_down: bool | None = None,
+    texts: bool = True,
+    lex_bodies: bool = False,
 ) -> list[Migration]:
+    """``lex_bodies``: lex every up file with directives whole now (`roundtrip`, which
+    runs them all); otherwise Runner.plan lexes the ones a run executes (files.discover)."""
     from vezamig.files import discover
 
     _down_dir_exists(cfg)
@@ -334,6 +341,7 @@ def load_migrations(
         check_directives=check_directives,
         read_down=read_down,
         texts=texts,
+        lex_bodies=lex_bodies,
     )
 
 
@@ -984,7 +992,7 @@ def roundtrip(**opts: Any) -> None:
     # below) and uses a throwaway cluster instead.
     cfg = build_config(opts, "vezamig roundtrip")
     out = _output(opts)
-    migrations = load_migrations(cfg, check_directives=True)
+    migrations = load_migrations(cfg, check_directives=True, lex_bodies=True)
     first, last = opts["first"], opts["last"]
     if first is not None and last is not None and first > last:
         raise UsageError(f"--from {first} is above --to {last}: nothing would be checked")

@@ -75,14 +75,17 @@ class ParsedHeader:
     directives: Directives
     problems: list[str] = field(default_factory=list)
     has_sql: bool = True
+    # False: a plain header read without the lexer, whose body was not lexed
+    # (parse_directives); SqlFile.body_lexer_problems lexes it for a file about to run.
+    lexed: bool = True
 
 
 def parse_directives(text: str, label: str, *, lex_body: bool = True) -> ParsedHeader:
     """Read the directives of one file; ``problems`` holds every error as ``file:line: …``.
 
-    ``lex_body=False`` (`status`, which runs nothing): a plain header is read without
-    the lexer (sqltext.plain_header_comments), so a lexer error in the body is not
-    reported, as for a file without directives.
+    ``lex_body=False`` (for files the command will not run): a plain header is read
+    without the lexer (sqltext.plain_header_comments), so a lexer error in the body
+    is not reported, as for a file without directives (``lexed`` says so).
     """
     from vezamig.sqltext import directive_comments, line_col, plain_header_comments
 
@@ -173,7 +176,9 @@ def parse_directives(text: str, label: str, *, lex_body: bool = True) -> ParsedH
         )
     directives = Directives(tuple(guards), tuple(locks), no_tx_line is not None)
     problems.sort(key=lambda p: _line_of(p, label))  # in file order, whichever check found it
-    return ParsedHeader(directives, problems, has_sql=first is not None or error is not None)
+    return ParsedHeader(
+        directives, problems, has_sql=first is not None or error is not None, lexed=found is None
+    )
 
 
 def _line_of(problem: str, label: str) -> int:

@@ -95,12 +95,13 @@ class SqlFile:
         *,
         bom: bool = False,
         keep_text: bool = True,
+        lex_body: bool = True,
     ) -> None:
         self.location = location  # the path as a string; `path` for messages and sets
         self._checksum = checksum
         self._bom = bom
         self._header: ParsedHeader | None = None
-        self._lex_body = keep_text  # see parse_directives
+        self._lex_body = lex_body  # see parse_directives and body_lexer_problems
         # Could hold a directive, or something that looks like one: scanned while the
         # text is fresh in the cache, as every command checks the up files' directives.
         self.mentions_vezamig = _mentions_directives(text)
@@ -153,6 +154,17 @@ class SqlFile:
     def problems(self) -> list[str]:
         """Directive problems as ``file:line: …``; a file not mentioning vezamig has none."""
         return list(self.header.problems) if self.mentions_vezamig else []
+
+    def body_lexer_problems(self) -> list[str]:
+        """The lexer error (an unterminated quote or comment) of a body that the
+        directive check did not lex (``lex_body=False``), for a file about to run or
+        in a run that fails anyway; [] when it was lexed."""
+        if not self.mentions_vezamig or self.header.lexed:
+            return []
+        from vezamig.directives import parse_directives
+
+        known = set(self.header.problems)  # the rest reads the same either way
+        return [p for p in parse_directives(self.text, self.location).problems if p not in known]
 
 
 class Migration:
@@ -219,10 +231,14 @@ def checksum_of(data: bytes) -> str:
 
 
 def read_sql(
-    path: str | os.PathLike[str], *, hashed: bool = True, keep_text: bool = True
+    path: str | os.PathLike[str],
+    *,
+    hashed: bool = True,
+    keep_text: bool = True,
+    lex_body: bool = True,
 ) -> tuple[SqlFile | None, str | None]:
     """The file, or a message naming it; ``hashed``: compute its checksum now;
-    ``keep_text``: see SqlFile.
+    ``keep_text``, ``lex_body``: see SqlFile.
 
     Run for every up file by every command, so the common case (one read(2), valid
     UTF-8, no BOM, no CR, no NUL) takes the shortest path.
@@ -250,13 +266,13 @@ def read_sql(
             f"{exc.start}); save the file as UTF-8"
         )
     if "\r" in text or "\x00" in text or text.startswith("\ufeff"):
-        return _unusual(location, data, text, hashed, keep_text)
+        return _unusual(location, data, text, hashed, keep_text, lex_body)
     checksum = _sha256(data).hexdigest() if hashed else None
-    return SqlFile(location, text, checksum, keep_text=keep_text), None
+    return SqlFile(location, text, checksum, keep_text=keep_text, lex_body=lex_body), None
 
 
 def _unusual(
-    location: str, data: bytes, text: str, hashed: bool, keep_text: bool
+    location: str, data: bytes, text: str, hashed: bool, keep_text: bool, lex_body: bool
 ) -> tuple[SqlFile | None, str | None]:
     """A file with a BOM, CRs or a NUL: rare, so off the common path."""
     bom = text.startswith("\ufeff")
@@ -269,7 +285,8 @@ def _unusual(
         checksum = checksum_of(data) if hashed else None
     else:
         checksum = _sha256(data).hexdigest() if hashed else None
-    return SqlFile(location, text, checksum, bom=bom, keep_text=keep_text), None
+    file = SqlFile(location, text, checksum, bom=bom, keep_text=keep_text, lex_body=lex_body)
+    return file, None
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:
@@ -368,6 +385,7 @@ def discover(
     check_directives: bool = False,
     read_down: bool | None = None,
     texts: bool = True,
+    lex_bodies: bool = True,
 ) -> list[Migration]:
     """Return migrations ascending by version, or raise LayoutError listing every problem.
 
@@ -380,6 +398,9 @@ def discover(
     they exist.
     ``texts=False`` (`status`, which runs and parses nothing): up files keep only
     their checksum and directives (SqlFile's ``keep_text``).
+    ``lex_bodies=False`` (every command but `verify` and `roundtrip`): an up file
+    whose directive header is plain is not lexed whole (SqlFile's ``lex_body``);
+    Runner.plan lexes those it is about to run.
     """
     check_folders(up_dir, down_dir)
     migrations, problems = collect(
@@ -387,13 +408,16 @@ def discover(
         down_dir,
         read_down=check_directives if read_down is None else read_down,
         texts=texts,
+        lex_bodies=lex_bodies,
     )
     if check_directives:
         problems.extend(directive_problems(migrations))
     if problems and check_directives:
-        # Failing anyway: check the down files not read yet too, so that the operator
-        # sees every problem in one run rather than one folder per run.
+        # Failing anyway: check the down files not read yet too, and the bodies not
+        # lexed, so that the operator sees every problem in one run rather than one
+        # folder per run.
         for m in migrations:
+            problems.extend(m.up.body_lexer_problems())
             if m._down is None:
                 problems.extend(m.down_problems())
     if problems:
@@ -402,7 +426,12 @@ def discover(
 
 
 def collect(
-    up_dir: Path, down_dir: Path, *, read_down: bool = True, texts: bool = True
+    up_dir: Path,
+    down_dir: Path,
+    *,
+    read_down: bool = True,
+    texts: bool = True,
+    lex_bodies: bool = True,
 ) -> tuple[list[Migration], list[str]]:
     """Every readable migration plus every naming/pairing problem, without raising."""
     problems: list[str] = []
@@ -421,7 +450,7 @@ def collect(
     migrations: list[Migration] = []
     for version in sorted(ups):
         name, upath = ups[version]
-        up, problem = read_sql(upath, keep_text=texts)
+        up, problem = read_sql(upath, keep_text=texts, lex_body=lex_bodies)
         if problem:
             problems.append(problem)
         paired = downs.get(version)

@@ -427,6 +427,9 @@ def body_problems(step: Step, tracking: tuple[str, str], schema: str | None) -> 
     from vezamig.runnable import own_table_problems, run_problems, split_problems
 
     f = step.file
+    unlexed = f.body_lexer_problems()  # the lexing the directive check left to the run
+    if unlexed:
+        return unlexed
     no_tx = step.directives.no_transaction
     problems = run_problems(f.text, str(f.path), no_transaction=no_tx)
     problems = problems or (split_problems(f.text, str(f.path)) if no_tx else [])
