@@ -104,6 +104,21 @@ def run_cli(
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def modules_loaded(args: Iterable[str]) -> set[str]:
+    """The modules ``python -m vezamig ARGS`` imports (``-X importtime``); the command
+    must succeed. Issue 7: what a command does not use, it must not load."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "vezamig", *args],
+        capture_output=True, text=True, env=cli_env(), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
 def start_cli(
     args: Iterable[str], *, env: Mapping[str, str | None] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[str]:
