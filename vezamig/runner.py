@@ -226,6 +226,19 @@ class _Stop(Exception):
     """A stop signal came (see Runner._signals_cancel): the step stops where it is."""
 
 
+@dataclass
+class _NoTxRun:
+    """A non-transactional step once its version is marked dirty: how far it got, for
+    the progress records and for the message if it stops part-way."""
+
+    step: Step
+    statements: list[Statement]
+    hist_id: int  # its history row, updated statement by statement
+    t0: float
+    done: list[Statement] = field(default_factory=list)
+    attempts: int = 1  # of the statement running (or of the end record)
+
+
 def stop_code(stop: KeyboardInterrupt | SystemExit) -> int:
     """The exit code of a stop: 130 for Ctrl-C, 128 + N for a signal raised as exit."""
     return stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130
@@ -1727,15 +1740,57 @@ class Runner:
                 ) from None
 
     def _run_no_tx(self, step: Step) -> StepResult:
-        from vezamig.errors import LayoutError
+        """SPEC §6, in its order: guards (own read-only transaction), the dirty mark,
+        the statements one by one in autocommit, the end record; any stop after the
+        mark leaves the version dirty and says exactly how far it got."""
+        t0 = time.monotonic()
+        statements = self._no_tx_statements(step)
+        if step.directives.guards:
+            for g in self._no_tx_guards(step, t0):
+                if not g.passed:
+                    raise self._refused(step, g, t0)
+        if self._signal is not None:
+            raise self._interrupted(step, self._signal_code(), t0, then="; nothing of it was run")
+        run = _NoTxRun(step, statements, self._mark_dirty(step, statements, t0), t0)
+        if self._signal is not None and self._undo_dirty(step, run.hist_id, t0):
+            raise Interrupted(
+                f"interrupted before non-transactional {step.direction} {step.version} "
+                f"({step.migration.name}) ran its first statement; nothing of it was run",
+                exit_code=self._signal_code(),
+            )
+        try:
+            self._run_statements(run)
+            duration = self._record_end(run)
+        except (KeyboardInterrupt, SystemExit, psycopg.Error, _Stop) as exc:
+            end_checked = False
+            if (
+                len(run.done) == len(statements)
+                and isinstance(exc, psycopg.Error)
+                and self._signal is None
+                and (self.conn.broken or self.conn.closed)
+            ):
+                # Every statement ran and the end record's COMMIT may have run: ask.
+                finished, end_checked = self._lost_at_the_end(step, exc, t0)
+                if finished is not None:
+                    return finished
+            raise self._stopped_part_way(run, exc, end_checked) from None
+        # As after a transactional step: the next step starts from the session's defaults.
+        try:
+            self.conn.execute(self._reset_sql())
+        except psycopg.Error:
+            self._committed_before_reset_failed()
+        return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+
+    @staticmethod
+    def _no_tx_statements(step: Step) -> list[Statement]:
+        """The file's statements; one PostgreSQL cannot parse is a layout error, as
+        nothing ran yet."""
         from vezamig.sqltext import SqlSyntaxError, excerpt, split_statements
 
-        t0 = time.monotonic()
         f = step.file
         try:
-            statements = split_statements(f.text)
+            return split_statements(f.text)
         except SqlSyntaxError as exc:
-            # Nothing ran yet: a file PostgreSQL cannot parse is a layout error.
             raise LayoutError(
                 f"{step.direction} {step.version} ({step.migration.name}) not started: "
                 f"{f.path}:{exc.line}:{exc.column}: {exc.message}",
@@ -1744,13 +1799,18 @@ class Runner:
                     "`vezamig verify` checks every file without a database",
                 ],
             ) from None
-        if step.directives.guards:
-            for g in self._no_tx_guards(step, t0):
-                if not g.passed:
-                    raise self._refused(step, g, t0)
-        if self._signal is not None:
-            raise self._interrupted(step, self._signal_code(), t0, then="; nothing of it was run")
-        total = len(statements)
+
+    def _mark_dirty(self, step: Step, statements: list[Statement], t0: float) -> int:
+        """Record the version dirty, with a history row that tells the truth if the
+        process dies now; the history row's id, which progress updates.
+
+        _sent: each message as it goes, so that after a lost connection the session,
+        if it lives on (a COMMIT waiting for a standby), is found and ended before its
+        record is read (_committed_on). Under --lock-timeout, retried as a step is:
+        another session's lock on the tracking tables must not hold the run up without
+        a word.
+        """
+        f = step.file
         first = (
             self.tracker.record_sql(
                 step.version, step.migration.name, step.migration.checksum, 0, dirty=True
@@ -1761,12 +1821,6 @@ class Runner:
         hist = self._history(
             step, "failed", _server_time_at(t0), 0, _progress(f.path, statements, 0)
         )
-        # Record dirty + a history row that tells the truth if the process dies now.
-        # _sent: each message as it goes, so that after a lost connection the session,
-        # if it lives on (a COMMIT waiting for a standby), is found and ended before its
-        # record is read (_committed_on).
-        # Under --lock-timeout, retried as a step is: another session's lock on the
-        # tracking tables must not hold the run up without a word.
         attempt = 0
         try:
             one = self.tracker.exactly_one
@@ -1801,231 +1855,220 @@ class Runner:
             self._rollback()
             raise
         assert row is not None
-        hist_id = int(row[0])
-        if self._signal is not None and self._undo_dirty(step, hist_id, t0):
-            raise Interrupted(
-                f"interrupted before non-transactional {step.direction} {step.version} "
-                f"({step.migration.name}) ran its first statement; nothing of it was run",
-                exit_code=self._signal_code(),
-            )
-        timeout = (
+        return int(row[0])
+
+    def _run_statements(self, run: _NoTxRun) -> None:
+        """Each statement in autocommit, its progress recorded after it (best effort:
+        the end record, or the failure's, writes the whole truth)."""
+        step, f = run.step, run.step.file
+        self.conn.execute(
             sql.SQL("SET statement_timeout = {}")
             .format(sql.Literal(f"{self.config.statement_timeout_ms}ms"))
             .as_string(self.conn)
         )
-        done: list[Statement] = []
-        attempts = 1
+        lock_timeout: int | None = None
         try:
-            self.conn.execute(timeout)
-            lock_timeout: int | None = None
-            try:
-                for st in statements:
-                    # --lock-timeout as in a transactional step, but none for CONCURRENTLY
-                    # statements: they wait for older transactions, blocking nobody.
-                    wanted = 0 if _waits_for_others(st) else self.config.lock_timeout_ms
-                    if wanted != lock_timeout:
-                        self.conn.execute(f"SET lock_timeout = '{int(wanted)}ms'")
-                        lock_timeout = wanted
-                    attempts = 1
-                    while True:
-                        self._check_signal()  # between statements: stop before the next one
-                        try:
-                            self.conn.execute(st.text)
-                            break
-                        except pgerrors.LockNotAvailable as exc:
-                            # One statement, in autocommit: rolled back; retried as a step is.
-                            self._pause_or_give_up(step, exc, attempts, f"at {f.path}:{st.line}")
-                            attempts += 1
-                    done.append(st)
-                    # Best effort: the end record, or the failure's, writes the whole truth.
-                    self._update_history(
-                        hist_id, "failed", _ms_since(t0), _progress(f.path, statements, len(done))
-                    )
-            finally:
-                if not self.conn.closed and not self.conn.broken:
-                    self.conn.execute("RESET statement_timeout; RESET lock_timeout")
-            duration = _ms_since(t0)
-            finish = (
-                self.tracker.clean_sql(step.version, duration)
-                if step.direction == "up"
-                else self.tracker.unrecord_sql(step.version)
-            )
-            # READ WRITE: a statement may have made the session's transactions read-only.
-            end = (
-                sql.SQL("BEGIN READ WRITE; {}; {}; {}; COMMIT")
-                .format(
-                    sql.SQL(_BEFORE_BOOKKEEPING),
-                    sql.SQL(self.tracker.exactly_one(finish, self.tracker.label)),
-                    sql.SQL(
-                        self.tracker.exactly_one(
-                            self._history_update_sql(
-                                hist_id, "ok", duration, f"{total} of {total} statements ran"
-                            ),
-                            self.tracker.history_label,
-                        )
-                    ),
-                )
-                .as_string(self.conn)
-            )
-            # Under --lock-timeout, retried as a statement is: a lock another session
-            # holds on the tracking tables must not hold a finished step up without a word.
-            self._sent = end.replace(
-                "BEGIN READ WRITE; ", f"BEGIN READ WRITE; {self._lock_sql()}; ", 1
-            )
-            attempts = 1
-            try:
+            for st in run.statements:
+                # --lock-timeout as in a transactional step, but none for CONCURRENTLY
+                # statements: they wait for older transactions, blocking nobody.
+                wanted = 0 if _waits_for_others(st) else self.config.lock_timeout_ms
+                if wanted != lock_timeout:
+                    self.conn.execute(f"SET lock_timeout = '{int(wanted)}ms'")
+                    lock_timeout = wanted
+                run.attempts = 1
                 while True:
+                    self._check_signal()  # between statements: stop before the next one
                     try:
-                        self.conn.execute(self._sent)
+                        self.conn.execute(st.text)
                         break
                     except pgerrors.LockNotAvailable as exc:
-                        self._rollback()
-                        self._pause_or_give_up(step, exc, attempts, "recording the end of the step")
-                        attempts += 1
-            except pgerrors.QueryCanceled:
-                if self._signal is None:
-                    raise
-                # Our own cancel hit the step's end: every statement ran, so record it
-                # (then the run stops), rather than leave a finished step dirty.
-                self._rollback()
-                self.conn.execute(self._stopping_write(end))
-        except (KeyboardInterrupt, SystemExit, psycopg.Error, _Stop) as exc:
-            if (
-                len(done) == total
-                and isinstance(exc, psycopg.Error)
-                and self._signal is None
-                and (self.conn.broken or self.conn.closed)
-            ):
-                # Every statement ran and the end record's COMMIT may have run: ask.
-                finished, end_checked = self._lost_at_the_end(step, exc, t0)
-                if finished is not None:
-                    return finished
-            else:
-                end_checked = False
-            # Whatever happened, the version stays dirty: say exactly how far it got.
-            self._rollback()
-            # Our own cancel (_signals_cancel) is an interruption, not a failed statement;
-            # _Stop: the signal came between statements, none was running.
-            ours = self._signal is not None and isinstance(exc, pgerrors.QueryCanceled | _Stop)
-            failed = isinstance(exc, psycopg.Error) and not ours
-            locked = failed and isinstance(exc, pgerrors.LockNotAvailable)
-            verb = (
-                f"gave up on a lock after {attempts} attempt(s)"
-                if locked
-                else "failed"
-                if failed
-                else "failed (interrupted)"
-            )
-            n = len(done)
-            between = isinstance(exc, _Stop)
-            current = statements[n] if n < total and not between else None
-
-            def at(s: Statement) -> str:
-                return f"{f.path}:{s.line}"
-
-            ran = _statement_list(f.path, done)
-            not_run = _statement_list(f.path, statements[n if between else n + 1 :])
-            what = (
-                f"statement {n + 1} of {total} {verb} at {at(current)}"
-                if current
-                else f"interrupted between statements, after {n} of {total}"
-                if between
-                else f"all {total} statements ran; recording the end of the step {verb}"
-            )
-            hint = self._unfinished(current, exc) if current is not None else None
-            said = f"{what}; ran: {ran}; not run: {not_run}" + (f" ({hint})" if hint else "")
-            unsaid = self._update_history(hist_id, "failed", _ms_since(t0), said)
-            if unsaid is not None:
-                # What the next run quotes about the dirty version: say it is behind.
-                self.reporter.info(
-                    f"warning: the history row of {step.direction} {step.version} could not "
-                    f"be updated ({unsaid}): it may say fewer statements ran than did"
+                        # One statement, in autocommit: rolled back; retried as a step is.
+                        self._pause_or_give_up(step, exc, run.attempts, f"at {f.path}:{st.line}")
+                        run.attempts += 1
+                run.done.append(st)
+                self._update_history(
+                    run.hist_id,
+                    "failed",
+                    _ms_since(run.t0),
+                    _progress(f.path, run.statements, len(run.done)),
                 )
-            details: list[str] = []
-            if failed and (self.conn.broken or self.conn.closed):
-                details += [
-                    f"{at(current) if current else f.path}: connection lost: {str(exc).strip()}",
-                    "whether the running statement finished is unknown: check the "
-                    "database; the history keeps the last progress it could record"
-                    if current
-                    else "the end of the step did not commit (checked on a new connection)"
-                    if end_checked
-                    else "the server could not be reached to check whether the end of the "
-                    "step was recorded: it still shows as dirty; `vezamig status` tells once "
-                    "the database is back",
-                ]
-            elif isinstance(exc, psycopg.Error) and current is not None:
-                details += self._explain(step, exc, "body", offset=current.start)
-                # 22P05: _explain placed it at the character (or nowhere).
-                if not exc.diag.statement_position and exc.diag.sqlstate != "22P05":
-                    details += excerpt(f.text, current.line)  # no position: show the start
-            elif isinstance(exc, psycopg.Error):
-                details += self._explain(step, exc, "bookkeeping")
-            v = step.version
-            applied = f"`{self.config.command(f'repair --applied {v}')}`"
-            rolled_back = f"`{self.config.command(f'repair --rolled-back {v}')}`"
-            resolve = (
-                f"{applied} if you finished the step by hand, or {rolled_back} if you undid it"
-                if step.direction == "up"
-                else f"{rolled_back} if you finished the rollback by hand, or {applied} if you "
-                "undid it (the version stays applied)"
-            )
-            details += [
-                f"statements that ran: {ran}",
-                (
-                    f"statement that {verb}: {n + 1} of {total} at {at(current)}"
-                    if current
-                    else "no statement was running: the run stopped before the next one"
-                    if between
-                    else f"every statement ran; recording the end of the step {verb}"
+        finally:
+            if not self.conn.closed and not self.conn.broken:
+                self.conn.execute("RESET statement_timeout; RESET lock_timeout")
+
+    def _record_end(self, run: _NoTxRun) -> int:
+        """Every statement ran: mark the version clean (up) or delete its row (down),
+        and complete the history row; the step's duration."""
+        step, total = run.step, len(run.statements)
+        duration = _ms_since(run.t0)
+        finish = (
+            self.tracker.clean_sql(step.version, duration)
+            if step.direction == "up"
+            else self.tracker.unrecord_sql(step.version)
+        )
+        # READ WRITE: a statement may have made the session's transactions read-only.
+        end = (
+            sql.SQL("BEGIN READ WRITE; {}; {}; {}; COMMIT")
+            .format(
+                sql.SQL(_BEFORE_BOOKKEEPING),
+                sql.SQL(self.tracker.exactly_one(finish, self.tracker.label)),
+                sql.SQL(
+                    self.tracker.exactly_one(
+                        self._history_update_sql(
+                            run.hist_id, "ok", duration, f"{total} of {total} statements ran"
+                        ),
+                        self.tracker.history_label,
+                    )
                 ),
-                f"statements not run: {not_run}",
-                *([hint] if hint else []),
-                f"version {v} is now dirty: check the database, then run {resolve}",
-            ]
-            if locked:
-                raise LockBusy(
-                    f"{step.direction} {v} ({step.migration.name}) gave up part-way "
-                    f"(non-transactional): lock timeout ({self.config.lock_timeout_ms} ms) "
-                    f"after {attempts} attempt(s)",
-                    details=[
-                        *details,
-                        "another session holds a lock "
-                        + ("this statement needs" if current else "on the tracking tables")
-                        + "; find it with pg_locks/pg_stat_activity, or raise --lock-timeout "
-                        "or --lock-retries",
-                    ],
-                ) from None
-            if failed:
-                raise StepFailed(
-                    f"{step.direction} {v} ({step.migration.name}) failed part-way "
-                    "(non-transactional)",
-                    details=details,
-                    version=v,
-                ) from None
-            code = (
-                self._signal_code()
-                if ours or not isinstance(exc, KeyboardInterrupt | SystemExit)
-                else stop_code(exc)
             )
-            stopped = (
-                "it stopped between statements"
-                if between
-                else "the running statement was cancelled"
-            )
-            interrupted = Interrupted(
-                f"interrupted during non-transactional {step.direction} {v} "
-                f"({step.migration.name}); {stopped}; it is now dirty",
-                exit_code=code,
-            )
-            interrupted.details = details
-            raise interrupted from None
-        # As after a transactional step: the next step starts from the session's defaults.
+            .as_string(self.conn)
+        )
+        # Under --lock-timeout, retried as a statement is: a lock another session
+        # holds on the tracking tables must not hold a finished step up without a word.
+        self._sent = end.replace("BEGIN READ WRITE; ", f"BEGIN READ WRITE; {self._lock_sql()}; ", 1)
+        run.attempts = 1
         try:
-            self.conn.execute(self._reset_sql())
-        except psycopg.Error:
-            self._committed_before_reset_failed()
-        return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+            while True:
+                try:
+                    self.conn.execute(self._sent)
+                    break
+                except pgerrors.LockNotAvailable as exc:
+                    self._rollback()
+                    self._pause_or_give_up(step, exc, run.attempts, "recording the end of the step")
+                    run.attempts += 1
+        except pgerrors.QueryCanceled:
+            if self._signal is None:
+                raise
+            # Our own cancel hit the step's end: every statement ran, so record it
+            # (then the run stops), rather than leave a finished step dirty.
+            self._rollback()
+            self.conn.execute(self._stopping_write(end))
+        return duration
+
+    def _stopped_part_way(
+        self, run: _NoTxRun, exc: BaseException, end_checked: bool
+    ) -> VezamigError:
+        """The error for a non-transactional step stopped after its dirty mark: the
+        version stays dirty, and the history row and the message say exactly how far
+        it got and how to resolve it. ``end_checked``: a lost connection's end record
+        was checked, on a new connection, and had not committed."""
+        from vezamig.sqltext import excerpt
+
+        self._rollback()
+        step, f, statements, attempts = run.step, run.step.file, run.statements, run.attempts
+        # Our own cancel (_signals_cancel) is an interruption, not a failed statement;
+        # _Stop: the signal came between statements, none was running.
+        ours = self._signal is not None and isinstance(exc, pgerrors.QueryCanceled | _Stop)
+        failed = isinstance(exc, psycopg.Error) and not ours
+        locked = failed and isinstance(exc, pgerrors.LockNotAvailable)
+        verb = (
+            f"gave up on a lock after {attempts} attempt(s)"
+            if locked
+            else "failed"
+            if failed
+            else "failed (interrupted)"
+        )
+        n, total = len(run.done), len(statements)
+        between = isinstance(exc, _Stop)
+        current = statements[n] if n < total and not between else None
+
+        def at(s: Statement) -> str:
+            return f"{f.path}:{s.line}"
+
+        ran = _statement_list(f.path, run.done)
+        not_run = _statement_list(f.path, statements[n if between else n + 1 :])
+        what = (
+            f"statement {n + 1} of {total} {verb} at {at(current)}"
+            if current
+            else f"interrupted between statements, after {n} of {total}"
+            if between
+            else f"all {total} statements ran; recording the end of the step {verb}"
+        )
+        hint = self._unfinished(current, exc) if current is not None else None
+        said = f"{what}; ran: {ran}; not run: {not_run}" + (f" ({hint})" if hint else "")
+        unsaid = self._update_history(run.hist_id, "failed", _ms_since(run.t0), said)
+        if unsaid is not None:
+            # What the next run quotes about the dirty version: say it is behind.
+            self.reporter.info(
+                f"warning: the history row of {step.direction} {step.version} could not "
+                f"be updated ({unsaid}): it may say fewer statements ran than did"
+            )
+        details: list[str] = []
+        if failed and (self.conn.broken or self.conn.closed):
+            details += [
+                f"{at(current) if current else f.path}: connection lost: {str(exc).strip()}",
+                "whether the running statement finished is unknown: check the "
+                "database; the history keeps the last progress it could record"
+                if current
+                else "the end of the step did not commit (checked on a new connection)"
+                if end_checked
+                else "the server could not be reached to check whether the end of the "
+                "step was recorded: it still shows as dirty; `vezamig status` tells once "
+                "the database is back",
+            ]
+        elif isinstance(exc, psycopg.Error) and current is not None:
+            details += self._explain(step, exc, "body", offset=current.start)
+            # 22P05: _explain placed it at the character (or nowhere).
+            if not exc.diag.statement_position and exc.diag.sqlstate != "22P05":
+                details += excerpt(f.text, current.line)  # no position: show the start
+        elif isinstance(exc, psycopg.Error):
+            details += self._explain(step, exc, "bookkeeping")
+        v = step.version
+        applied = f"`{self.config.command(f'repair --applied {v}')}`"
+        rolled_back = f"`{self.config.command(f'repair --rolled-back {v}')}`"
+        resolve = (
+            f"{applied} if you finished the step by hand, or {rolled_back} if you undid it"
+            if step.direction == "up"
+            else f"{rolled_back} if you finished the rollback by hand, or {applied} if you "
+            "undid it (the version stays applied)"
+        )
+        details += [
+            f"statements that ran: {ran}",
+            (
+                f"statement that {verb}: {n + 1} of {total} at {at(current)}"
+                if current
+                else "no statement was running: the run stopped before the next one"
+                if between
+                else f"every statement ran; recording the end of the step {verb}"
+            ),
+            f"statements not run: {not_run}",
+            *([hint] if hint else []),
+            f"version {v} is now dirty: check the database, then run {resolve}",
+        ]
+        if locked:
+            return LockBusy(
+                f"{step.direction} {v} ({step.migration.name}) gave up part-way "
+                f"(non-transactional): lock timeout ({self.config.lock_timeout_ms} ms) "
+                f"after {attempts} attempt(s)",
+                details=[
+                    *details,
+                    "another session holds a lock "
+                    + ("this statement needs" if current else "on the tracking tables")
+                    + "; find it with pg_locks/pg_stat_activity, or raise --lock-timeout "
+                    "or --lock-retries",
+                ],
+            )
+        if failed:
+            return StepFailed(
+                f"{step.direction} {v} ({step.migration.name}) failed part-way (non-transactional)",
+                details=details,
+                version=v,
+            )
+        code = (
+            self._signal_code()
+            if ours or not isinstance(exc, KeyboardInterrupt | SystemExit)
+            else stop_code(exc)
+        )
+        stopped = (
+            "it stopped between statements" if between else "the running statement was cancelled"
+        )
+        interrupted = Interrupted(
+            f"interrupted during non-transactional {step.direction} {v} "
+            f"({step.migration.name}); {stopped}; it is now dirty",
+            exit_code=code,
+        )
+        interrupted.details = details
+        return interrupted
 
     def _end_probe(self, step: Step) -> str:
         """The writes that a no-transaction step's progress and end will need, each
