@@ -1281,8 +1281,6 @@ class Runner:
                     return self._ok(step, t0, retried)
                 raise self._interrupted(step, exc, t0) from None
             except psycopg.Error as exc:
-                from vezamig.sqltext import excerpt, line_col
-
                 if self._committed_before(exc):
                     return self._ok(step, t0, retried)
                 if self.conn.broken or self.conn.closed:
@@ -1294,43 +1292,56 @@ class Runner:
                         return self._ok(step, t0, retried)  # then execute() stops the run
                     raise self._interrupted(step, self._signal_code(), t0) from None
                 self._rollback()
-                failed_at: int | None = None
-                if phase == "step":
-                    phase, failed_at = self._locate(step, exc, body, body_start, n_prefix)
-                unfinished = (
-                    self._unfinished_text(step)
-                    if phase == "bookkeeping" or exc.diag.sqlstate == "42601"
-                    else None
-                )
-                lines = unfinished or self._explain(step, exc, phase, offset=failed_at)
-                if (
-                    failed_at is not None
-                    and not exc.diag.statement_position
-                    and not (self.conn.broken or self.conn.closed)
-                ):
-                    # No position from the server: show where the failing statement starts.
-                    lines += excerpt(step.file.text, line_col(step.file.text, failed_at).line)
-                self._record_failure(step, "failed", t0, lines[0])
-                if phase == "bookkeeping" and isinstance(exc, pgerrors.InsufficientPrivilege):
-                    # The body ran, but the role may not record it: a configuration
-                    # error (exit 2), the same as when it cannot read the tables.
-                    raise UsageError(
-                        f"{step.direction} {step.version} ({step.migration.name}) was rolled "
-                        "back: the database role may not write vezamig's tracking tables "
-                        f"({exc.diag.message_primary})",
-                        details=[
-                            grant_hint(
-                                self.tracker.label, self.tracker.history_label, self.conn.info.user
-                            )
-                        ],
-                    ) from None
-                raise StepFailed(
-                    f"{step.direction} {step.version} ({step.migration.name}) failed and was "
-                    "rolled back",
-                    details=lines,
-                    version=step.version,
-                    sqlstate=exc.diag.sqlstate,
-                ) from None
+                raise self._tx_failure(step, exc, phase, (body, body_start, n_prefix), t0) from None
+
+    def _tx_failure(
+        self,
+        step: Step,
+        exc: psycopg.Error,
+        phase: str,
+        at: tuple[_CountingCursor | None, int, int],
+        t0: float,
+    ) -> VezamigError:
+        """The error for a step rolled back by an SQL error (already rolled back): where
+        it failed (``at``: the body's cursor, where the file starts in the message, the
+        prelude's statement count), with the failure's history row written."""
+        from vezamig.sqltext import excerpt, line_col
+
+        body, body_start, n_prefix = at
+        failed_at: int | None = None
+        if phase == "step":
+            phase, failed_at = self._locate(step, exc, body, body_start, n_prefix)
+        unfinished = (
+            self._unfinished_text(step)
+            if phase == "bookkeeping" or exc.diag.sqlstate == "42601"
+            else None
+        )
+        lines = unfinished or self._explain(step, exc, phase, offset=failed_at)
+        if (
+            failed_at is not None
+            and not exc.diag.statement_position
+            and not (self.conn.broken or self.conn.closed)
+        ):
+            # No position from the server: show where the failing statement starts.
+            lines += excerpt(step.file.text, line_col(step.file.text, failed_at).line)
+        self._record_failure(step, "failed", t0, lines[0])
+        if phase == "bookkeeping" and isinstance(exc, pgerrors.InsufficientPrivilege):
+            # The body ran, but the role may not record it: a configuration
+            # error (exit 2), the same as when it cannot read the tables.
+            return UsageError(
+                f"{step.direction} {step.version} ({step.migration.name}) was rolled "
+                "back: the database role may not write vezamig's tracking tables "
+                f"({exc.diag.message_primary})",
+                details=[
+                    grant_hint(self.tracker.label, self.tracker.history_label, self.conn.info.user)
+                ],
+            )
+        return StepFailed(
+            f"{step.direction} {step.version} ({step.migration.name}) failed and was rolled back",
+            details=lines,
+            version=step.version,
+            sqlstate=exc.diag.sqlstate,
+        )
 
     def _wait_to_retry(
         self,
