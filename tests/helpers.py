@@ -90,10 +90,12 @@ def run_cli(
     input: str | None = None,
     cwd: Path | None = None,
     timeout: float = 60,
+    prefix: Iterable[str] = (),
 ) -> CliResult:
-    """Run ``python -m vezamig ARGS`` (the real entry point) without a terminal."""
+    """Run ``python -m vezamig ARGS`` (the real entry point) without a terminal;
+    ``prefix``: a command that runs it (UNPRIVILEGED)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "vezamig", *args],
+        [*prefix, sys.executable, "-m", "vezamig", *args],
         input=input if input is not None else "",
         capture_output=True,
         text=True,
@@ -102,6 +104,20 @@ def run_cli(
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+# As root, file modes do not stop a process (CAP_DAC_OVERRIDE): run the CLI without
+# that capability to meet an unreadable folder as an ordinary user does.
+UNPRIVILEGED: tuple[str, ...] = (
+    (
+        "setpriv",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--",
+    )
+    if os.geteuid() == 0
+    else ()
+)
 
 
 def modules_loaded(args: Iterable[str]) -> set[str]:

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from helpers import (
+    UNPRIVILEGED,
     CliResult,
     applied_versions,
     cli_env,
@@ -157,6 +158,26 @@ def test_a_missing_folder_is_a_usage_error(tmp_path: Path, dsn: str) -> None:
     assert r.returncode == 2, r
     assert "does not exist" in r.stderr
     assert user_tables(dsn) == []
+
+
+@pytest.mark.parametrize("folder", ["up", "down"])
+def test_a_folder_the_user_cannot_list_is_a_layout_error_naming_it(
+    tmp_path: Path, dsn: str, folder: str
+) -> None:
+    """Not "cannot write the output" (exit 74), which an OSError escaping used to say."""
+    tree = write_tree(tmp_path / "sql", SIMPLE)
+    (tree / folder).chmod(0)
+    try:
+        for args in (["status"], ["up", "--dry-run"], ["up"], ["verify"], ["new", "b"]):
+            r = run_cli([*args, "-d", dsn, "--dir", str(tree)], prefix=UNPRIVILEGED)
+            assert r.returncode == 2, (args, r)
+            assert f"{tree / folder}: cannot list the folder (Permission denied)" in r.stderr
+            assert "chmod u+rx" in r.stderr
+            assert "output" not in r.stderr
+    finally:
+        (tree / folder).chmod(0o755)
+    assert user_tables(dsn) == []
+    assert sorted(p.name for p in (tree / "up").iterdir()) == ["001_a_up.sql"]
 
 
 def test_vezamig_dir_sets_the_folder(tmp_path: Path, dsn: str) -> None:

@@ -27,6 +27,7 @@ from vezamig.errors import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT,
     EXIT_TERMINATED,
+    EXIT_USAGE,
     Interrupted,
     LockBusy,
     OutputLost,
@@ -714,6 +715,12 @@ def main() -> None:
     except OSError as exc:  # click's own output on a full disk (`--help > /dev/full`)
         if _sigint_seen:  # click's "Aborted!" after a Ctrl-C, on a stderr that fails
             code = EXIT_INTERRUPTED
+        elif exc.filename is not None:
+            # Not the output: a file or folder the command could not use, which the
+            # command should have said itself; still named, as a configuration error.
+            with suppress(OSError):
+                click.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            code = EXIT_USAGE
         else:
             with suppress(OSError):
                 click.echo(f"error: cannot write the output ({exc.strerror or exc})", err=True)

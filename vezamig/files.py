@@ -297,6 +297,13 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+def folder_unreadable(folder: str | os.PathLike[str], exc: OSError) -> str:
+    return (
+        f"{os.fspath(folder)}: cannot list the folder ({exc.strerror}); give the user "
+        "running vezamig read and search access to it (chmod u+rx), or pass another --dir"
+    )
+
+
 def _scan(
     folder: Path, pattern: re.Pattern[str], kind: str, problems: list[str], shared: bool = False
 ) -> dict[int, tuple[str, str]]:
@@ -307,8 +314,13 @@ def _scan(
     if not os.path.isdir(base):
         return found
     # scandir's entries know their type without a stat per file; names sort as strings.
-    with os.scandir(base) as entries:
-        sql_entries = [e for e in entries if e.name.endswith(".sql")]
+    try:
+        with os.scandir(base) as entries:
+            sql_entries = [e for e in entries if e.name.endswith(".sql")]
+    except OSError as exc:  # a folder the user may not list (mode, ACL, SELinux)
+        if kind == "up" or not shared:
+            problems.append(folder_unreadable(base, exc))
+        return found
     names = sorted([e.name for e in sql_entries if _is_file(e)])
     prefix = base if base.endswith("/") else base + "/"  # str(Path) never ends in / but /
     up_scan = kind == "up"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vezamig.errors import UsageError
-from vezamig.files import MAX_VERSION
+from vezamig.files import MAX_VERSION, folder_unreadable
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION_RE = re.compile(r"^([0-9]+)_.*\.sql$")
@@ -40,10 +40,18 @@ class NewFiles:
     created_folders: tuple[Path, ...] = ()
 
 
-def _existing(folder: Path) -> list[str]:
+def _listed(folder: Path) -> list[Path]:
+    """The folder's entries; [] when it does not exist yet (`new` creates it)."""
     if not folder.is_dir():
         return []
-    return [m[1] for p in folder.iterdir() if (m := _VERSION_RE.match(p.name)) and p.is_file()]
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise UsageError(f"{folder_unreadable(folder, exc)}; no file was created") from None
+
+
+def _existing(folder: Path) -> list[str]:
+    return [m[1] for p in _listed(folder) if (m := _VERSION_RE.match(p.name)) and p.is_file()]
 
 
 def _up_suffix(up_dir: Path) -> str:
@@ -52,11 +60,9 @@ def _up_suffix(up_dir: Path) -> str:
     A tree such as ``migrations/`` + ``migrations/rollback/`` keeps its own
     convention, so a new file looks like its neighbours.
     """
-    if not up_dir.is_dir():
-        return "_up.sql"
     ups = [
         p.name
-        for p in up_dir.iterdir()
+        for p in _listed(up_dir)
         if _VERSION_RE.match(p.name) and not p.name.endswith("_down.sql")
     ]
     if ups and not any(n.endswith("_up.sql") for n in ups):

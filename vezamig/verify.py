@@ -92,7 +92,11 @@ def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Pa
     for folder, direction in ((up_dir, "up"), (down_dir, "down")):
         if not folder.is_dir() or (shared and direction == "down"):
             continue
-        for path in sorted(folder.iterdir()):
+        try:
+            paths = sorted(folder.iterdir())
+        except OSError:  # collect reported it
+            continue
+        for path in paths:
             if path in checked or not path.name.endswith(".sql") or not path.is_file():
                 continue
             kind = "down" if (shared and path.name.endswith("_down.sql")) else direction
