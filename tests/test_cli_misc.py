@@ -128,7 +128,12 @@ def test_an_unknown_option_is_a_usage_error() -> None:
         ["--lock-wait", "-1s"],
         ["--lock-retries", "-1"],
         ["--to", "-3"],
+        ["--to", "\u0663"],  # an Arabic-Indic three, which Python's int() reads as 3
+        ["--to", "9_84"],
+        ["--lock-retries", "\u0663"],
         ["--table", "a.b.c"],
+        ["--table", "schema_migrations "],
+        ["--lock-timeout", "0.4ms"],  # rounded: 0, no timeout at all
     ],
 )
 def test_bad_option_values_are_usage_errors_before_any_connection(
@@ -138,6 +143,20 @@ def test_bad_option_values_are_usage_errors_before_any_connection(
     # Port 1 refuses connections: exit 2, not 5, proves nothing was even tried.
     r = run_cli(["up", "-d", "host=127.0.0.1 port=1", "--dir", str(tree), *args])
     assert r.returncode == 2, r
+    assert f"Invalid value for '{args[0]}'" in r.stderr or f"{args[0]}: " in r.stderr
+
+
+def test_a_bad_table_name_from_the_environment_is_named_as_the_variable(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();"})
+    for value in ("schema_migrations ", "a.b.c"):
+        r = run_cli(
+            ["status", "-d", "host=127.0.0.1 port=1", "--dir", str(tree)],
+            env={"VEZAMIG_TABLE": value},
+        )
+        assert r.returncode == 2, r
+        assert r.stderr.startswith("error: VEZAMIG_TABLE (--table): "), r.stderr
+    r = run_cli(["status", "-d", "host=127.0.0.1 port=1", "--dir", str(tree), "--table", "a.b.c"])
+    assert r.returncode == 2 and r.stderr.startswith("error: --table: "), r
 
 
 # ---- folders ----------------------------------------------------------------------------------
@@ -1335,3 +1354,26 @@ def test_a_database_error_outside_any_step_keeps_its_own_exit_code(
     assert mapped.exit_code == code
     assert said in mapped.message
     assert "no step was in progress" in mapped.details[0]
+
+
+@pytest.mark.parametrize(
+    ("opts", "says"),
+    [
+        ({"statement_timeout": 5}, "raise --statement-timeout (now 5 ms; default: none)"),
+        ({"statement_timeout": None}, "the database role's or the server's statement_timeout"),
+    ],
+)
+def test_a_statement_timeout_on_vezamig_s_own_query_says_which_timeout_to_raise(
+    opts: dict[str, Any], says: str
+) -> None:
+    # Outside a step (the plan's reads): "run the command again" alone would fail again.
+    from vezamig.cli import _database_error
+
+    err = _database_error(
+        pgerrors.QueryCanceled("canceling statement due to statement timeout"), opts
+    )
+    assert err.exit_code == 1
+    assert err.message.startswith("the server cancelled vezamig's own query")
+    assert says in err.details[0] and err.details[0].startswith("no step was in progress")
+    other = _database_error(pgerrors.QueryCanceled("canceling statement due to user request"), opts)
+    assert other.details == ["no step was in progress; run the command again"]

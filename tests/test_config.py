@@ -47,6 +47,14 @@ def test_a_duration_longer_than_postgresql_allows_is_a_usage_error(text: str) ->
     assert info.value.exit_code == EXIT_USAGE
 
 
+@pytest.mark.parametrize("text", ["0.4ms", "0.5ms", "0.0001s", "0.49"])
+def test_a_duration_below_a_millisecond_is_refused_not_turned_into_none(text: str) -> None:
+    # Rounded, it would be 0: no timeout at all, the opposite of what was asked.
+    with pytest.raises(UsageError, match=r"below 1ms.*use at least 1ms, or 0 for none"):
+        parse_duration(text, "--lock-timeout")
+    assert parse_duration("0.6ms") == 1 and parse_duration("0.0ms") == 0
+
+
 def test_the_longest_duration_postgresql_allows_is_accepted() -> None:
     assert parse_duration("2147483647") == 2**31 - 1
 
@@ -77,6 +85,14 @@ def test_a_bad_table_name_is_a_usage_error(text: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_table(text)
     assert "--table" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["schema_migrations ", " schema_migrations", "ops .t", "ops. t"])
+def test_a_table_name_with_a_blank_at_either_end_is_refused(text: str) -> None:
+    # Taken literally it is another, empty pair of tables: every version applied again.
+    with pytest.raises(UsageError, match=r"starts or ends a name with a blank; remove it"):
+        parse_table(text)
+    assert parse_table("my migrations") == ("my migrations",)  # inside a name: literal
 
 
 def test_the_longest_table_name_still_leaves_room_for_its_history_companion() -> None:

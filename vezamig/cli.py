@@ -11,6 +11,7 @@ import functools
 import gc
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +45,16 @@ if TYPE_CHECKING:
     from vezamig.runner import Runner, StepResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Digits(click.IntRange):
+    """An integer written in ASCII digits: Python's int() also reads `٣` (an Arabic-Indic
+    three) and `9_84` as numbers, which no operator means as a version or a count."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?[0-9]+\s*", value, re.ASCII):
+            self.fail(f"`{value}` is not a whole number: write it in the digits 0-9", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _no_color(flag: bool) -> bool:
@@ -152,9 +163,20 @@ def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
             details=["no step was in progress; run the command again"],
         )
     if isinstance(exc, pgerrors.QueryCanceled):  # pg_cancel_backend, a role's timeout
+        timeout = opts.get("statement_timeout")
+        timed_out = "statement timeout" in text
         return StepFailed(
             f"the server cancelled vezamig's own query: {text}",
-            details=["no step was in progress; run the command again"],
+            details=[
+                f"no step was in progress; raise --statement-timeout (now {timeout} ms; "
+                "default: none), then run the command again"
+                if timed_out and timeout
+                else "no step was in progress; the database role's or the server's "
+                "statement_timeout ended it: raise it for this role, or pass a longer "
+                "--statement-timeout, then run the command again"
+                if timed_out
+                else "no step was in progress; run the command again"
+            ],
         )
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(
@@ -246,7 +268,7 @@ def db_options(fn: F) -> F:
                 "--lock-retries",
                 default=3,
                 show_default=True,
-                type=click.IntRange(min=0),
+                type=_Digits(min=0),
                 help="Retries of a step that hit the lock timeout.",
             ),
             click.option(
@@ -280,7 +302,7 @@ def _source(ctx: click.Context, name: str) -> str | None:
 
 
 def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
-    from vezamig.config import Config, parse_table
+    from vezamig.config import Config
 
     base: Path = opts.get("dir_") or Path("sql")
     up_dir, down_dir = opts.get("up_dir"), opts.get("down_dir")
@@ -293,8 +315,7 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
     return Config(
         conninfo=opts.get("database_url"),
         conninfo_given=ctx is not None and _source(ctx, "database_url") == "COMMANDLINE",
-        # An explicit `--table ""` is an error, not the default table (another project's?).
-        table=parse_table("schema_migrations" if opts.get("table") is None else opts["table"]),
+        table=_table(opts, ctx),
         up_dir=up_dir or base / "up",
         down_dir=down_dir or base / "down",
         down_dir_given=down_dir is not None,
@@ -304,6 +325,20 @@ def build_config(opts: dict[str, Any], application: str = "vezamig") -> Config:
         lock_wait_ms=_int_or(opts.get("lock_wait"), 60_000),
         application=application,
     )
+
+
+def _table(opts: dict[str, Any], ctx: click.Context | None) -> tuple[str, ...]:
+    """--table's parts; a bad value from VEZAMIG_TABLE is named as the variable, which
+    the operator did not type on this command line."""
+    from vezamig.config import parse_table
+
+    # An explicit `--table ""` is an error, not the default table (another project's?).
+    try:
+        return parse_table("schema_migrations" if opts.get("table") is None else opts["table"])
+    except UsageError as exc:
+        if ctx is not None and _source(ctx, "table") == "ENVIRONMENT":
+            exc.message = exc.message.replace("--table:", "VEZAMIG_TABLE (--table):", 1)
+        raise
 
 
 def _down_dir_exists(cfg: Config) -> None:
@@ -394,7 +429,7 @@ def _plan_options(to_help: str) -> Callable[[F], F]:
         fn = click.option(
             "--dry-run", is_flag=True, help="Show the plan and guard results; change nothing."
         )(fn)
-        return click.option("--to", "to", type=click.IntRange(min=0), metavar="V", help=to_help)(fn)
+        return click.option("--to", "to", type=_Digits(min=0), metavar="V", help=to_help)(fn)
 
     return decorate
 
@@ -857,7 +892,7 @@ def new(**opts: Any) -> None:
 @click.option(
     "--version",
     "version",
-    type=click.IntRange(min=1),
+    type=_Digits(min=1),
     required=True,
     metavar="V",
     help="Record every up file up to V as applied, without running it.",
@@ -894,13 +929,13 @@ def baseline(**opts: Any) -> None:
 @click.option("--checksums", is_flag=True, help="Re-record checksums of modified versions.")
 @click.option(
     "--applied",
-    type=click.IntRange(min=1),
+    type=_Digits(min=1),
     metavar="V",
     help="A dirty version is in fact applied: mark it clean.",
 )
 @click.option(
     "--rolled-back",
-    type=click.IntRange(min=1),
+    type=_Digits(min=1),
     metavar="V",
     help="A dirty version is in fact not applied: remove its record.",
 )
@@ -951,7 +986,7 @@ def repair(**opts: Any) -> None:
 @db_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array on stdout.")
 @click.option(
-    "--limit", type=click.IntRange(min=1, max=2**63 - 1), metavar="N", help="Newest N rows only."
+    "--limit", type=_Digits(min=1, max=2**63 - 1), metavar="N", help="Newest N rows only."
 )
 @handle_errors
 def history(**opts: Any) -> None:
@@ -972,11 +1007,11 @@ def history(**opts: Any) -> None:
 @click.option(
     "--from",
     "first",
-    type=click.IntRange(min=1),
+    type=_Digits(min=1),
     metavar="V",
     help="Check versions from V on (lower ones are only applied).",
 )
-@click.option("--to", "last", type=click.IntRange(min=1), metavar="V", help="Stop after version V.")
+@click.option("--to", "last", type=_Digits(min=1), metavar="V", help="Stop after version V.")
 @click.option(
     "--pg-bin",
     metavar="DIR",

@@ -31,6 +31,13 @@ def parse_duration(text: str, option: str | None = None) -> int:
         )
     value = float(m[1]) * _UNITS_MS[m[2] or "ms"]
     ms = round(value) if math.isfinite(value) else MAX_DURATION_MS + 1  # 309 digits: inf
+    if ms == 0 and value > 0:
+        # PostgreSQL's timeouts count whole milliseconds and 0 turns them off: `0.4ms`
+        # would mean no timeout at all, the opposite of what was asked.
+        raise UsageError(
+            f"{prefix}`{text}` is below 1ms, the least PostgreSQL's timeouts count, and "
+            "would round to 0, which means none; use at least 1ms, or 0 for none"
+        )
     if ms > MAX_DURATION_MS:
         raise UsageError(
             f"{prefix}`{text}` is longer than PostgreSQL's timeouts allow "
@@ -76,6 +83,14 @@ def parse_table(text: str) -> tuple[str, ...]:
     if len(parts) > 2 or any(not p for p in parts):
         raise UsageError(f"--table: `{text}` must be `table` or `schema.table`")
     for p in parts:
+        if p != p.strip():
+            # PostgreSQL would take the blank as part of a quoted name: a new, empty pair
+            # of tables, and every version applied again. Never meant (a stray blank
+            # from a .env file or a paste), so never guessed at either.
+            raise UsageError(
+                f"--table: `{text}` starts or ends a name with a blank; remove it "
+                "(vezamig takes names literally, so it would be part of the table's name)"
+            )
         if "\x00" in p:
             raise UsageError("--table: a name cannot contain a NUL character")
         if os_text(p) != p:
