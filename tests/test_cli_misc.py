@@ -146,6 +146,39 @@ def test_bad_option_values_are_usage_errors_before_any_connection(
     assert f"Invalid value for '{args[0]}'" in r.stderr or f"{args[0]}: " in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["down", "--to", "984", "--yes", "--to", "0"], "--to was given more than once"),
+        (["down", "--to=984", "--to", "0"], "--to was given more than once"),
+        (
+            ["up", "-d", "x", "--database-url", "y"],
+            "--database-url was given more than once (as -d)",
+        ),
+        (["status", "--table", "a", "--table=b"], "--table was given more than once"),
+    ],
+)
+def test_an_option_given_twice_is_refused_not_the_last_one_silently_taken(
+    tmp_path: Path, dsn: str, args: list[str], says: str
+) -> None:
+    # `down --to 984 … --to 0` would otherwise roll back every version.
+    tree = write_tree(tmp_path, SIMPLE)
+    migrate(dsn, tree)
+    r = run_cli([*args, "--dir", str(tree)])
+    assert r.returncode == 2, r
+    assert f"{says}; give it once" in r.stderr
+    assert applied_versions(dsn) == [1]
+
+
+def test_a_value_that_looks_like_an_option_and_repeated_flags_are_not_refused(
+    tmp_path: Path, dsn: str
+) -> None:
+    tree = write_tree(tmp_path, SIMPLE)
+    r = run_cli(["up", "-d", dsn, "--dir", str(tree), "--table", "--to", "--quiet", "--quiet"])
+    assert r.returncode == 0, r
+    assert applied_versions(dsn, "--to") == [1]
+
+
 def test_a_bad_table_name_from_the_environment_is_named_as_the_variable(tmp_path: Path) -> None:
     tree = write_tree(tmp_path, {"up/001_a_up.sql": "CREATE TABLE a ();"})
     for value in ("schema_migrations ", "a.b.c"):

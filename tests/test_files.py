@@ -477,3 +477,27 @@ def test_a_failing_load_lists_the_lexer_errors_of_plain_headers_too(tmp_path: Pa
     assert len(details) == 2, details
     assert any("001_a_up.sql:2:8: unterminated quoted string" in d for d in details)
     assert any("002_b_up.sql:1: unknown directive" in d for d in details)
+
+
+def test_a_failing_load_checks_the_down_files_that_pair_with_no_up_file_too(
+    tmp_path: Path,
+) -> None:
+    """Not only `verify`: every command lists their directive problems in the same run."""
+    write_tree(
+        tmp_path,
+        {
+            "up/001_a_up.sql": "CREATE TABLE a ();\n",
+            "up/002_b_up.sql": "CREATE TABLE b ();\n",
+            "down/002_other_down.sql": "-- vezamig:gaurd SELECT true\nDROP TABLE b;\n",
+            "down/004_zz_down.sql": "-- vezamig:nope\nSELECT 1;\n",
+        },
+    )
+    for read_down in (False, True):
+        with pytest.raises(LayoutError) as info:
+            discover(tmp_path / "up", tmp_path / "down", check_directives=True, read_down=read_down)
+        details = info.value.details
+        assert len(details) == 4, details
+        assert any("004_zz_down.sql: down file for version 4 has no up file" in d for d in details)
+        assert any("004_zz_down.sql:1: unknown directive `vezamig:nope`" in d for d in details)
+        assert any("002_other_down.sql: name `other` differs" in d for d in details)
+        assert any("002_other_down.sql:1: unknown directive `vezamig:gaurd`" in d for d in details)

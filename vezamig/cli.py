@@ -437,9 +437,45 @@ def _plan_options(to_help: str) -> Callable[[F], F]:
 # ---- commands -------------------------------------------------------------------------
 
 
+class _Command(click.Command):
+    """A command whose options each take one value: given twice, it is refused rather
+    than the last one silently winning (`down --to 984 … --to 0` would roll back
+    everything)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options = {
+            name: p
+            for p in self.params
+            if isinstance(p, click.Option) and not (p.is_flag or p.multiple or p.count)
+            for name in p.opts
+        }
+        seen: dict[str, str] = {}
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                break
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+            param = options.get(name) if arg.startswith("-") else None
+            if param is not None:
+                key = param.name or name
+                if key in seen:
+                    also = "" if seen[key] == name else f" (as {seen[key]})"
+                    raise click.UsageError(
+                        f"{name} was given more than once{also}; give it once", ctx
+                    )
+                seen[key] = name
+                attached = "=" in arg if arg.startswith("--") else len(arg) > 2
+                i += 0 if attached else 1  # its value, which may look like an option
+            i += 1
+        return super().parse_args(ctx, args)
+
+
 class _Commands(click.Group):
     """The top level: an option of a command written before it (`vezamig -d URL status`)
     is told where it goes, instead of only "no such option"."""
+
+    command_class = _Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:

@@ -415,23 +415,28 @@ def discover(
     Runner.plan lexes those it is about to run.
     """
     check_folders(up_dir, down_dir)
+    unpaired: list[str] = []
     migrations, problems = collect(
         up_dir,
         down_dir,
         read_down=check_directives if read_down is None else read_down,
         texts=texts,
         lex_bodies=lex_bodies,
+        unpaired=unpaired,
     )
     if check_directives:
         problems.extend(directive_problems(migrations))
     if problems and check_directives:
-        # Failing anyway: check the down files not read yet too, and the bodies not
-        # lexed, so that the operator sees every problem in one run rather than one
-        # folder per run.
+        # Failing anyway: check the down files not read yet too (those that pair with
+        # no up file among them), and the bodies not lexed, so that the operator sees
+        # every problem in one run rather than one folder per run.
         for m in migrations:
             problems.extend(m.up.body_lexer_problems())
             if m._down is None:
                 problems.extend(m.down_problems())
+        for location in unpaired:
+            down, problem = read_sql(location, hashed=False)
+            problems.extend([problem] if problem else down.problems if down else [])
     if problems:
         raise LayoutError(f"{len(problems)} problem(s) in the migration folders", details=problems)
     return migrations
@@ -444,8 +449,10 @@ def collect(
     read_down: bool = True,
     texts: bool = True,
     lex_bodies: bool = True,
+    unpaired: list[str] | None = None,
 ) -> tuple[list[Migration], list[str]]:
-    """Every readable migration plus every naming/pairing problem, without raising."""
+    """Every readable migration plus every naming/pairing problem, without raising;
+    ``unpaired`` receives the down files that pair with no up file (not read)."""
     problems: list[str] = []
     shared = up_dir.resolve() == down_dir.resolve()
     ups = _scan(up_dir, _UP_RE, "up", problems, shared)
@@ -453,7 +460,11 @@ def collect(
     for version, (name, dpath) in downs.items():
         if version not in ups:
             problems.append(f"{dpath}: down file for version {version} has no up file")
+            if unpaired is not None:
+                unpaired.append(dpath)
         elif ups[version][0] != name:
+            if unpaired is not None:
+                unpaired.append(dpath)
             upath = ups[version][1]
             problems.append(
                 f"{dpath}: name `{name}` differs from the up file's "
