@@ -510,43 +510,54 @@ class Tracker:
         return self._exists
 
     def _elsewhere_sql(self) -> str:
-        """The search_path's schema, and the other schemas that hold a pair of tables of
-        this --table's names (see _look_elsewhere)."""
-        name, history = self._names
+        """The search_path's schema, and the pairs of tables of this --table's names in
+        other schemas, or of its name folded to lower case in any schema (see
+        _look_elsewhere): by name, so the catalog's index answers, whatever its size."""
+        name = self._names[0]
+        names = list(dict.fromkeys([name, name.lower()]))
         return (
             sql.SQL(
                 "SELECT pg_catalog.current_schema(), pg_catalog.array_agg(n.nspname ORDER BY"
-                " n.nspname) FILTER (WHERE n.nspname IS NOT NULL) FROM (SELECT 1) one"
-                " LEFT JOIN pg_catalog.pg_class c ON c.relname = {} AND c.relkind IN ('r', 'p')"
-                " AND EXISTS (SELECT FROM pg_catalog.pg_class h WHERE h.relname = {}"
+                " n.nspname, c.relname) FILTER (WHERE n.nspname IS NOT NULL),"
+                " pg_catalog.array_agg(c.relname::text ORDER BY n.nspname, c.relname)"
+                " FILTER (WHERE n.nspname IS NOT NULL) FROM (SELECT 1) one"
+                " LEFT JOIN pg_catalog.pg_class c ON c.relname = ANY({}::name[])"
+                " AND c.relkind IN ('r', 'p') AND EXISTS (SELECT FROM pg_catalog.pg_class h"
+                " WHERE h.relname = c.relname || '_history'"
                 " AND h.relnamespace = c.relnamespace AND h.relkind IN ('r', 'p'))"
                 " LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                " AND n.nspname IS DISTINCT FROM pg_catalog.current_schema()"
-                " AND n.nspname !~ '^pg_(temp|toast)'"
+                " AND (n.nspname IS DISTINCT FROM pg_catalog.current_schema()"
+                " OR c.relname <> {}) AND n.nspname !~ '^pg_(temp|toast)'"
             )
-            .format(sql.Literal(name), sql.Literal(history))
+            .format(sql.Literal(names), sql.Literal(name))
             .as_string(self.conn)
         )
 
     def _look_elsewhere(self, row: tuple[Any, ...]) -> None:
         """Neither table is where an unqualified --table points (the search_path's), but
-        a pair of that name is in another schema: a shell's stray search_path, or a DBA
-        who moved them. A run would create new tables and apply the whole history again
-        on a migrated database, so it is refused (exit 2); a read-only command warns.
-        Only looked up when the tables are absent: a fresh database's first run."""
+        a pair of that name is in another schema (a shell's stray search_path, or a DBA
+        who moved them), or a pair of its lower-case name is (`--table Schema_migrations`
+        typed for schema_migrations: PostgreSQL folds unquoted names, vezamig does not).
+        A run would create new tables and apply the whole history again on a migrated
+        database, so it is refused (exit 2); a read-only command warns. Only looked up
+        when the tables are absent: a fresh database's first run."""
         name, history = self._names
         if not row[1]:
             return
-        here, there = row[0], list(row[1])
+        here = row[0]
+        pairs = list(zip(row[1], row[2], strict=True))
         from vezamig.config import shell_quote
 
         where = f"in schema {here} (the first schema of the search_path)" if here else "here"
-        found = ", ".join(there)
-        use = [f"--table {shell_quote(f'{nsp}.{name}')}" for nsp in there]
-        head = (
-            f"no {self.label} {where}, but vezamig's tracking tables {name} and {history} "
-            f"exist in schema {found}"
-        )
+        use = [f"--table {shell_quote(f'{nsp}.{rel}')}" for nsp, rel in pairs]
+        if all(rel == name for _, rel in pairs):
+            found = f"{name} and {history} exist in schema {', '.join(n for n, _ in pairs)}"
+        else:
+            found = ", ".join(
+                f"{rel} and {rel}_history exist in schema {nsp}" for nsp, rel in pairs
+            )
+            found += " (--table is taken literally, case included)"
+        head = f"no {self.label} {where}, but vezamig's tracking tables {found}"
         if not self._writing:
             self.elsewhere = [f"{head}: {' or '.join(use)} reads those"]
             return

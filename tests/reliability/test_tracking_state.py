@@ -378,6 +378,35 @@ def test_tracking_tables_in_another_schema_refuse_a_run_instead_of_a_second_hist
     assert json.loads(pointed.stdout)["current_version"] == 2
 
 
+@pytest.mark.parametrize("typed", ["Schema_migrations", "SCHEMA_MIGRATIONS"])
+def test_a_table_name_typed_in_another_case_refuses_a_run_instead_of_a_second_history(
+    applied: str, tree: Path, typed: str
+) -> None:
+    """Found by an audit: PostgreSQL folds an unquoted name, vezamig takes --table
+    literally, so `--table Schema_migrations` made a new, empty pair next to the real
+    one and applied every version again (an idempotent history, twice)."""
+    before = in_schema(applied, "public")
+    for command in (["up"], ["up", "--dry-run"], ["baseline", "--version", "2"]):
+        result = invoke([*command, "-d", applied, "--dir", str(tree), "--table", typed])
+        assert result.returncode == 2, result
+        assert (
+            f"no {typed} in schema public (the first schema of the search_path), but vezamig's "
+            "tracking tables schema_migrations and schema_migrations_history exist in schema "
+            "public (--table is taken literally, case included); a run here would create new "
+            "ones and apply every version again, so vezamig changed nothing"
+        ) in result.stderr
+        assert "point vezamig at them with --table public.schema_migrations" in result.stderr
+        assert f"all the same: --table public.{typed}" in result.stderr
+    assert in_schema(applied, "public") == before
+    status = invoke(["status", "-d", applied, "--dir", str(tree), "--table", typed])
+    assert status.returncode == 0, status
+    assert "--table public.schema_migrations reads those" in status.stderr
+    # Named with its schema, the new record is made as asked.
+    made = invoke(["up", "-d", applied, "--dir", str(tree), "--table", f"public.{typed}"])
+    assert made.returncode == 1, made  # the tables of the history exist already
+    assert typed in in_schema(applied, "public")
+
+
 def test_a_new_record_in_another_schema_is_made_when_table_names_it(
     applied: str, tree: Path
 ) -> None:
