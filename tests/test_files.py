@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import run_cli, write_tree
@@ -461,19 +462,22 @@ def test_a_listing_without_texts_keeps_checksums_and_directives_only(tmp_path: P
     assert "unknown directive `vezamig:gaurd`" in "\n".join(info.value.details)
 
 
+def _failing_load(tmp_path: Path, files: dict[str, str], **options: Any) -> list[str]:
+    """The problems a load of ``files`` that must fail lists."""
+    write_tree(tmp_path, files)
+    with pytest.raises(LayoutError) as info:
+        discover(tmp_path / "up", tmp_path / "down", check_directives=True, **options)
+    return info.value.details
+
+
 def test_a_failing_load_lists_the_lexer_errors_of_plain_headers_too(tmp_path: Path) -> None:
     """Bodies are lexed by the runs that execute them; a load that fails anyway lexes
     them all, so one run lists every problem, each once."""
-    write_tree(
-        tmp_path,
-        {
-            "up/001_a_up.sql": "-- vezamig:no-transaction\nSELECT 'open;\n",
-            "up/002_b_up.sql": "-- vezamig:gaurd SELECT true\nSELECT 1;\n",
-        },
-    )
-    with pytest.raises(LayoutError) as info:
-        discover(tmp_path / "up", tmp_path / "down", check_directives=True, lex_bodies=False)
-    details = info.value.details
+    files = {
+        "up/001_a_up.sql": "-- vezamig:no-transaction\nSELECT 'open;\n",
+        "up/002_b_up.sql": "-- vezamig:gaurd SELECT true\nSELECT 1;\n",
+    }
+    details = _failing_load(tmp_path, files, lex_bodies=False)
     assert len(details) == 2, details
     assert any("001_a_up.sql:2:8: unterminated quoted string" in d for d in details)
     assert any("002_b_up.sql:1: unknown directive" in d for d in details)
@@ -483,19 +487,14 @@ def test_a_failing_load_checks_the_down_files_that_pair_with_no_up_file_too(
     tmp_path: Path,
 ) -> None:
     """Not only `verify`: every command lists their directive problems in the same run."""
-    write_tree(
-        tmp_path,
-        {
-            "up/001_a_up.sql": "CREATE TABLE a ();\n",
-            "up/002_b_up.sql": "CREATE TABLE b ();\n",
-            "down/002_other_down.sql": "-- vezamig:gaurd SELECT true\nDROP TABLE b;\n",
-            "down/004_zz_down.sql": "-- vezamig:nope\nSELECT 1;\n",
-        },
-    )
+    files = {
+        "up/001_a_up.sql": "CREATE TABLE a ();\n",
+        "up/002_b_up.sql": "CREATE TABLE b ();\n",
+        "down/002_other_down.sql": "-- vezamig:gaurd SELECT true\nDROP TABLE b;\n",
+        "down/004_zz_down.sql": "-- vezamig:nope\nSELECT 1;\n",
+    }
     for read_down in (False, True):
-        with pytest.raises(LayoutError) as info:
-            discover(tmp_path / "up", tmp_path / "down", check_directives=True, read_down=read_down)
-        details = info.value.details
+        details = _failing_load(tmp_path, files, read_down=read_down)
         assert len(details) == 4, details
         assert any("004_zz_down.sql: down file for version 4 has no up file" in d for d in details)
         assert any("004_zz_down.sql:1: unknown directive `vezamig:nope`" in d for d in details)
