@@ -286,7 +286,7 @@ def test_a_holder_whose_activity_is_hidden_from_the_role_is_still_named(
     try:
         with psycopg.connect(one_applied) as holder:
             holder.execute("LOCK TABLE schema_migrations")
-            said = locked_out(one_applied, tree, ["status"], "-d", reader_dsn)
+            said = locked_out(reader_dsn, tree, ["status"])
             holder.rollback()
     finally:
         execute(
