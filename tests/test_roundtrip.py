@@ -162,6 +162,30 @@ def test_a_down_that_forgets_an_object_fails_its_version_and_names_the_object(
     assert [v["result"] for v in report["versions"]][:2] == ["irreversible", "fail"]
 
 
+def test_a_migration_s_own_table_named_as_the_tracking_table_is_compared_not_left_out(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Found by an audit: the tracking tables were left out of each snapshot by their
+    unqualified name, so a migration's schema_migrations in a schema ahead in the
+    search_path (a role's own schema) was left out instead, and its leftover column
+    passed; vezamig's own table was compared."""
+    from psycopg.conninfo import make_conninfo
+
+    tree = write_tree(
+        tmp_path,
+        {
+            "up/001_base_up.sql": "CREATE SCHEMA app;\nCREATE TABLE app.schema_migrations (x int);\n",
+            "down/001_base_down.sql": "DROP SCHEMA app CASCADE;\n",
+            "up/002_change_up.sql": "ALTER TABLE app.schema_migrations ADD COLUMN IF NOT EXISTS y int;\n",
+            "down/002_change_down.sql": "SELECT 1;\n",
+        },
+    )
+    result, report = roundtrip_json(tree, make_conninfo(dsn, options="-c search_path=app,public"))
+    assert result.returncode == 1, result
+    assert [v["result"] for v in report["versions"]] == ["pass", "fail"]
+    assert problems_of(report, 2) == ["column app.schema_migrations.y still exists after down of 2"]
+
+
 def test_a_down_that_drops_too_much_names_the_missing_object(tmp_path: Path, dsn: str) -> None:
     tree = write_tree(
         tmp_path,

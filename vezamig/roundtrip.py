@@ -112,7 +112,15 @@ def run_roundtrip(
 
     runner = Runner(conn, config, migrations)
     runner.tracker.ensure()
-    exclude = [".".join(config.table), ".".join(config.history_table)]
+    # Schema-qualified as the bookkeeping uses them: an unqualified name, looked up again
+    # at each snapshot, would leave out a migration's own table of that name in a schema
+    # earlier in the search_path (`CREATE SCHEMA app; CREATE TABLE app.schema_migrations`
+    # for the role app) and compare vezamig's table instead.
+    schema = runner.tracker.resolved_schema or (config.table[0] if len(config.table) > 1 else None)
+    exclude = [
+        ".".join([schema, table[-1]] if schema else table)
+        for table in (config.table, config.history_table)
+    ]
     report = RoundtripReport()
 
     def snap() -> Any:
