@@ -130,7 +130,9 @@ FORGOTTEN: dict[str, tuple[str, str, str]] = {
         "ALTER TYPE mood ADD VALUE 'happy';\n",
         "SELECT 1;\n",
         "enum mood changed after down of 2: was \"ENUM ('sad', 'ok')\", "
-        "now \"ENUM ('sad', 'ok', 'happy')\"",
+        "now \"ENUM ('sad', 'ok', 'happy')\" (PostgreSQL cannot drop an enum value: if the "
+        "up ran ALTER TYPE … ADD VALUE, rebuild the type in the down file, or make the "
+        "version irreversible)",
     ),
     "table": (
         "CREATE TABLE playlists (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE);\n",
@@ -174,9 +176,13 @@ def test_a_migration_s_own_table_named_as_the_tracking_table_is_compared_not_lef
     tree = write_tree(
         tmp_path,
         {
-            "up/001_base_up.sql": "CREATE SCHEMA app;\nCREATE TABLE app.schema_migrations (x int);\n",
+            "up/001_base_up.sql": (
+                "CREATE SCHEMA app;\nCREATE TABLE app.schema_migrations (x int);\n"
+            ),
             "down/001_base_down.sql": "DROP SCHEMA app CASCADE;\n",
-            "up/002_change_up.sql": "ALTER TABLE app.schema_migrations ADD COLUMN IF NOT EXISTS y int;\n",
+            "up/002_change_up.sql": (
+                "ALTER TABLE app.schema_migrations ADD COLUMN IF NOT EXISTS y int;\n"
+            ),
             "down/002_change_down.sql": "SELECT 1;\n",
         },
     )

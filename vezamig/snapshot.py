@@ -392,7 +392,14 @@ class Difference:
         if self.change == "missing":
             return f"{what} is missing {after}"
         was, now = _excerpt(self.expected or "", self.actual or "")
-        return f"{what} changed {after}: {was}, {now}"
+        line = f"{what} changed {after}: {was}, {now}"
+        if self.kind == "enum" and after.startswith("after down"):
+            # The usual cause, and one a down file cannot undo in place.
+            line += (
+                " (PostgreSQL cannot drop an enum value: if the up ran ALTER TYPE … ADD VALUE, "
+                "rebuild the type in the down file, or make the version irreversible)"
+            )
+        return line
 
 
 def display_name(name: str) -> str:
