@@ -156,6 +156,10 @@ def test_bad_option_values_are_usage_errors_before_any_connection(
             "--database-url was given more than once (as -d)",
         ),
         (["status", "--table", "a", "--table=b"], "--table was given more than once"),
+        # in a cluster of short options, as click reads it: -q, then -d and its value
+        (["status", "--json", "-d", "x", "-qd", "y"], "-d was given more than once"),
+        (["down", "-yd", "x", "-d", "y"], "-d was given more than once"),
+        (["down", "-ydx", "--to", "0", "-d", "y"], "-d was given more than once"),
     ],
 )
 def test_an_option_given_twice_is_refused_not_the_last_one_silently_taken(
@@ -168,6 +172,16 @@ def test_an_option_given_twice_is_refused_not_the_last_one_silently_taken(
     assert r.returncode == 2, r
     assert f"{says}; give it once" in r.stderr
     assert applied_versions(dsn) == [1]
+
+
+def test_help_wins_over_an_option_given_twice() -> None:
+    for args in (
+        ["status", "--table", "a", "--table", "b", "--help"],
+        ["up", "-h", "--to", "1", "--to", "2"],
+    ):
+        r = run_cli(args)
+        assert r.returncode == 0, r
+        assert "Usage: vezamig" in r.stdout
 
 
 def test_a_value_that_looks_like_an_option_and_repeated_flags_are_not_refused(
@@ -223,13 +237,60 @@ def test_a_folder_the_user_cannot_list_is_a_layout_error_naming_it(
         for args in (["status"], ["up", "--dry-run"], ["up"], ["verify"], ["new", "b"]):
             r = run_cli([*args, "-d", dsn, "--dir", str(tree)], prefix=UNPRIVILEGED)
             assert r.returncode == 2, (args, r)
-            assert f"{tree / folder}: cannot list the folder (Permission denied)" in r.stderr
+            assert f"{tree / folder}: cannot read the folder (Permission denied)" in r.stderr
             assert "chmod u+rx" in r.stderr
             assert "output" not in r.stderr
     finally:
         (tree / folder).chmod(0o755)
     assert user_tables(dsn) == []
     assert sorted(p.name for p in (tree / "up").iterdir()) == ["001_a_up.sql"]
+
+
+@pytest.mark.parametrize("folder", ["up", "down"])
+def test_a_folder_the_user_may_list_but_not_search_names_what_it_cannot_read(
+    tmp_path: Path, dsn: str, folder: str
+) -> None:
+    """Mode 444: the names are listed, the files cannot be opened; never a traceback
+    or the 'cannot write the output' of an OSError escaping."""
+    tree = write_tree(tmp_path / "sql", SIMPLE)
+    (tree / folder).chmod(0o444)
+    try:
+        # (`up` reads a down file only for a step that runs it)
+        for args in [["verify"]] + ([["up", "--dry-run"]] if folder == "up" else []):
+            r = run_cli([*args, "-d", dsn, "--dir", str(tree)], prefix=UNPRIVILEGED)
+            assert r.returncode == 2, (args, r)
+            assert (
+                f"{tree / folder}/001_a_{folder}.sql: cannot read (Permission denied)" in r.stderr
+            )
+        r = run_cli(["new", "b", "--dir", str(tree)], prefix=UNPRIVILEGED)
+        assert r.returncode == 2, r
+        assert f"{tree / folder}: cannot read the folder (Permission denied)" in r.stderr
+        assert "no file was created" in r.stderr
+    finally:
+        (tree / folder).chmod(0o755)
+    assert user_tables(dsn) == []
+
+
+def test_a_migration_folder_that_is_a_broken_link_is_a_layout_error(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Not an absent down folder (every version irreversible), nor a traceback from a
+    link that loops."""
+    tree = write_tree(tmp_path / "sql", {"up/001_a_up.sql": "CREATE TABLE a ();"})
+    (tree / "down").rmdir()  # write_tree makes both folders
+    (tree / "down").symlink_to(tree / "down")  # a loop
+    for args in (["status"], ["up"], ["verify"], ["new", "b"]):
+        r = run_cli(
+            [*args, "-d", dsn, "--dir", str(tree)]
+            if args[0] != "new"
+            else [*args, "--dir", str(tree)]
+        )
+        assert r.returncode == 2, (args, r)
+        assert (
+            f"migration folder {tree / 'down'} is a symbolic link to nothing (or a loop)"
+            in r.stderr
+        )
+    assert user_tables(dsn) == []
 
 
 def test_vezamig_dir_sets_the_folder(tmp_path: Path, dsn: str) -> None:

@@ -47,12 +47,12 @@ def test_a_duration_longer_than_postgresql_allows_is_a_usage_error(text: str) ->
     assert info.value.exit_code == EXIT_USAGE
 
 
-@pytest.mark.parametrize("text", ["0.4ms", "0.5ms", "0.0001s", "0.49"])
+@pytest.mark.parametrize("text", ["0.4ms", "0.5ms", "0.9ms", "0.0001s", "0.00001min", "0.49"])
 def test_a_duration_below_a_millisecond_is_refused_not_turned_into_none(text: str) -> None:
     # Rounded, it would be 0: no timeout at all, the opposite of what was asked.
-    with pytest.raises(UsageError, match=r"below 1ms.*use at least 1ms, or 0 for none"):
+    with pytest.raises(UsageError, match=r"below 1ms: .* use at least 1ms, or 0 for that"):
         parse_duration(text, "--lock-timeout")
-    assert parse_duration("0.6ms") == 1 and parse_duration("0.0ms") == 0
+    assert parse_duration("1.4ms") == 1 and parse_duration("0.0ms") == 0
 
 
 def test_the_longest_duration_postgresql_allows_is_accepted() -> None:

@@ -440,34 +440,45 @@ def _plan_options(to_help: str) -> Callable[[F], F]:
 class _Command(click.Command):
     """A command whose options each take one value: given twice, it is refused rather
     than the last one silently winning (`down --to 984 … --to 0` would roll back
-    everything)."""
+    everything). `--help` still wins, as click has it."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        options = {
-            name: p
-            for p in self.params
-            if isinstance(p, click.Option) and not (p.is_flag or p.multiple or p.count)
+        options = [p for p in self.params if isinstance(p, click.Option)]
+        takes_value = {
+            name: p.name or name
+            for p in options
+            if not (p.is_flag or p.multiple or p.count)
             for name in p.opts
         }
+        helps = set(ctx.help_option_names)
         seen: dict[str, str] = {}
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            if arg == "--":
-                break
-            name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
-            param = options.get(name) if arg.startswith("-") else None
-            if param is not None:
-                key = param.name or name
-                if key in seen:
-                    also = "" if seen[key] == name else f" (as {seen[key]})"
-                    raise click.UsageError(
-                        f"{name} was given more than once{also}; give it once", ctx
-                    )
-                seen[key] = name
-                attached = "=" in arg if arg.startswith("--") else len(arg) > 2
-                i += 0 if attached else 1  # its value, which may look like an option
-            i += 1
+
+        def count(name: str) -> None:
+            key = takes_value[name]
+            if key in seen:
+                also = "" if seen[key] == name else f" (as {seen[key]})"
+                raise click.UsageError(f"{name} was given more than once{also}; give it once", ctx)
+            seen[key] = name
+
+        before_dashes = args[: args.index("--")] if "--" in args else args
+        if helps.isdisjoint(before_dashes):
+            i = 0
+            while i < len(before_dashes):
+                arg = before_dashes[i]
+                if arg.startswith("--"):
+                    name = arg.split("=", 1)[0]
+                    if name in takes_value:
+                        count(name)
+                        i += "=" not in arg  # the value is the next argument
+                elif arg.startswith("-") and len(arg) > 1:
+                    # A cluster of short options (`-qd URL`, `-yd=URL`): as click reads
+                    # it, flags until one that takes a value, which takes the rest.
+                    for j, char in enumerate(arg[1:], start=1):
+                        if f"-{char}" in takes_value:
+                            count(f"-{char}")
+                            i += j == len(arg) - 1  # nothing attached: the next argument
+                            break
+                i += 1
         return super().parse_args(ctx, args)
 
 

@@ -31,12 +31,12 @@ def parse_duration(text: str, option: str | None = None) -> int:
         )
     value = float(m[1]) * _UNITS_MS[m[2] or "ms"]
     ms = round(value) if math.isfinite(value) else MAX_DURATION_MS + 1  # 309 digits: inf
-    if ms == 0 and value > 0:
-        # PostgreSQL's timeouts count whole milliseconds and 0 turns them off: `0.4ms`
-        # would mean no timeout at all, the opposite of what was asked.
+    if 0 < value < 1:
+        # Durations count whole milliseconds, and 0 means something else (no timeout;
+        # for --lock-wait, no wait): `0.4ms` would turn into the opposite of what was asked.
         raise UsageError(
-            f"{prefix}`{text}` is below 1ms, the least PostgreSQL's timeouts count, and "
-            "would round to 0, which means none; use at least 1ms, or 0 for none"
+            f"{prefix}`{text}` is below 1ms: durations count whole milliseconds, and 0 "
+            "means no timeout (for --lock-wait: no wait); use at least 1ms, or 0 for that"
         )
     if ms > MAX_DURATION_MS:
         raise UsageError(

@@ -299,7 +299,7 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
 
 def folder_unreadable(folder: str | os.PathLike[str], exc: OSError) -> str:
     return (
-        f"{os.fspath(folder)}: cannot list the folder ({exc.strerror}); give the user "
+        f"{os.fspath(folder)}: cannot read the folder ({exc.strerror}); give the user "
         "running vezamig read and search access to it (chmod u+rx), or pass another --dir"
     )
 
@@ -376,6 +376,12 @@ def check_folders(up_dir: Path, down_dir: Path) -> None:
     """The up folder must be a folder; a down folder may be absent (every version
     irreversible), but not a file. `--dir FILE` is named as the file it is."""
     for folder in (up_dir, down_dir, up_dir.parent, down_dir.parent):
+        if folder.is_symlink() and not folder.exists():
+            # Not an absent down folder (every version irreversible): a broken link.
+            raise LayoutError(
+                f"migration folder {folder} is a symbolic link to nothing (or a loop)",
+                details=["point the link at a folder, or pass --dir/--up-dir/--down-dir"],
+            )
         if folder.exists() and not folder.is_dir():
             raise LayoutError(
                 f"migration folder {folder} is a file, not a folder",

@@ -51,7 +51,10 @@ def _listed(folder: Path) -> list[Path]:
 
 
 def _existing(folder: Path) -> list[str]:
-    return [m[1] for p in _listed(folder) if (m := _VERSION_RE.match(p.name)) and p.is_file()]
+    try:
+        return [m[1] for p in _listed(folder) if (m := _VERSION_RE.match(p.name)) and p.is_file()]
+    except OSError as exc:  # a folder it may list but not search (mode 444)
+        raise UsageError(f"{folder_unreadable(folder, exc)}; no file was created") from None
 
 
 def _up_suffix(up_dir: Path) -> str:
@@ -77,6 +80,8 @@ def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = Fals
             "(e.g. add_tracks_storage_backend), without a trailing _up/_down"
         )
     for folder in (up_dir, down_dir):
+        if folder.is_symlink() and not folder.exists():
+            raise UsageError(f"migration folder {folder} is a symbolic link to nothing (or a loop)")
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"migration folder {folder} is a file, not a folder")
     versions = _existing(up_dir) + _existing(down_dir)

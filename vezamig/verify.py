@@ -97,11 +97,20 @@ def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Pa
         except OSError:  # collect reported it
             continue
         for path in paths:
-            if path in checked or not path.name.endswith(".sql") or not path.is_file():
+            if path in checked or not path.name.endswith(".sql") or not _is_file(path):
                 continue
             kind = "down" if (shared and path.name.endswith("_down.sql")) else direction
             found.append((path, kind))
     return found
+
+
+def _is_file(path: Path) -> bool:
+    """A folder the user may list but not search (mode 444) cannot tell: collect has
+    reported its files already."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def verify_tree(up_dir: Path, down_dir: Path) -> VerifyReport:
