@@ -740,7 +740,7 @@ def test_a_second_run_waits_for_the_run_lock_then_exits_4_naming_the_holder(
     tree = write_tree(tmp_path, reversible(1))
     holder = connect(dsn, application="deploy-bot")
     try:
-        lock = acquire_run_lock(holder, ("schema_migrations",), 0)
+        lock = acquire_run_lock(holder, 0)
         pid = holder.info.backend_pid
         r = vz(dsn, tree, "up", "--lock-wait", "300ms")
         release_run_lock(holder, lock)
@@ -803,7 +803,7 @@ def test_the_holder_named_is_the_one_in_this_database(
     try:
         for other in [make_database() for _ in range(4)] + [dsn]:
             holder = connect(other, application=f"holder of {other.rsplit('=', 1)[-1]}")
-            acquire_run_lock(holder, ("schema_migrations",), 0)
+            acquire_run_lock(holder, 0)
             holders.append(holder)
         pids = [h.info.backend_pid for h in holders]
         r = vz(dsn, tree, "up", "--lock-wait", "300ms")
@@ -830,7 +830,7 @@ def test_a_holder_whose_client_this_role_cannot_see_is_not_called_a_local_socket
     )
     holder = connect(dsn, application="deploy-bot")
     try:
-        acquire_run_lock(holder, ("schema_migrations",), 0)
+        acquire_run_lock(holder, 0)
         pid = holder.info.backend_pid
         r = vz(make_conninfo(dsn, user=role), tree, "up", "--lock-wait", "300ms")
     finally:
@@ -842,18 +842,6 @@ def test_a_holder_whose_client_this_role_cannot_see_is_not_called_a_local_socket
     assert "local socket" not in r.stderr and "None" not in r.stderr
     assert f"its client and start time are not visible to {role}" in r.stderr
     assert "pg_read_all_stats" in r.stderr
-
-
-def test_the_run_lock_is_per_tracking_table(tmp_path: Path, dsn: str) -> None:
-    tree = write_tree(tmp_path, reversible(1))
-    holder = connect(dsn)
-    try:
-        acquire_run_lock(holder, ("schema_migrations",), 0)
-        r = vz(dsn, tree, "up", "--lock-wait", "300ms", "--table", "other_migrations")
-    finally:
-        holder.close()
-    assert r.returncode == 0, r
-    assert table_exists(dsn, "t1")
 
 
 def test_concurrent_up_runs_apply_every_version_exactly_once(tmp_path: Path, dsn: str) -> None:
@@ -1045,7 +1033,7 @@ def test_a_second_run_waits_for_the_run_lock_and_proceeds_once_it_is_free(
     tree = write_tree(tmp_path, reversible(1))
     holder = connect(dsn, application="deploy-bot")
     try:
-        lock = acquire_run_lock(holder, ("schema_migrations",), 0)
+        lock = acquire_run_lock(holder, 0)
         proc = start_cli(["up", "-d", dsn, "--dir", str(tree), "--lock-wait", "60s"])
         try:
             said = read_until(proc, "waiting up to 60s")
@@ -1109,43 +1097,32 @@ def test_ctrl_c_at_the_confirmation_prompt_is_an_interruption_not_a_no(
     assert len(history(dsn)) == 2
 
 
-def test_schema_qualified_and_bare_table_names_share_one_run_lock(tmp_path: Path, dsn: str) -> None:
-    import psycopg
-
-    from vezamig.errors import LockBusy
-
-    with (
-        psycopg.connect(dsn, autocommit=True) as holder,
-        psycopg.connect(dsn, autocommit=True) as other,
-    ):
-        acquire_run_lock(holder, ("schema_migrations",), 0)
-        with pytest.raises(LockBusy):
-            acquire_run_lock(other, ("public", "schema_migrations"), 0)
-
-
-def test_sessions_with_different_search_paths_share_the_run_lock_of_the_table_they_use(
-    tmp_path: Path, dsn: str
-) -> None:
-    """The lock is named after the table each session resolves, not its current_schema():
-    a role whose search_path starts with another schema still waits."""
+def test_one_run_changes_a_database_at_a_time_whatever_its_table(tmp_path: Path, dsn: str) -> None:
+    """SPEC §5: "Only one run changes a database at a time" — also a run for another
+    tracking table (two histories in one database may touch the same objects), and
+    whatever the sessions' search_path."""
     import psycopg
 
     from vezamig.errors import LockBusy
 
     tree = write_tree(tmp_path, reversible(1))
-    migrate(dsn, tree)  # public.schema_migrations exists
     execute(dsn, "CREATE SCHEMA app")
     with (
         psycopg.connect(dsn, autocommit=True) as holder,
         psycopg.connect(dsn, autocommit=True, options="-c search_path=app,public") as other,
     ):
-        lock = acquire_run_lock(holder, ("schema_migrations",), 0)
-        with pytest.raises(LockBusy):
-            acquire_run_lock(other, ("schema_migrations",), 0)
+        lock = acquire_run_lock(holder, 0)
+        with pytest.raises(LockBusy, match="another vezamig run holds the lock on this database"):
+            acquire_run_lock(other, 0)
+        for table in ("schema_migrations", "app.other_history_table"):
+            r = vz(dsn, tree, "up", "--table", table, "--lock-wait", "300ms")
+            assert r.returncode == 4, r
+            assert f"pid {holder.info.backend_pid}" in r.stderr
         # A step that changes search_path cannot make the release miss its lock.
         holder.execute("SET search_path = app")
         release_run_lock(holder, lock)
-        assert acquire_run_lock(other, ("schema_migrations",), 0).key == lock.key
+        assert acquire_run_lock(other, 0).key == lock.key
+    assert user_tables(dsn) == []
 
 
 @pytest.mark.parametrize("no_transaction", [False, True])
@@ -1281,7 +1258,7 @@ def test_every_writing_command_waits_for_the_run_lock_then_exits_4(
     before = (applied_versions(dsn), history(dsn))
     holder = connect(dsn, application="deploy-bot")
     try:
-        acquire_run_lock(holder, ("schema_migrations",), 0)
+        acquire_run_lock(holder, 0)
         pid = holder.info.backend_pid
         r = vz(dsn, tree, *args, "--lock-wait", "300ms")
     finally:

@@ -712,11 +712,7 @@ def status(**opts: Any) -> None:
         rows = runner.status()
         duplicates = runner.duplicates()
         info = describe(runner.conn)
-        running = (
-            run_in_progress(runner.conn, cfg.table)
-            if any(r.state == "dirty" for r in rows)
-            else None
-        )
+        running = run_in_progress(runner.conn) if any(r.state == "dirty" for r in rows) else None
     if opts["as_json"]:
         _print_json(status_json(info, cfg, rows))
     else:

@@ -26,9 +26,13 @@ from vezamig.errors import ConnectError, LockBusy, UsageError
 
 Connection = psycopg.Connection[Any]
 
-# Advisory lock key: a fixed class id ('vzmg') and the tracking table's name,
-# so two projects using different --table values in one database don't block.
+# Advisory lock key: a fixed class id ('vzmg') and a fixed key ('run!'). Advisory locks
+# belong to one database, so this is one run per database, whatever its --table
+# (SPEC §5: "Only one run changes a database at a time"): two histories in one
+# database (two schemas, two tracking tables) may touch the same objects, and a
+# second run waits for the first as for any other.
 _LOCK_CLASS = 0x767A6D67  # fits a signed int4
+_RUN_KEY = 0x72756E21
 _PROBE_CLASS = _LOCK_CLASS + 1
 # psycopg logs what it ignores while it raises an error of ours (a guard's error ends
 # its pipeline: "error ignored terminating <Pipeline>: pipeline aborted"). vezamig
@@ -288,23 +292,6 @@ def tool_version() -> str:
     return __version__
 
 
-def _table_key(table: tuple[str, ...]) -> sql.Composable:
-    """The table's name as the run lock knows it: ``schema.table``.
-
-    An unqualified table is named by the schema it is found in through search_path
-    (else current_schema(), where it would be created), as the tracking code resolves
-    it: two sessions with different search_paths that use the same table take the same
-    lock, and ``t`` and ``public.t`` are one lock.
-    """
-    if len(table) == 2:
-        return sql.Literal(".".join(table))
-    return sql.SQL(
-        "coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-        " ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass({})),"
-        " current_schema(), '') || {}"
-    ).format(sql.Literal(sql.Identifier(*table).as_string()), sql.Literal("." + table[0]))
-
-
 def lock_holder(conn: Connection, key: int) -> str:
     """Who holds the run lock ``key``, or a word that nobody visibly does (see _holder)."""
     return _holder(conn, sql.Literal(key)) or (
@@ -345,11 +332,11 @@ def _holder(conn: Connection, key: sql.Composable) -> str | None:
     return f"{who}, client {client}, connected since {since}"
 
 
-def run_in_progress(conn: Connection, table: tuple[str, ...]) -> str | None:
+def run_in_progress(conn: Connection) -> str | None:
     """Who holds the run lock of ``table`` now (see lock_holder), or None: for a
     read-only command that shows a dirty version, which may be a running
     non-transactional step rather than one a run left behind."""
-    return _holder(conn, sql.SQL("pg_catalog.hashtext({})").format(_table_key(table)))
+    return _holder(conn, sql.Literal(_RUN_KEY))
 
 
 def server_codec(conn: Connection) -> str | None:
@@ -459,7 +446,6 @@ class RunLock(NamedTuple):
 
 def acquire_run_lock(
     conn: Connection,
-    table: tuple[str, ...],
     wait_ms: int,
     on_wait: Callable[[str], None] | None = None,
     *,
@@ -468,8 +454,7 @@ def acquire_run_lock(
 ) -> RunLock:
     """Session-level advisory lock on the same connection that runs the steps.
 
-    The key is computed by the server from the table's resolved name once, here: a
-    step that changes search_path cannot make the release miss. Polling with
+    One run per database (see _RUN_KEY), whatever its --table. Polling with
     pg_try_advisory_lock (not a blocking call) keeps Ctrl-C responsive and lets us
     name the holder once while waiting. ``setup``: send the session setup (see
     session_setup) in the same message as the first try, one round trip for both.
@@ -481,9 +466,9 @@ def acquire_run_lock(
         sql.SQL(
             "SELECT pg_try_advisory_lock({}::int, k), k, CASE WHEN pg_is_in_recovery()"
             " THEN 'recovery' WHEN current_setting('transaction_read_only') = 'on'"
-            " THEN 'read-only' END FROM (SELECT hashtext({}) AS k) s"
+            " THEN 'read-only' END FROM (SELECT {}::int AS k) s"
         )
-        .format(sql.Literal(_LOCK_CLASS), _table_key(table))
+        .format(sql.Literal(_LOCK_CLASS), sql.Literal(_RUN_KEY))
         .as_string(conn)
     )
     # First in each message, so the answers read below keep their places.
@@ -522,7 +507,7 @@ def acquire_run_lock(
         holder = lock_holder(conn, key)
         if time.monotonic() >= deadline:
             raise LockBusy(
-                f"another vezamig run holds the lock on {'.'.join(table)}: {holder}",
+                f"another vezamig run holds the lock on this database: {holder}",
                 details=["wait for it to finish, or raise --lock-wait"],
             )
         if not told and on_wait is not None:

@@ -529,7 +529,6 @@ class Runner:
         frees the lock, and the unlock would be one more round trip."""
         lock = acquire_run_lock(
             self.conn,
-            self.config.table,
             self.config.lock_wait_ms,
             self.reporter.info,
             setup=self._setup_pending,

@@ -213,12 +213,12 @@ def invoke(args: list[str]) -> Result:
 
 
 @contextmanager
-def run_lock_held(dsn: str, table: tuple[str, ...] = ("schema_migrations",)) -> Iterator[None]:
+def run_lock_held(dsn: str) -> Iterator[None]:
     """Hold vezamig's run lock exactly as another vezamig run would."""
     from vezamig.db import acquire_run_lock, release_run_lock
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        lock = acquire_run_lock(conn, table, 0)
+        lock = acquire_run_lock(conn, 0)
         try:
             yield
         finally:
