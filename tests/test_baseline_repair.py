@@ -192,13 +192,14 @@ def drifted(dsn: str, tmp_path: Path) -> Path:
     return base
 
 
-def test_repair_without_a_terminal_needs_yes(dsn: str, drifted: Path) -> None:
-    before = recorded(dsn)
+def test_repair_without_a_terminal_proceeds_without_asking(dsn: str, drifted: Path) -> None:
+    """SPEC §5 asks only `down` for confirmation (`[--yes]`); a script runs `repair`
+    as the contract writes it."""
     result = vz(dsn, drifted, "repair", "--checksums")
-    assert result.returncode == EXIT_REFUSED, result
-    assert "pass --yes" in result.stderr
-    assert recorded(dsn) == before
-    assert [r["direction"] for r in history(dsn)] == ["up", "up", "up"]
+    assert result.returncode == EXIT_OK, result
+    assert "Record this repair?" not in result.stdout + result.stderr
+    assert recorded(dsn)[2][2] == sha256(BPM + "-- edited\n")
+    assert [r["direction"] for r in history(dsn)] == ["up", "up", "up", "repair"]
 
 
 @pytest.mark.parametrize(("answer", "code"), [("y", EXIT_OK), ("yes", EXIT_OK), ("n", 3), ("", 3)])

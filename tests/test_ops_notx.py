@@ -304,7 +304,7 @@ def test_a_failed_no_transaction_down_leaves_the_version_recorded_and_dirty(
     execute(dsn, "DROP INDEX uq_t_email; DROP INDEX idx_t_id_email")
     printed = shlex.split(resolve.split("`")[1])
     assert printed[:4] == ["vezamig", "repair", "--rolled-back", "2"]
-    r = run_cli([*printed[1:], "--yes"], cwd=tmp_path)  # as printed: -d included
+    r = run_cli(printed[1:], cwd=tmp_path)  # exactly as printed: -d included
     assert r.returncode == EXIT_OK, r
     assert applied_versions(dsn) == [1]
 

@@ -675,10 +675,11 @@ def _print_json(data: Any) -> None:
         raise OutputLost(exc, "stdout") from None
 
 
-def confirm(yes: bool, question: str) -> bool:
+def confirm(yes: bool, question: str, *, needed_off_terminal: bool = True) -> bool:
     """y/yes proceeds; anything else, or no terminal without --yes, refuses (exit 3).
-    True when the operator was asked (and so the session sat idle meanwhile)."""
-    if yes:
+    True when the operator was asked (and so the session sat idle meanwhile).
+    ``needed_off_terminal=False``: without a terminal, proceed without asking."""
+    if yes or (not needed_off_terminal and not sys.stdin.isatty()):
         return False
     if not sys.stdin.isatty():
         raise Refused(
@@ -1013,7 +1014,10 @@ def repair(**opts: Any) -> None:
             )
             for c in changes:
                 out.line(f"  {c}")
-        if confirm(opts["yes"], "Record this repair?"):
+        # SPEC §5 asks only `down` for confirmation: a repair changes no schema and
+        # loses no data, and the command vezamig prints to resolve a dirty version must
+        # work as pasted into a script. On a terminal it shows the plan and asks.
+        if confirm(opts["yes"], "Record this repair?", needed_off_terminal=False):
             runner.still_connected()
         apply_repair(
             runner,
