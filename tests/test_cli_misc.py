@@ -1466,8 +1466,32 @@ def test_a_statement_timeout_on_vezamig_s_own_query_says_which_timeout_to_raise(
     err = _database_error(
         pgerrors.QueryCanceled("canceling statement due to statement timeout"), opts
     )
-    assert err.exit_code == 1
+    assert err.exit_code == 2  # no step ran: a timeout too short for vezamig's own work
     assert err.message.startswith("the server cancelled vezamig's own query")
     assert says in err.details[0] and err.details[0].startswith("no step was in progress")
     other = _database_error(pgerrors.QueryCanceled("canceling statement due to user request"), opts)
     assert other.details == ["no step was in progress; run the command again"]
+    assert other.exit_code == 1  # someone's pg_cancel_backend
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["up"], ["history"]])
+def test_a_statement_timeout_too_short_for_vezamig_s_own_reads_is_exit_2(
+    tmp_path: Path, dsn: str, command: list[str]
+) -> None:
+    """No step ran, so not exit 1 ("a step failed"): the option is too short for the
+    tool's own work, and the message says which one to raise."""
+    tree = write_tree(tmp_path, SIMPLE)
+    migrate(dsn, tree)
+    # A history long enough that reading it takes well over a millisecond.
+    execute(
+        dsn,
+        "INSERT INTO schema_migrations SELECT v, 'x', 'c', now(), 'u', 0, false"
+        " FROM generate_series(1000, 300000) v;"
+        " INSERT INTO schema_migrations_history (version, direction, outcome, started_at)"
+        " SELECT v, 'up', 'ok', now() FROM generate_series(1000, 300000) v",
+    )
+    r = run_cli([*command, "-d", dsn, "--dir", str(tree), "--statement-timeout", "1ms"])
+    assert r.returncode == 2, r
+    assert "--statement-timeout" in r.stderr and "Traceback" not in r.stderr
+    if "--json" in command:
+        assert r.stdout == ""

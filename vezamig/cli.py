@@ -165,7 +165,9 @@ def _database_error(exc: Exception, opts: dict[str, Any]) -> VezamigError:
     if isinstance(exc, pgerrors.QueryCanceled):  # pg_cancel_backend, a role's timeout
         timeout = opts.get("statement_timeout")
         timed_out = "statement timeout" in text
-        return StepFailed(
+        # No step ran: a timeout too short for vezamig's own queries is a configuration
+        # error (exit 2), not a failed step (1); someone's pg_cancel_backend stays 1.
+        return (UsageError if timed_out else StepFailed)(
             f"the server cancelled vezamig's own query: {text}",
             details=[
                 f"no step was in progress; raise --statement-timeout (now {timeout} ms; "

@@ -25,7 +25,7 @@ from vezamig.db import (
     table_lockers,
     tool_version,
 )
-from vezamig.errors import LockBusy, StepFailed, TrackingTableError, VezamigError
+from vezamig.errors import LockBusy, TrackingTableError, UsageError, VezamigError
 
 # Why the first write cannot create the tracking tables: a missing privilege, a
 # read-only session, no schema to create in (empty search_path, a missing schema).
@@ -272,12 +272,13 @@ class Tracker:
     def _timed_out(self) -> VezamigError:
         """--statement-timeout ended a read: one that waited for a lock (with
         --lock-timeout 0, or a longer one) is a lock wait, said as such; otherwise the
-        read itself was slow."""
+        read itself was slow: no step ran, so not exit 1 (a failed step) but a
+        configuration error (exit 2), the timeout too short for the tool's own work."""
         limit = f"--statement-timeout {self._statement_timeout_ms} ms"
         found = self._lockers()
         if found:
             return self._locked(found, f"(waited until {limit} ended it)")
-        return StepFailed(
+        return UsageError(
             f"reading the tracking tables took longer than {limit}; nothing was changed",
             details=["raise --statement-timeout (default: none), then run the command again"],
         )
