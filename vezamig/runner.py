@@ -154,9 +154,10 @@ def _waits_for_others(statement: Statement) -> bool:
 
 def _concurrent_index(statement: Statement) -> tuple[str, str | None, str, str] | None:
     """("create", its written name or None when unnamed, its bare name, its table as
-    written) for a CREATE INDEX CONCURRENTLY, ("reindex", None, "", "") for a REINDEX
+    written) for a CREATE INDEX CONCURRENTLY, ("drop", its written name, its bare name,
+    "") for a DROP INDEX CONCURRENTLY, ("reindex", None, "", "") for a REINDEX
     CONCURRENTLY, else None."""
-    from pglast import ast, parse_sql
+    from pglast import ast, enums, parse_sql
     from pglast.parser import ParseError
 
     from vezamig.sqltext import written_name
@@ -174,6 +175,14 @@ def _concurrent_index(statement: Statement) -> tuple[str, str | None, str, str] 
             return "create", None, "", table
         written = ".".join(written_name(p) for p in (schema, node.idxname) if p)
         return "create", written, node.idxname, table
+    if (
+        isinstance(node, ast.DropStmt)
+        and node.concurrent
+        and node.removeType == enums.ObjectType.OBJECT_INDEX
+        and len(objects := node.objects or ()) == 1  # one index, concurrently
+    ):
+        parts = [p.sval for p in objects[0]]
+        return "drop", ".".join(written_name(p) for p in parts), parts[-1], ""
     if isinstance(node, ast.ReindexStmt) and any(
         isinstance(p, ast.DefElem) and p.defname == "concurrently" for p in node.params or ()
     ):
@@ -196,6 +205,15 @@ def _unfinished_hint(
     if found is None:
         return None
     kind, name, _, table = found
+    if kind == "drop":
+        again = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+        left = (
+            "a DROP INDEX CONCURRENTLY that did not finish can leave its index behind "
+            "INVALID (no query uses it, every write still updates it)"
+        )
+        if left_invalid:
+            return f"{left}: {left_invalid} is INVALID now; run {again} again before you repair"
+        return f"{left}: if {name} is still there, run {again} again before you repair"
     if kind == "reindex":
         return (
             "a REINDEX CONCURRENTLY that did not finish leaves INVALID indexes named *_ccnew "
@@ -2240,6 +2258,8 @@ class Runner:
             return _unfinished_hint(found)
         if not isinstance(exc, psycopg.Error):  # a stop: the statement may still be running
             return _unfinished_hint(found)
+        if found[0] == "drop":
+            return self._unfinished_drop(found)
         try:
             # In its table's schema, resolved as the statement resolved it (the file's
             # search_path is still the session's): the name as written could lead to
@@ -2253,6 +2273,25 @@ class Runner:
                     " (SELECT t.relnamespace FROM pg_catalog.pg_class t"
                     " WHERE t.oid = pg_catalog.to_regclass({}))"
                 ).format(sql.Literal(found[2]), sql.Literal(found[3]))
+            ).fetchone()
+        except psycopg.Error:
+            self._rollback()
+            return _unfinished_hint(found)
+        self._rollback()
+        if row is None or row[0]:
+            return None
+        return _unfinished_hint(found, left_invalid=str(row[1]))
+
+    def _unfinished_drop(self, found: tuple[str, str | None, str, str]) -> str | None:
+        """A DROP INDEX CONCURRENTLY that stopped: its index, as the statement resolved
+        it (the file's search_path is still the session's), INVALID now, or gone or
+        valid (nothing left to finish)."""
+        try:
+            row = self.conn.execute(
+                sql.SQL(
+                    "SELECT i.indisvalid, i.indexrelid::pg_catalog.regclass::text"
+                    " FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass({})"
+                ).format(sql.Literal(found[1]))
             ).fetchone()
         except psycopg.Error:
             self._rollback()
