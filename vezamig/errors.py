@@ -112,7 +112,12 @@ class Interrupted(VezamigError):
     exit_code = EXIT_INTERRUPTED
 
     def __init__(self, message: str, *, exit_code: int = EXIT_INTERRUPTED) -> None:
-        super().__init__(message)
+        # Which stop it was, when not Ctrl-C: a service manager's SIGTERM or a closed
+        # terminal's SIGHUP reads differently from an operator's Ctrl-C in a log.
+        by = {EXIT_TERMINATED: "SIGTERM", EXIT_HANGUP: "SIGHUP"}.get(exit_code)
+        super().__init__(
+            message, details=[f"stopped by {by}"] if by and by not in message else None
+        )
         self.exit_code = exit_code
 
 

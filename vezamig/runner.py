@@ -2095,7 +2095,7 @@ class Runner:
             f"({step.migration.name}); {stopped}; it is now dirty",
             exit_code=code,
         )
-        interrupted.details = details
+        interrupted.details = [*interrupted.details, *details]
         return interrupted
 
     def _end_probe(self, step: Step) -> str:

@@ -97,6 +97,10 @@ def test_a_signal_mid_step_cancels_the_statement_rolls_back_and_exits_with_its_c
     assert result.returncode == code, result
     assert "interrupted during up 2 (slow)" in result.stderr
     assert "cancelled and the step rolled back" in result.stderr
+    # Which stop, when not Ctrl-C: a service manager's or a closed terminal's.
+    by = {signal.SIGTERM: "stopped by SIGTERM", signal.SIGHUP: "stopped by SIGHUP"}.get(signum)
+    assert ("stopped by SIG" in result.stderr) is (by is not None)
+    assert by is None or by in result.stderr
     assert "Traceback" not in result.output
     # The statement was cancelled on the server before vezamig exited, not left running.
     assert active_backends(dsn, SLEEPING) == []
