@@ -546,6 +546,33 @@ def test_a_lock_held_elsewhere_makes_the_step_give_up_after_its_retries(
     assert "lock timeout" in rows[1]["message"]
 
 
+def test_a_no_transaction_step_that_succeeds_after_a_retry_says_so_as_a_step_does(
+    make_runner: MakeRunner, dsn: str
+) -> None:
+    """Found by an audit: its result line and history row said nothing of the retry."""
+    holder: list[psycopg.Connection[Any]] = []
+
+    def release(message: str) -> None:
+        if "retry" in message:
+            holder.pop().close()
+
+    files = {
+        "up/001_t_up.sql": LOCKED["up/001_t_up.sql"],
+        "up/002_alter_up.sql": (
+            "-- vezamig:no-transaction\nALTER TABLE tracks ADD COLUMN storage text;\n"
+        ),
+    }
+    runner = make_runner(
+        files, reporter=Recorder(on_info=release), lock_timeout_ms=200, lock_retries=1
+    )
+    up(runner, to=1)
+    holder.append(hold_lock(dsn, "ACCESS SHARE"))
+    result = up(runner)
+    assert applied_versions(dsn) == [1, 2]
+    assert result.results[-1].message == "after 1 lock-timeout retry"
+    assert history(dsn)[-1]["message"] == "1 of 1 statements ran (after 1 lock-timeout retry)"
+
+
 def test_a_lock_released_before_the_retry_lets_the_step_succeed(
     make_runner: MakeRunner, dsn: str
 ) -> None:

@@ -255,6 +255,12 @@ class _NoTxRun:
     t0: float
     done: list[Statement] = field(default_factory=list)
     attempts: int = 1  # of the statement running (or of the end record)
+    retries: int = 0  # lock-timeout retries of the whole step, said as a step's are
+
+    def retried(self) -> str:
+        """``after N lock-timeout retries``, as for a transactional step, or ''."""
+        n = self.retries
+        return f"after {n} lock-timeout {'retry' if n == 1 else 'retries'}" if n else ""
 
 
 def stop_code(stop: KeyboardInterrupt | SystemExit) -> int:
@@ -1807,7 +1813,9 @@ class Runner:
             self.conn.execute(self._reset_sql())
         except psycopg.Error:
             self._committed_before_reset_failed()
-        return StepResult(step.version, step.migration.name, step.direction, "ok", duration)
+        return StepResult(
+            step.version, step.migration.name, step.direction, "ok", duration, run.retried()
+        )
 
     @staticmethod
     def _no_tx_statements(step: Step) -> list[Statement]:
@@ -1913,6 +1921,7 @@ class Runner:
                         # One statement, in autocommit: rolled back; retried as a step is.
                         self._pause_or_give_up(step, exc, run.attempts, f"at {f.path}:{st.line}")
                         run.attempts += 1
+                        run.retries += 1
                 run.done.append(st)
                 self._update_history(
                     run.hist_id,
@@ -1943,7 +1952,11 @@ class Runner:
                 sql.SQL(
                     self.tracker.exactly_one(
                         self._history_update_sql(
-                            run.hist_id, "ok", duration, f"{total} of {total} statements ran"
+                            run.hist_id,
+                            "ok",
+                            duration,
+                            f"{total} of {total} statements ran"
+                            + (f" ({run.retried()})" if run.retries else ""),
                         ),
                         self.tracker.history_label,
                     )
@@ -1964,6 +1977,7 @@ class Runner:
                     self._rollback()
                     self._pause_or_give_up(step, exc, run.attempts, "recording the end of the step")
                     run.attempts += 1
+                    run.retries += 1
         except pgerrors.QueryCanceled:
             if self._signal is None:
                 raise
