@@ -1078,7 +1078,9 @@ def test_a_reader_that_goes_away_ends_the_command_as_sigpipe_does(tmp_path: Path
 
     from helpers import cli_env
 
-    files = {f"up/{v:04d}_m{v}_up.sql": "SELECT 1;\n" for v in range(1, 3001)}
+    # ≈ 360 KB of status: far more than a pipe holds, whatever the reader's buffering
+    # (3000 versions, 135 KB, once ended with exit 0 under load).
+    files = {f"up/{v:04d}_m{v}_up.sql": "SELECT 1;\n" for v in range(1, 8001)}
     tree = write_tree(tmp_path, files)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vezamig", "status", "-d", dsn, "--dir", str(tree)],
