@@ -546,16 +546,21 @@ def test_a_lock_held_elsewhere_makes_the_step_give_up_after_its_retries(
     assert "lock timeout" in rows[1]["message"]
 
 
-def test_a_no_transaction_step_that_succeeds_after_a_retry_says_so_as_a_step_does(
-    make_runner: MakeRunner, dsn: str
-) -> None:
-    """Found by an audit: its result line and history row said nothing of the retry."""
-    holder: list[psycopg.Connection[Any]] = []
+def releasing_on_retry(holder: list[psycopg.Connection[Any]]) -> Recorder:
+    """A reporter that ends the lock holder's session when the run says it will retry."""
 
     def release(message: str) -> None:
         if "retry" in message:
             holder.pop().close()
 
+    return Recorder(on_info=release)
+
+
+def test_a_no_transaction_step_that_succeeds_after_a_retry_says_so_as_a_step_does(
+    make_runner: MakeRunner, dsn: str
+) -> None:
+    """Found by an audit: its result line and history row said nothing of the retry."""
+    holder: list[psycopg.Connection[Any]] = []
     files = {
         "up/001_t_up.sql": LOCKED["up/001_t_up.sql"],
         "up/002_alter_up.sql": (
@@ -563,7 +568,7 @@ def test_a_no_transaction_step_that_succeeds_after_a_retry_says_so_as_a_step_doe
         ),
     }
     runner = make_runner(
-        files, reporter=Recorder(on_info=release), lock_timeout_ms=200, lock_retries=1
+        files, reporter=releasing_on_retry(holder), lock_timeout_ms=200, lock_retries=1
     )
     up(runner, to=1)
     holder.append(hold_lock(dsn, "ACCESS SHARE"))
@@ -577,13 +582,8 @@ def test_a_lock_released_before_the_retry_lets_the_step_succeed(
     make_runner: MakeRunner, dsn: str
 ) -> None:
     holder: list[psycopg.Connection[Any]] = []
-
-    def release(message: str) -> None:
-        if "retry" in message:
-            holder.pop().close()
-
     runner = make_runner(
-        LOCKED, reporter=Recorder(on_info=release), lock_timeout_ms=200, lock_retries=1
+        LOCKED, reporter=releasing_on_retry(holder), lock_timeout_ms=200, lock_retries=1
     )
     up(runner, to=1)
     holder.append(hold_lock(dsn))

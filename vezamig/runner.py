@@ -2274,39 +2274,36 @@ class Runner:
             return _unfinished_hint(found)
         if found[0] == "drop":
             return self._unfinished_drop(found)
-        try:
-            # In its table's schema, resolved as the statement resolved it (the file's
-            # search_path is still the session's): the name as written could lead to
-            # a valid index of that name elsewhere.
-            row = self.conn.execute(
-                sql.SQL(
-                    "SELECT i.indisvalid, pg_catalog.format('%I.%I', n.nspname, c.relname)"
-                    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-                    " ON n.oid = c.relnamespace JOIN pg_catalog.pg_index i"
-                    " ON i.indexrelid = c.oid WHERE c.relname = {} AND c.relnamespace ="
-                    " (SELECT t.relnamespace FROM pg_catalog.pg_class t"
-                    " WHERE t.oid = pg_catalog.to_regclass({}))"
-                ).format(sql.Literal(found[2]), sql.Literal(found[3]))
-            ).fetchone()
-        except psycopg.Error:
-            self._rollback()
-            return _unfinished_hint(found)
-        self._rollback()
-        if row is None or row[0]:
-            return None
-        return _unfinished_hint(found, left_invalid=str(row[1]))
+        # In its table's schema, resolved as the statement resolved it (the file's
+        # search_path is still the session's): the name as written could lead to a
+        # valid index of that name elsewhere.
+        query = sql.SQL(
+            "SELECT i.indisvalid, pg_catalog.format('%I.%I', n.nspname, c.relname)"
+            " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace JOIN pg_catalog.pg_index i"
+            " ON i.indexrelid = c.oid WHERE c.relname = {} AND c.relnamespace ="
+            " (SELECT t.relnamespace FROM pg_catalog.pg_class t"
+            " WHERE t.oid = pg_catalog.to_regclass({}))"
+        ).format(sql.Literal(found[2]), sql.Literal(found[3]))
+        return self._invalid_left(found, query)
 
     def _unfinished_drop(self, found: tuple[str, str | None, str, str]) -> str | None:
         """A DROP INDEX CONCURRENTLY that stopped: its index, as the statement resolved
         it (the file's search_path is still the session's), INVALID now, or gone or
         valid (nothing left to finish)."""
+        query = sql.SQL(
+            "SELECT i.indisvalid, i.indexrelid::pg_catalog.regclass::text"
+            " FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass({})"
+        ).format(sql.Literal(found[1]))
+        return self._invalid_left(found, query)
+
+    def _invalid_left(
+        self, found: tuple[str, str | None, str, str], query: sql.Composed
+    ) -> str | None:
+        """The hint for the index ``query`` answers (valid, name) for: none when it is
+        valid or absent; the generic hint when the catalog cannot be read."""
         try:
-            row = self.conn.execute(
-                sql.SQL(
-                    "SELECT i.indisvalid, i.indexrelid::pg_catalog.regclass::text"
-                    " FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass({})"
-                ).format(sql.Literal(found[1]))
-            ).fetchone()
+            row = self.conn.execute(query).fetchone()
         except psycopg.Error:
             self._rollback()
             return _unfinished_hint(found)
