@@ -575,34 +575,42 @@ def test_the_invalid_index_hint_names_the_schema_the_file_s_search_path_led_to(
     assert "IF EXISTS t_v)" not in result.stderr
 
 
+@pytest.mark.parametrize("search_path", ["", "SET search_path = s2;\n"])
 def test_a_drop_index_concurrently_that_did_not_finish_names_the_invalid_index_left(
-    dsn: str, tmp_path: Path
+    dsn: str, tmp_path: Path, search_path: str
 ) -> None:
     """Found by an audit: stopped while it waited for an older transaction, it left the
-    index INVALID, and the message only said that no statement ran."""
+    index INVALID, and the message only said that no statement ran. Named with its
+    schema: after the file's `SET search_path`, a bare name pasted in psql would skip."""
+    schema = "s2" if search_path else "public"
     base = write_tree(
         tmp_path / "sql",
         {
-            "up/001_t_up.sql": "CREATE TABLE t (v int);\nCREATE INDEX idx_t_v ON t (v);\n",
-            "down/001_t_down.sql": "DROP TABLE t;\n",
+            "up/001_t_up.sql": (
+                f"CREATE SCHEMA IF NOT EXISTS {schema};\nCREATE TABLE {schema}.t (v int);\n"
+                f"CREATE INDEX idx_t_v ON {schema}.t (v);\n"
+            ),
             "up/002_x_up.sql": "-- vezamig:no-transaction\nSELECT 1;\n",
             "down/002_x_down.sql": (
-                "-- vezamig:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS idx_t_v;\n"
+                "-- vezamig:no-transaction\n"
+                f"{search_path}DROP INDEX CONCURRENTLY IF EXISTS idx_t_v;\n"
             ),
         },
     )
     assert run_cli(["up", "--dir", str(base), "-d", dsn]).returncode == EXIT_OK
     # An open transaction that read t: the DROP marks the index INVALID, then waits.
-    with held_elsewhere(dsn, "BEGIN; SELECT count(*) FROM t"):
+    with held_elsewhere(dsn, f"BEGIN; SELECT count(*) FROM {schema}.t"):
         result = run_cli(
             ["down", "--yes", "--dir", str(base), "-d", dsn, "--statement-timeout", "1s"]
         )
     assert result.returncode == EXIT_STEP_FAILED, result
-    assert indexes(dsn).get("idx_t_v") is False  # INVALID
+    assert query(
+        dsn, f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{schema}.idx_t_v'::regclass"
+    ) == [(False,)]
     assert (
         "a DROP INDEX CONCURRENTLY that did not finish can leave its index behind INVALID "
-        "(no query uses it, every write still updates it): idx_t_v is INVALID now; run "
-        "DROP INDEX CONCURRENTLY IF EXISTS idx_t_v again before you repair"
+        f"(no query uses it, every write still updates it): {schema}.idx_t_v is INVALID now; "
+        f"run DROP INDEX CONCURRENTLY IF EXISTS {schema}.idx_t_v again before you repair"
     ) in result.stderr
     assert tracking(dsn) == {1: False, 2: True}
 

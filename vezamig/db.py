@@ -333,7 +333,7 @@ def _holder(conn: Connection, key: sql.Composable) -> str | None:
 
 
 def run_in_progress(conn: Connection) -> str | None:
-    """Who holds the run lock of ``table`` now (see lock_holder), or None: for a
+    """Who holds this database's run lock now (see lock_holder), or None: for a
     read-only command that shows a dirty version, which may be a running
     non-transactional step rather than one a run left behind."""
     return _holder(conn, sql.Literal(_RUN_KEY))

@@ -206,7 +206,7 @@ def _unfinished_hint(
         return None
     kind, name, _, table = found
     if kind == "drop":
-        again = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+        again = f"DROP INDEX CONCURRENTLY IF EXISTS {left_invalid or name}"
         left = (
             "a DROP INDEX CONCURRENTLY that did not finish can leave its index behind "
             "INVALID (no query uses it, every write still updates it)"
@@ -2291,9 +2291,12 @@ class Runner:
         """A DROP INDEX CONCURRENTLY that stopped: its index, as the statement resolved
         it (the file's search_path is still the session's), INVALID now, or gone or
         valid (nothing left to finish)."""
+        # Named with its schema whatever the search_path: the hint is pasted elsewhere.
         query = sql.SQL(
-            "SELECT i.indisvalid, i.indexrelid::pg_catalog.regclass::text"
-            " FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass({})"
+            "SELECT i.indisvalid, pg_catalog.format('%I.%I', n.nspname, c.relname)"
+            " FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.indexrelid = pg_catalog.to_regclass({})"
         ).format(sql.Literal(found[1]))
         return self._invalid_left(found, query)
 
