@@ -289,8 +289,9 @@ def _unusual(
     return file, None
 
 
-def _is_file(entry: os.DirEntry[str]) -> bool:
-    """A regular file, or a link to one; a link that loops (ELOOP) is not."""
+def is_file(entry: os.DirEntry[str] | Path) -> bool:
+    """A regular file, or a link to one; a link that loops (ELOOP) is not, nor one in
+    a folder the user may list but not search (mode 444), which is reported apart."""
     try:
         return entry.is_file()
     except OSError:
@@ -321,7 +322,7 @@ def _scan(
         if kind == "up" or not shared:
             problems.append(folder_unreadable(base, exc))
         return found
-    names = sorted([e.name for e in sql_entries if _is_file(e)])
+    names = sorted([e.name for e in sql_entries if is_file(e)])
     prefix = base if base.endswith("/") else base + "/"  # str(Path) never ends in / but /
     up_scan = kind == "up"
     if len(names) < len(sql_entries) and (up_scan or not shared):  # rare: say so, once
@@ -329,7 +330,7 @@ def _scan(
             f"{prefix}{e.name}: not a regular file (a folder, or a link to nothing); "
             "remove or rename it"
             for e in sorted(sql_entries, key=lambda e: e.name)
-            if not _is_file(e)
+            if not is_file(e)
         )
     for name in names:
         path = prefix + name
@@ -372,19 +373,24 @@ def _scan(
     return found
 
 
+def not_a_folder(folder: Path) -> str | None:
+    """What is wrong with a migration folder that exists as something else: a file, or
+    a link to nothing (not an absent down folder, where every version is irreversible)."""
+    if folder.is_symlink() and not folder.exists():
+        return f"migration folder {folder} is a symbolic link to nothing (or a loop)"
+    if folder.exists() and not folder.is_dir():
+        return f"migration folder {folder} is a file, not a folder"
+    return None
+
+
 def check_folders(up_dir: Path, down_dir: Path) -> None:
     """The up folder must be a folder; a down folder may be absent (every version
     irreversible), but not a file. `--dir FILE` is named as the file it is."""
     for folder in (up_dir, down_dir, up_dir.parent, down_dir.parent):
-        if folder.is_symlink() and not folder.exists():
-            # Not an absent down folder (every version irreversible): a broken link.
+        problem = not_a_folder(folder)
+        if problem is not None:
             raise LayoutError(
-                f"migration folder {folder} is a symbolic link to nothing (or a loop)",
-                details=["point the link at a folder, or pass --dir/--up-dir/--down-dir"],
-            )
-        if folder.exists() and not folder.is_dir():
-            raise LayoutError(
-                f"migration folder {folder} is a file, not a folder",
+                problem,
                 details=["pass --dir DIR (DIR/up, DIR/down) or --up-dir/--down-dir"],
             )
     if not up_dir.is_dir():

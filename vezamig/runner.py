@@ -258,9 +258,12 @@ class _NoTxRun:
     retries: int = 0  # lock-timeout retries of the whole step, said as a step's are
 
     def retried(self) -> str:
-        """``after N lock-timeout retries``, as for a transactional step, or ''."""
-        n = self.retries
-        return f"after {n} lock-timeout {'retry' if n == 1 else 'retries'}" if n else ""
+        return _retried(self.retries)
+
+
+def _retried(n: int) -> str:
+    """What a step's result line and history row say of its lock-timeout retries."""
+    return f"after {n} lock-timeout {'retry' if n == 1 else 'retries'}" if n else ""
 
 
 def stop_code(stop: KeyboardInterrupt | SystemExit) -> int:
@@ -1264,11 +1267,7 @@ class Runner:
                     else self.tracker.unrecord_sql(step.version)
                 )
                 # started_at: now() is the start of the step's transaction (its BEGIN).
-                retried = (
-                    f"after {attempt} lock-timeout {'retry' if attempt == 1 else 'retries'}"
-                    if attempt
-                    else None
-                )
+                retried = _retried(attempt) or None
                 history = self._history(step, "ok", TRANSACTION_START, duration, retried)
                 body_start = len(prefix) + 2
                 # "\n;" ends a body whose last line is a -- comment, or lacks its semicolon.

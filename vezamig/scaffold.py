@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vezamig.errors import UsageError
-from vezamig.files import MAX_VERSION, folder_unreadable
+from vezamig.files import MAX_VERSION, folder_unreadable, not_a_folder
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION_RE = re.compile(r"^([0-9]+)_.*\.sql$")
@@ -80,10 +80,9 @@ def create(up_dir: Path, down_dir: Path, name: str, *, irreversible: bool = Fals
             "(e.g. add_tracks_storage_backend), without a trailing _up/_down"
         )
     for folder in (up_dir, down_dir):
-        if folder.is_symlink() and not folder.exists():
-            raise UsageError(f"migration folder {folder} is a symbolic link to nothing (or a loop)")
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"migration folder {folder} is a file, not a folder")
+        problem = not_a_folder(folder)
+        if problem is not None:
+            raise UsageError(problem)
     versions = _existing(up_dir) + _existing(down_dir)
     width = max((len(v) for v in versions), default=3)
     version = max((int(v) for v in versions), default=0) + 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vezamig.files import SqlFile, check_folders, collect, read_sql
+from vezamig.files import SqlFile, check_folders, collect, is_file, read_sql
 
 
 @dataclass
@@ -97,20 +97,11 @@ def _unpaired(up_dir: Path, down_dir: Path, checked: set[Path]) -> list[tuple[Pa
         except OSError:  # collect reported it
             continue
         for path in paths:
-            if path in checked or not path.name.endswith(".sql") or not _is_file(path):
+            if path in checked or not path.name.endswith(".sql") or not is_file(path):
                 continue
             kind = "down" if (shared and path.name.endswith("_down.sql")) else direction
             found.append((path, kind))
     return found
-
-
-def _is_file(path: Path) -> bool:
-    """A folder the user may list but not search (mode 444) cannot tell: collect has
-    reported its files already."""
-    try:
-        return path.is_file()
-    except OSError:
-        return False
 
 
 def verify_tree(up_dir: Path, down_dir: Path) -> VerifyReport:
